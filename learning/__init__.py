@@ -1,0 +1,1 @@
+"""Agents, training loops, distillation, storage and checkpoints (torch; never imports ROS)."""

@@ -1,0 +1,89 @@
+"""One registry from task names to factories: the only place that knows which suites exist.
+
+Suite modules register their task names at import time without importing their simulator (that happens in
+the factory), so listing tasks is cheap. Names look like `metaworld/door-open`, `dmc/cheetah-run-torso-3`,
+`kitchen/microwave`, `xarm/reach`; `names("metaworld/*")` globs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from polytask.sim.task import Task
+
+# Suite modules, imported on first use. A new suite is one module here and its register() calls.
+SUITE_MODULES: tuple[str, ...] = (
+    "polytask.sim.metaworld_suite",
+    "polytask.sim.dmc_suite",
+    "polytask.sim.kitchen_suite",
+    "polytask.sim.xarm_suite",
+)
+
+RENDER_QUALITIES = ("fast", "default")
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    suite: str
+    factory: Callable[..., Task]
+    description: str = ""
+
+
+_REGISTRY: dict[str, TaskEntry] = {}
+_loaded = False
+
+
+def register(name: str, factory: Callable[..., Task], description: str = "") -> None:
+    """Add a task. Called by suite modules at import; a duplicate name is a programming error."""
+    if name in _REGISTRY:
+        raise ValueError(f"task {name!r} registered twice")
+    suite = name.split("/", 1)[0]
+    _REGISTRY[name] = TaskEntry(name=name, suite=suite, factory=factory, description=description)
+
+
+def _load_suites() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in SUITE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:  # a suite still being written must not hide the others
+            if err.name != module:
+                raise
+
+
+def names(pattern: str = "*") -> list[str]:
+    """Registered task names matching a glob (`metaworld/*`), in registration order."""
+    _load_suites()
+    return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
+
+
+def entry(name: str) -> TaskEntry:
+    _load_suites()
+    if name not in _REGISTRY:
+        close = fnmatch.filter(_REGISTRY, f"*{name.split('/')[-1]}*")[:5]
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known suites: {sorted(suites())}"
+        raise KeyError(f"unknown task {name!r}{hint}")
+    return _REGISTRY[name]
+
+
+def suites() -> set[str]:
+    _load_suites()
+    return {e.suite for e in _REGISTRY.values()}
+
+
+def make(name: str, *, render: bool = True, quality: str = "fast", **options) -> Task:
+    """Create a task by name. `render=False` skips pixels (state-only, much faster on CPU).
+
+    `quality` picks render settings: "fast" (shadows/reflections off; the default for training on CPU) or
+    "default" (the simulator's own look).
+    """
+    if quality not in RENDER_QUALITIES:
+        raise ValueError(f"render quality {quality!r} unknown; expected one of {RENDER_QUALITIES}")
+    return entry(name).factory(render=render, quality=quality, **options)
