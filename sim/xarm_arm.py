@@ -102,13 +102,17 @@ class SimArm:
         mujoco.mj_getState(self.model, self.data, state, mujoco.mjtState.mjSTATE_PHYSICS)
         return state
 
-    def reset(self, seed: int | None = None, start: np.ndarray | None = None, gripper: float = -1.0) -> np.ndarray:
-        """Restore the home pose, then (optionally) move the end effector to `start` (metres, clamped to the
-        workspace). `seed` is accepted for symmetry with tasks; the arm itself has no randomness. Returns the
-        end-effector position."""
+    def reset(self, seed: int | None = None, start: np.ndarray | None = None, gripper: float = -1.0,
+              objects: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Restore the home pose, place free objects, then move the end effector to `start` (metres, clamped to
+        the workspace) and let everything settle. `objects` maps a free joint's name (push scene:
+        "object_joint0") to an xyz position (upright, at rest). `seed` is accepted for symmetry with tasks; the
+        arm itself has no randomness. Returns the end-effector position."""
         del seed
         mujoco.mj_setState(self.model, self.data, self._home_state, mujoco.mjtState.mjSTATE_PHYSICS)
         self.data.time = 0.0
+        for joint, pos in (objects or {}).items():
+            self.place_free_body(joint, pos)
         self._target = HOME.copy()
         self._gripper_cmd = float(np.clip(gripper, -1.0, 1.0))
         if start is not None:
@@ -142,6 +146,21 @@ class SimArm:
         self._apply_target()
         mujoco.mj_step(self.model, self.data, nstep=SUBSTEPS)
         return self.ee_position()
+
+    def place_free_body(self, joint: str, pos: np.ndarray) -> None:
+        """Put the body of a free joint at `pos` (metres), upright and at rest."""
+        if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, joint) < 0:
+            raise ValueError(f"SimArm: no joint {joint!r} in scene {self.scene!r}")
+        jnt = self.model.joint(joint)
+        if jnt.type[0] != mujoco.mjtJoint.mjJNT_FREE:
+            raise ValueError(f"SimArm: joint {joint!r} is not a free joint")
+        xyz = np.asarray(pos, dtype=np.float64).reshape(-1)
+        if xyz.shape != (3,) or not np.all(np.isfinite(xyz)):
+            raise ValueError(f"SimArm: position for {joint!r} must be 3 finite metres, got {xyz.tolist()}")
+        q, v = jnt.qposadr[0], jnt.dofadr[0]
+        self.data.qpos[q:q + 7] = [*xyz, 1.0, 0.0, 0.0, 0.0]
+        self.data.qvel[v:v + 6] = 0.0
+        mujoco.mj_forward(self.model, self.data)
 
     def _clamp(self, pos: np.ndarray) -> np.ndarray:
         return np.clip(pos, WORKSPACE_LOW, WORKSPACE_HIGH)

@@ -1,0 +1,246 @@
+"""xArm tasks in MuJoCo: the robot stand-in for the ROS graphs, behind the common task interface.
+
+Actions follow the authors' real-robot rule (Table IV: action repeat 1, n-step 1): a 4-D action in [-1, 1], the
+first three Δxyz scaled to at most 2.5 cm per step and the commanded position clipped to a workspace box, the
+fourth the gripper (-1 open, +1 closed). Pixels come from the fixed camera `camera0`; the state vector is
+
+    [ee xyz (3), gripper closure (1), achieved xyz (3), goal xyz (3)]   (10-D, metres from TABLE_CENTRE)
+
+where "achieved" is what must reach the goal: the end effector for reach, the block for push. One layout for
+every xArm task lets one state policy serve all of them. Goal placement (and the block's) is drawn at every
+reset from the seed, so demonstrations differ and behaviour cloning cannot degenerate into replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+from polytask.sim.registry import register
+from polytask.sim.task import Task, TaskSpec
+from polytask.sim.xarm_arm import CAMERA, HOME, TABLE_TOP_Z, WORKSPACE_HIGH, WORKSPACE_LOW, SimArm, action_to_delta
+
+HORIZON = 50
+STATE_DIM = 10
+ACTION_DIM = 4
+TABLE_CENTRE = np.array([1.655, 0.30, TABLE_TOP_Z])  # state coordinates are relative to this point
+BLOCK_HALF = 0.024  # push.xml's cube half-size
+
+REACH_SUCCESS_M = 0.03  # end effector within 3 cm of the target sphere
+PUSH_SUCCESS_M = 0.05  # block centre within 5 cm (in xy) of the goal disc's centre (the disc's radius is 4.75 cm)
+
+
+@dataclass(frozen=True)
+class XarmTaskDef:
+    name: str
+    task_id: int
+    scene: str
+    language: str
+
+
+TASKS = (
+    XarmTaskDef("reach", 0, "reach", "move the gripper to the red target"),
+    XarmTaskDef("push", 1, "push", "push the block onto the red target"),
+)
+
+
+class XarmTask(Task):
+    """Shared body of the xArm tasks: scaling/clamping of actions, the state layout, goal site, rendering."""
+
+    definition: XarmTaskDef
+
+    def __init__(self, render: bool = True, quality: str = "fast", camera: str = CAMERA) -> None:
+        d = self.definition
+        spec = TaskSpec(name=f"xarm/{d.name}", suite="xarm", task_id=d.task_id, state_dim=STATE_DIM,
+                        action_dim=ACTION_DIM, horizon=HORIZON, action_repeat=1, n_step=1, language=d.language)
+        super().__init__(spec, render=render)
+        self.arm = SimArm(d.scene, quality=quality)
+        self.camera = camera
+        if mujoco.mj_name2id(self.arm.model, mujoco.mjtObj.mjOBJ_CAMERA, camera) < 0:
+            raise ValueError(f"task {spec.name}: no camera {camera!r} in the xArm scene")
+        self._goal_site = self.arm.model.site("target0").id
+        self._rng = np.random.default_rng()
+        self.goal_pos = np.zeros(3)
+
+    # --- what subclasses define ----------------------------------------------------------------------
+    def _place(self, rng: np.random.Generator) -> np.ndarray:
+        """Place goal (and objects) for a new episode; return the end effector's start position."""
+        raise NotImplementedError
+
+    def achieved(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def distance(self) -> float:
+        raise NotImplementedError
+
+    # --- Task primitives -----------------------------------------------------------------------------
+    def _reset(self, seed: int | None) -> np.ndarray:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        start = self._place(self._rng)
+        self.arm.model.site_pos[self._goal_site] = self.goal_pos
+        self.arm.reset(start=start, gripper=self._start_gripper(), objects=self._objects())
+        return self._state()
+
+    def _start_gripper(self) -> float:
+        return -1.0
+
+    def _objects(self) -> dict[str, np.ndarray]:
+        """Free bodies to place (joint name -> xyz) before the arm settles at its start pose."""
+        return {}
+
+    def _step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.arm.move(action_to_delta(action), gripper=float(action[3]))
+        dist = self.distance()
+        success = dist < self.success_threshold
+        info = {"distance": dist, "ee": self.arm.ee_position()}
+        return self._state(), self._reward(dist), success, False, info
+
+    def _reward(self, dist: float) -> float:
+        return -dist
+
+    def _render(self) -> np.ndarray:
+        return self.arm.render(self.camera, self.spec.image_size)
+
+    def _state(self) -> np.ndarray:
+        return np.concatenate([self.arm.ee_position() - TABLE_CENTRE, [self.arm.gripper_closure()],
+                               self.achieved() - TABLE_CENTRE, self.goal_pos - TABLE_CENTRE]).astype(np.float32)
+
+    def close(self) -> None:
+        self.arm.close()
+
+    success_threshold = REACH_SUCCESS_M
+
+
+class XarmReach(XarmTask):
+    """Move the end effector to a target sphere drawn in the air above the table."""
+
+    definition = TASKS[0]
+    success_threshold = REACH_SUCCESS_M
+    TARGET_LOW = np.array([1.35, 0.10, 0.60])
+    TARGET_HIGH = np.array([1.70, 0.50, 0.80])
+
+    def __init__(self, render: bool = True, quality: str = "fast", camera: str = CAMERA) -> None:
+        super().__init__(render=render, quality=quality, camera=camera)
+        # reach.xml's target is a flat disc on the table; a sphere shows a target in the air.
+        self.arm.model.site_type[self._goal_site] = mujoco.mjtGeom.mjGEOM_SPHERE
+        self.arm.model.site_size[self._goal_site] = [0.02, 0.02, 0.02]
+
+    def _place(self, rng: np.random.Generator) -> np.ndarray:
+        start = HOME + rng.uniform(-0.05, 0.05, size=3)
+        while True:  # a target at least 10 cm away, so no episode starts solved
+            self.goal_pos = rng.uniform(self.TARGET_LOW, self.TARGET_HIGH)
+            if np.linalg.norm(self.goal_pos - start) > 0.10:
+                return start
+
+    def achieved(self) -> np.ndarray:
+        return self.arm.ee_position()
+
+    def distance(self) -> float:
+        return float(np.linalg.norm(self.arm.ee_position() - self.goal_pos))
+
+    def scripted_action(self, step: Any = None) -> np.ndarray:
+        """Straight to the target, full speed far away, proportional when within one step."""
+        delta = self.goal_pos - self.arm.ee_position()
+        return np.append(np.clip(delta / 0.025, -1.0, 1.0), -1.0).astype(np.float32)
+
+
+class XarmPush(XarmTask):
+    """Push a 4.8 cm block across the table onto a goal disc, with the gripper closed as a paddle."""
+
+    definition = TASKS[1]
+    success_threshold = PUSH_SUCCESS_M
+    BLOCK_LOW = np.array([1.42, 0.15])
+    BLOCK_HIGH = np.array([1.65, 0.45])
+    GOAL_LOW = np.array([1.36, 0.08])
+    GOAL_HIGH = np.array([1.72, 0.52])
+    PUSH_Z = 0.575  # grasp-site height while pushing: fingertips ~2.5 cm above the table, below the block top
+    TRAVEL_Z = 0.65  # height for moving over the block
+    BEHIND_M = 0.055  # pusher stand-off behind the block centre along the push direction
+    HOLD_M = 0.015  # the scripted pusher stops once the block is this close to the goal
+
+    def __init__(self, render: bool = True, quality: str = "fast", camera: str = CAMERA) -> None:
+        super().__init__(render=render, quality=quality, camera=camera)
+        self.arm.model.site_pos[self._goal_site][2] = TABLE_TOP_Z + 0.001
+
+    def _start_gripper(self) -> float:
+        return 1.0
+
+    def _place(self, rng: np.random.Generator) -> np.ndarray:
+        start = HOME + rng.uniform(-0.04, 0.04, size=3)
+        while True:
+            block = rng.uniform(self.BLOCK_LOW, self.BLOCK_HIGH)
+            angle = rng.uniform(-np.pi, np.pi)
+            goal = block + rng.uniform(0.10, 0.18) * np.array([np.cos(angle), np.sin(angle)])
+            behind = block - (goal - block) / np.linalg.norm(goal - block) * (self.BEHIND_M + 0.02)
+            if (np.all(goal >= self.GOAL_LOW) and np.all(goal <= self.GOAL_HIGH)
+                    and np.all(behind >= WORKSPACE_LOW[:2]) and np.all(behind <= WORKSPACE_HIGH[:2])
+                    and np.linalg.norm(block - start[:2]) > 0.06):
+                break
+        self.goal_pos = np.array([goal[0], goal[1], TABLE_TOP_Z + 0.001])
+        self._block_start = np.array([block[0], block[1], TABLE_TOP_Z + BLOCK_HALF])
+        return start
+
+    def _objects(self) -> dict[str, np.ndarray]:
+        return {"object_joint0": self._block_start}
+
+    def block_position(self) -> np.ndarray:
+        return self.arm.body_position("object")
+
+    def achieved(self) -> np.ndarray:
+        return self.block_position()
+
+    def distance(self) -> float:
+        return float(np.linalg.norm(self.block_position()[:2] - self.goal_pos[:2]))
+
+    def _reward(self, dist: float) -> float:
+        reach = np.linalg.norm(self.arm.ee_position()[:2] - self.block_position()[:2])
+        return -dist - 0.1 * float(reach)
+
+    def scripted_action(self, step: Any = None) -> np.ndarray:
+        """Get behind the block on the block->goal line (over the top if needed), descend, push along the line.
+
+        Closed loop on the block's current position, so a block that slides sideways is re-aimed each step.
+        """
+        ee = self.arm.ee_position()
+        block = self.block_position()[:2]
+        to_goal = self.goal_pos[:2] - block
+        dist = np.linalg.norm(to_goal)
+        u = to_goal / max(dist, 1e-6)
+        rel = ee[:2] - block
+        along = float(rel @ u)  # negative: behind the block
+        lateral = rel - along * u
+        behind = block - u * self.BEHIND_M
+        aligned = along < -0.02 and np.linalg.norm(lateral) < 0.015
+        low = ee[2] < self.PUSH_Z + 0.015
+        if dist < self.HOLD_M:  # on the goal: hold still rather than dither around it
+            target = ee
+        elif aligned and low:  # push: aim through the block, correcting sideways drift
+            remaining = min(dist, 0.025)
+            target_xy = behind + u * (remaining + 0.01)
+            target = np.array([*target_xy, self.PUSH_Z])
+        elif np.linalg.norm(ee[:2] - behind) < 0.012:  # above the stand-off point: go down
+            target = np.array([*behind, self.PUSH_Z])
+        elif ee[2] < self.TRAVEL_Z - 0.01 and np.linalg.norm(rel) < 0.09:  # beside the block: lift first
+            target = np.array([ee[0], ee[1], self.TRAVEL_Z])
+        else:  # travel over to the stand-off point
+            target = np.array([*behind, self.TRAVEL_Z])
+        delta = target - ee
+        return np.append(np.clip(delta / 0.025, -1.0, 1.0), 1.0).astype(np.float32)
+
+
+def _factory(cls: type[XarmTask]):
+    def make(render: bool = True, quality: str = "fast", **options: Any) -> XarmTask:
+        unknown = set(options) - {"camera"}
+        if unknown:
+            raise TypeError(f"task xarm/{cls.definition.name}: unknown option(s) {sorted(unknown)}; "
+                            f"expected only 'camera'")
+        return cls(render=render, quality=quality, **options)
+
+    return make
+
+
+for _cls in (XarmReach, XarmPush):
+    register(f"xarm/{_cls.definition.name}", _factory(_cls), _cls.__doc__.splitlines()[0])
