@@ -1,0 +1,207 @@
+"""Scripted experts for the six Franka Kitchen tasks: waypoints for the hand, followed by a Jacobian IK controller.
+
+Why this shape: FrankaKitchen-v1's action is a joint VELOCITY that the env turns into a position-actuator target
+`ctrl = q_observed + 2 * action * 0.08 s`. A zero action therefore lets the arm sag under gravity, and the
+heavily damped joints (damping 100, kp 870 on joints 1-4) move ~kp/damping * offset rad/s. The controller here:
+- damped-least-squares IK on the `end_effector` site (position and orientation error -> joint increment), with a
+  null-space pull towards the start posture so the elbow stays where it began;
+- gravity feed-forward: the actuator must push `qfrc_bias` to hold a pose, i.e. an offset `qfrc_bias / kp`;
+- an integral term on the Cartesian position error against what remains (contact forces, model error).
+It reads the simulator state (`task.model`, `task.data`), which a scripted expert may do; the policies that learn
+from its demos see only pixels or the 59-D observation.
+
+Each task is a list of `Waypoint`s relative to the element's site (read live, so a moving handle is followed);
+the expert moves to one, waits until the hand is within `tol` (or `max_steps` ran out), then moves to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ARM_DOF = 7
+CTRL_PER_ACTION = 2.0 * 0.08  # rad of position target per unit action (act_rng 2 x env dt 0.08 s)
+EE_SITE = "end_effector"
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    w1, x1, y1, z1 = a
+    w2, x2, y2, z2 = b
+    return np.array([w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2, w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+                     w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2, w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2])
+
+
+def _axis_angle_quat(axis: np.ndarray, angle: float) -> np.ndarray:
+    axis = np.asarray(axis, dtype=np.float64)
+    axis = axis / np.linalg.norm(axis)
+    return np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+
+
+class ArmIK:
+    """One control step of the hand towards a Cartesian pose, returned as a 9-D kitchen action."""
+
+    def __init__(self, model, data, *, damping: float = 0.05, pos_gain: float = 1.0, rot_gain: float = 0.6,
+                 integral_gain: float = 0.15, max_pos_step: float = 0.04, null_gain: float = 0.05) -> None:
+        import mujoco
+
+        self._mj = mujoco
+        self.model, self.data = model, data
+        self.site = model.site(EE_SITE).id
+        self.kp = np.asarray(model.actuator_gainprm[:ARM_DOF, 0], dtype=np.float64)
+        self.damping, self.pos_gain, self.rot_gain = damping, pos_gain, rot_gain
+        self.integral_gain, self.max_pos_step, self.null_gain = integral_gain, max_pos_step, null_gain
+        self.q_home = data.qpos[:ARM_DOF].copy()
+        self.integral = np.zeros(3)
+        self._jacp = np.zeros((3, model.nv))
+        self._jacr = np.zeros((3, model.nv))
+
+    def pos(self) -> np.ndarray:
+        return self.data.site_xpos[self.site].copy()
+
+    def quat(self) -> np.ndarray:
+        q = np.zeros(4)
+        self._mj.mju_mat2Quat(q, self.data.site_xmat[self.site])
+        return q
+
+    def reset_integral(self) -> None:
+        self.integral[:] = 0.0
+
+    def action(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: float) -> np.ndarray:
+        """Joint action towards (target_pos, target_quat); `gripper` in [-1 (close), 1 (open)]."""
+        mj, d = self._mj, self.data
+        err_p = np.asarray(target_pos, dtype=np.float64) - d.site_xpos[self.site]
+        dist = float(np.linalg.norm(err_p))
+        if dist > self.max_pos_step:
+            err_p = err_p * (self.max_pos_step / dist)
+        self.integral = np.clip(self.integral + self.integral_gain * err_p, -0.03, 0.03)
+        q_err = _quat_mul(np.asarray(target_quat, dtype=np.float64), self.quat() * np.array([1, -1, -1, -1]))
+        if q_err[0] < 0:
+            q_err = -q_err
+        err_r = np.zeros(3)
+        mj.mju_quat2Vel(err_r, q_err, 1.0)
+        err_r = np.clip(err_r, -0.3, 0.3)
+        mj.mj_jacSite(self.model, d, self._jacp, self._jacr, self.site)
+        jac = np.vstack([self._jacp[:, :ARM_DOF], self._jacr[:, :ARM_DOF]])
+        err = np.concatenate([self.pos_gain * err_p + self.integral, self.rot_gain * err_r])
+        jjt = jac @ jac.T + (self.damping**2) * np.eye(6)
+        dq = jac.T @ np.linalg.solve(jjt, err)
+        pinv = jac.T @ np.linalg.solve(jjt, np.eye(6))
+        q = d.qpos[:ARM_DOF]
+        dq = dq + (np.eye(ARM_DOF) - pinv @ jac) @ (self.null_gain * (self.q_home - q))
+        offset = dq + d.qfrc_bias[:ARM_DOF] / self.kp
+        act = np.zeros(9)
+        act[:ARM_DOF] = offset / CTRL_PER_ACTION
+        act[7:] = float(gripper)
+        return np.clip(act, -1.0, 1.0)
+
+
+@dataclass
+class Waypoint:
+    """A hand pose relative to an anchor site (world offsets), the gripper command, and when to move on.
+
+    `rot` is an extra rotation (axis, angle in rad) applied in the world frame to the start orientation of the
+    hand. `anchor` is a site name or None (offset is then absolute). `freeze` reads the anchor once, when the
+    waypoint starts, instead of following it live.
+    """
+
+    offset: tuple[float, float, float]
+    anchor: str | None = None
+    gripper: float = 1.0
+    tol: float = 0.015
+    max_steps: int = 40
+    min_steps: int = 0
+    rot: tuple[tuple[float, float, float], float] | None = None
+    freeze: bool = True
+    relative_to_hand: bool = False  # offset from the hand's position when the waypoint starts (anchor ignored)
+    done: Callable[[object], bool] | None = field(default=None, repr=False)
+
+
+class WaypointExpert:
+    """Follows waypoints with ArmIK; after the last one it holds that pose."""
+
+    def __init__(self, task, waypoints: list[Waypoint], ik: ArmIK | None = None) -> None:
+        self.task = task
+        self.ik = ik or ArmIK(task.model, task.data)
+        self.waypoints = waypoints
+        self.home_quat = self.ik.quat()
+        self.index = 0
+        self.steps_in = 0
+        self._anchor_pos: np.ndarray | None = None
+
+    def _target(self, wp: Waypoint) -> tuple[np.ndarray, np.ndarray]:
+        if wp.relative_to_hand:
+            if self._anchor_pos is None:
+                self._anchor_pos = self.ik.pos()
+            base = self._anchor_pos
+        elif wp.anchor is None:
+            base = np.zeros(3)
+        elif wp.freeze and self._anchor_pos is not None:
+            base = self._anchor_pos
+        else:
+            base = self.task.data.site_xpos[self.task.model.site(wp.anchor).id].copy()
+            if wp.freeze:
+                self._anchor_pos = base
+        quat = self.home_quat
+        if wp.rot is not None:
+            quat = _quat_mul(_axis_angle_quat(np.asarray(wp.rot[0]), wp.rot[1]), quat)
+        return base + np.asarray(wp.offset), quat
+
+    def act(self) -> np.ndarray:
+        wp = self.waypoints[self.index]
+        target, quat = self._target(wp)
+        reached = np.linalg.norm(target - self.ik.pos()) <= wp.tol
+        if wp.done is not None:
+            reached = reached or bool(wp.done(self.task))
+        if self.index < len(self.waypoints) - 1 and self.steps_in >= wp.min_steps and (
+                reached or self.steps_in >= wp.max_steps):
+            self.index += 1
+            self.steps_in = 0
+            self._anchor_pos = None
+            self.ik.reset_integral()
+            wp = self.waypoints[self.index]
+            target, quat = self._target(wp)
+        self.steps_in += 1
+        return self.ik.action(target, quat, wp.gripper).astype(np.float32)
+
+
+def _progress_at_least(fraction: float) -> Callable[[object], bool]:
+    """A waypoint end condition: the task's target joint covered `fraction` of its way to the goal."""
+    from polytask.sim.kitchen_suite import element_progress
+
+    return lambda task: element_progress(task.data.qpos, task.element) >= fraction
+
+
+def slide_cabinet(task) -> WaypointExpert:
+    """Put the fingers left of the handle and push it to the right (+x) past the goal."""
+    a = "slide_site"
+    return WaypointExpert(task, [
+        Waypoint((-0.07, -0.15, 0.0), a, gripper=-1.0),
+        Waypoint((-0.07, 0.0, 0.0), a, gripper=-1.0),
+        Waypoint((0.35, 0.0, 0.0), a, gripper=-1.0, max_steps=80),
+    ])
+
+
+def light_switch(task) -> WaypointExpert:
+    """Come in from the front right of the lever (between the knobs' rows) and sweep it to the left (-x)."""
+    a = "light_site"
+    return WaypointExpert(task, [
+        Waypoint((0.07, -0.15, 0.0), a, gripper=-1.0),
+        Waypoint((0.07, 0.0, 0.0), a, gripper=-1.0),
+        Waypoint((-0.12, -0.01, 0.0), a, gripper=-1.0, max_steps=60, done=_progress_at_least(1.0)),
+        Waypoint((0.0, -0.15, 0.0), None, gripper=-1.0, relative_to_hand=True),
+    ])
+
+
+EXPERTS: dict[str, Callable[[object], WaypointExpert]] = {
+    "slide cabinet": slide_cabinet,
+    "light switch": light_switch,
+}
+
+
+def make_expert(element: str, task) -> WaypointExpert:
+    """The scripted expert for one kitchen element, bound to a freshly reset KitchenTask."""
+    if element not in EXPERTS:
+        raise NotImplementedError(f"no scripted kitchen expert for element {element!r}; have {sorted(EXPERTS)}")
+    return EXPERTS[element](task)
