@@ -45,6 +45,10 @@ class EpisodeError(ValueError):
     """An episode (in memory or on disk) does not match the schema; the message names file and key."""
 
 
+class EpisodeWriteError(OSError):
+    """Writing an episode failed (disk full, file too large, permissions); nothing partial is left visible."""
+
+
 @dataclass
 class Episode:
     """One finished episode. See the module docstring for shapes."""
@@ -116,8 +120,8 @@ def _expect(where: str, key: str, arr: np.ndarray, dtype, shape: tuple, ndim: in
     if arr.dtype != dtype:
         raise EpisodeError(f"{where}: key {key!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
     if arr.ndim != ndim or any(e is not None and e != a for e, a in zip(shape, arr.shape, strict=False)):
-        want = tuple("*" if e is None else e for e in shape)
-        raise EpisodeError(f"{where}: key {key!r} has shape {arr.shape}, expected {want}")
+        want = ", ".join("*" if e is None else str(e) for e in shape)
+        raise EpisodeError(f"{where}: key {key!r} has shape {arr.shape}, expected ({want})")
 
 
 def _slug(task: str) -> str:
@@ -137,11 +141,14 @@ def save_episode(episode: Episode, path: Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError):
+            raise EpisodeWriteError(f"{path}: could not write episode ({err.strerror or err}); "
+                                    "episodes already in the store are intact") from err
         raise
     _fsync_dir(folder)
 
