@@ -1,0 +1,10 @@
+"""`ros2 launch polytask train_task.launch.py [arg:=value ...]`: the graph described in polytask.launch.graphs.
+
+`polytask launch train_task` starts the same nodes with the same parameters where the ros2 CLI is not installed.
+"""
+
+from polytask.launch.graphs import launch_description
+
+
+def generate_launch_description():
+    return launch_description("train_task")

@@ -1,0 +1,204 @@
+"""Sim bridge: any registry task exposed as a robot, on the same topics and services as the xArm driver.
+
+Why: the policy server, teleop recorder, online trainer and monitor should not know whether the arm is real.
+This node owns one `Task` and speaks the robot's contract (polytask.ros.topics): it publishes the camera frame
+(`camera/image_raw`, rgb8) at `rate`, takes `robot/action` commands, and serves `robot/reset` and `robot/estop`;
+on top of the xArm path it publishes `robot/reward`, `robot/success` and the task's state vector
+(`robot/task_state`, for state-conditioned policies).
+
+Stepping rule: each received command is applied once, at the next tick (a simulator should not repeat a command
+the way a servo loop does, or a slow learner would get many steps per decision). A command older than
+`command_timeout_s` is never applied, and when none has arrived for that long the bridge reports `stale` and the
+arm holds: that is the watchdog that stops the arm when its commander dies. NaN/inf or wrong-length commands are
+refused and counted; the arm holds. Frames keep streaming while the arm holds, so a restarted commander rejoins.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from polytask.ros import topics
+from polytask.ros.image_conversion import numpy_to_image
+from polytask.ros.node_base import Param, declare_params, json_string, run_node
+from rclpy.node import Node
+
+TASK_STATE_TOPIC = "robot/task_state"  # std_msgs/Float32MultiArray, QoS "state": the task's state vector
+
+PARAMS = (
+    Param("task", "xarm/reach", "registry task to expose (e.g. metaworld/button-press, xarm/reach)"),
+    Param("rate", 30.0, "tick rate in Hz: camera frames are published and one pending command applied per tick",
+          min=0.5, max=240.0),
+    Param("seed", 0, "seed of the first episode (later episodes use seed+1, seed+2, ...)", min=0),
+    Param("quality", "fast", "render quality", choices=("fast", "default")),
+    Param("command_timeout_s", 0.5, "watchdog: no command for this long -> stale, the arm holds", min=0.01),
+    Param("auto_reset", True, "start a new episode when one ends"),
+    Param("frame_id", "camera", "frame_id of the camera images"),
+    Param("world_frame", "world", "frame_id of the end-effector pose"),
+    Param("status_period_s", 1.0, "period of the status heartbeat", min=0.05),
+)
+
+
+class SimBridge(Node):
+    def __init__(self) -> None:
+        super().__init__("sim_bridge")
+        self.p = declare_params(self, PARAMS)
+        from polytask.sim import registry
+        from std_msgs.msg import Bool, Float32, Float32MultiArray
+
+        self._Float32, self._Bool, self._F32Array = Float32, Bool, Float32MultiArray
+        try:
+            registry.entry(self.p.task)
+        except KeyError as err:
+            from polytask.ros.node_base import ParamError
+
+            raise ParamError(f"node 'sim_bridge': parameter 'task' = {self.p.task!r}: {err.args[0]}") from err
+        self.task = registry.make(self.p.task, render=True, quality=self.p.quality)
+        self.spec = self.task.spec
+
+        self.pub_image = topics.publisher(self, "image")
+        self.pub_pose = topics.publisher(self, "ee_pose")
+        self.pub_status = topics.publisher(self, "robot_status")
+        self.pub_reward = topics.publisher(self, "reward")
+        self.pub_success = topics.publisher(self, "success")
+        self.pub_state = self.create_publisher(Float32MultiArray, TASK_STATE_TOPIC, topics.qos_profile("state"))
+        self.sub_action = topics.subscription(self, "action", self._on_action)
+        self.srv_reset = topics.service_server(self, "reset", self._on_reset)
+        self.srv_estop = topics.service_server(self, "estop", self._on_estop)
+
+        self.mode = "ready"  # ready (no command yet) / running / stale / estop / error
+        self.pending: tuple[float, np.ndarray] | None = None
+        self.last_command_t: float | None = None
+        self.counters = {"steps": 0, "episodes": 0, "successes": 0, "refused": 0, "applied": 0, "frames": 0}
+        self.last_error = ""
+        self.episode_seed = int(self.p.seed)
+        self._new_episode()
+        self.timer = self.create_timer(1.0 / self.p.rate, self._tick)
+        self.status_timer = self.create_timer(self.p.status_period_s, self._publish_status)
+        self.get_logger().info(f"bridging {self.spec.name} at {self.p.rate:.1f} Hz "
+                               f"(action {self.spec.action_dim}-D, state {self.spec.state_dim}-D)")
+
+    # --- commands -------------------------------------------------------------------------------------------------
+    def _on_action(self, msg) -> None:
+        from polytask.sim.task import validate_action
+
+        try:
+            action = validate_action(np.asarray(msg.data, dtype=np.float64), self.spec)
+        except ValueError as err:
+            self.counters["refused"] += 1
+            self.last_error = str(err)
+            self.get_logger().warning(f"refused command: {err}", throttle_duration_sec=2.0)
+            return
+        now = time.monotonic()
+        self.last_command_t = now
+        if self.mode != "estop":
+            self.pending = (now, action)
+
+    def _on_reset(self, _req, resp):
+        self._new_episode()
+        self.mode = "ready"
+        self.pending = None
+        resp.success, resp.message = True, f"reset {self.spec.name}, episode {self.counters['episodes']}"
+        self._publish_status()
+        return resp
+
+    def _on_estop(self, _req, resp):
+        self.mode = "estop"
+        self.pending = None
+        resp.success, resp.message = True, "e-stop: commands refused until robot/reset"
+        self._publish_status()
+        return resp
+
+    # --- the loop ---------------------------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = time.monotonic()
+        previous = self.mode
+        if self.mode not in ("estop", "error"):
+            fresh = self.pending is not None and now - self.pending[0] <= self.p.command_timeout_s
+            if fresh:
+                self._apply(self.pending[1])
+                self.mode = "running"
+            elif self.last_command_t is not None and now - self.last_command_t > self.p.command_timeout_s:
+                self.mode = "stale"  # watchdog: the commander went silent; the arm holds
+            self.pending = None
+        self._publish_frame()
+        if self.mode != previous:
+            self.get_logger().info(f"state {previous} -> {self.mode}")
+            self._publish_status()
+
+    def _apply(self, action: np.ndarray) -> None:
+        try:
+            step = self.task.step(action)
+        except Exception as err:  # a simulator failure must be visible, not kill the node
+            self.mode = "error"
+            self.last_error = f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"task step failed: {self.last_error}")
+            return
+        self.step = step
+        self.counters["steps"] += 1
+        self.counters["applied"] += 1
+        self._publish_step(step)
+        if step.done:
+            self.counters["successes"] += int(self.task.episode_success())
+            if self.p.auto_reset:
+                self._new_episode()
+
+    def _new_episode(self) -> None:
+        self.step = self.task.reset(seed=self.episode_seed)
+        self.episode_seed += 1
+        self.counters["episodes"] += 1
+        self._publish_step(self.step, with_reward=False)
+
+    # --- publishing -------------------------------------------------------------------------------------------------
+    def _publish_step(self, step, with_reward: bool = True) -> None:
+        msg = self._F32Array()
+        msg.data = np.asarray(step.state, dtype=np.float32).tolist()
+        self.pub_state.publish(msg)
+        if with_reward:
+            self.pub_reward.publish(self._Float32(data=float(step.reward)))
+            self.pub_success.publish(self._Bool(data=bool(step.success)))
+        ee = step.info.get("ee") if isinstance(step.info, dict) else None
+        if ee is None:
+            ee = getattr(getattr(self.task, "arm", None), "ee_position", lambda: None)()
+        if ee is not None:
+            from geometry_msgs.msg import PoseStamped
+
+            pose = PoseStamped()
+            pose.header.stamp = self.get_clock().now().to_msg()
+            pose.header.frame_id = self.p.world_frame
+            pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (float(v) for v in ee[:3])
+            pose.pose.orientation.w = 1.0
+            self.pub_pose.publish(pose)
+        self._frame = step.pixels
+        self._frame_stamp = self.get_clock().now().to_msg()
+
+    def _publish_frame(self) -> None:
+        if self._frame is None:
+            return
+        self.pub_image.publish(numpy_to_image(np.ascontiguousarray(self._frame), "rgb8", frame_id=self.p.frame_id,
+                                              stamp=self._frame_stamp))
+        self.counters["frames"] += 1
+
+    def status(self) -> dict[str, Any]:
+        goal = getattr(self.task, "goal_pos", None)
+        return {"state": self.mode, "task": self.spec.name, "backend": "sim_bridge", "t": self.task.t,
+                "episode": self.counters["episodes"], **self.counters, "last_error": self.last_error,
+                "target": None if goal is None else [float(v) for v in np.asarray(goal).reshape(-1)[:3]],
+                "action_dim": self.spec.action_dim, "state_dim": self.spec.state_dim}
+
+    def _publish_status(self) -> None:
+        self.pub_status.publish(json_string(self.status()))
+
+    def close(self) -> None:
+        self.mode = "stopped"
+        self._publish_status()
+        self.task.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(SimBridge, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
