@@ -26,7 +26,8 @@ def from_dict(cls: type[T], data: Any, where: str = "<config>", prefix: str = ""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: key {prefix or '<root>'!r} must be a mapping, got {type(data).__name__}")
+        key = prefix.rstrip(".") or "<root>"
+        raise ConfigError(f"{where}: key {key!r} must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
