@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from polytask.sim.task import Task
+
+log = logging.getLogger(__name__)
 
 # Suite modules, imported on first use. A new suite is one module here and its register() calls.
 SUITE_MODULES: tuple[str, ...] = (
@@ -34,6 +37,7 @@ class TaskEntry:
 
 
 _REGISTRY: dict[str, TaskEntry] = {}
+_FAILED: dict[str, str] = {}
 _loaded = False
 
 
@@ -53,9 +57,15 @@ def _load_suites() -> None:
     for module in SUITE_MODULES:
         try:
             importlib.import_module(module)
-        except ModuleNotFoundError as err:  # a suite still being written must not hide the others
-            if err.name != module:
-                raise
+        except Exception as err:  # one broken suite (e.g. its simulator missing) must not hide the others
+            _FAILED[module] = f"{type(err).__name__}: {err}"
+            log.warning("task suite %s unavailable: %s", module, _FAILED[module])
+
+
+def failed_suites() -> dict[str, str]:
+    """Suite modules that could not be imported, with the reason (shown by `polytask tasks`)."""
+    _load_suites()
+    return dict(_FAILED)
 
 
 def names(pattern: str = "*") -> list[str]:
