@@ -136,6 +136,7 @@ def save_episode(episode: Episode, path: Path) -> None:
     folder = path.parent
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; episodes are shared data, readable by the team
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **arrays)
             fh.flush()

@@ -13,6 +13,7 @@ import numpy as np
 def _atomic_target(path: Path) -> tuple[str, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    os.fchmod(fd, 0o644)
     os.close(fd)
     return tmp, path
 
