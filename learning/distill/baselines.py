@@ -1,0 +1,96 @@
+"""The paper's baselines in one registry, each next to PolyTask on the same data, student and evaluation.
+
+- GCBC: goal-conditioned behaviour cloning on the demos alone (the same student network, MSE on demo actions).
+  It is distillation whose "teacher" is the recorded demo action, so it reuses the distillation loop.
+- PolyTask-PCGrad: distillation with PCGrad gradient surgery across tasks.
+- Fine-tuning (lifelong): the student trained on each new task's data only, one task after another.
+- MTRL, MTRL-Demo, Distral, MTRL-PCGrad (multi-task RL) and Progressive Nets (lifelong RL) train with RL in the
+  environment; they need the expert agent (learning/agent.py) and are listed here, not yet runnable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from polytask.learning.distill.data import TaskData
+from polytask.learning.distill.distill import Distiller, DistillResult, distill
+from polytask.learning.distill_config import DistillConfig
+from polytask.learning.episodes import EpisodeStore
+
+
+@dataclass(frozen=True)
+class Baseline:
+    name: str
+    kind: str  # "multitask" | "lifelong"
+    description: str
+    runner: Callable[..., Any] | None = None
+    missing: str = ""  # why it cannot run yet (empty when runnable)
+
+    @property
+    def available(self) -> bool:
+        return self.runner is not None
+
+
+def demo_datasets(store: EpisodeStore, tasks: Sequence[str], demos_per_task: int = 1) -> dict[str, TaskData]:
+    """The first `demos_per_task` successful demos of each task as (state, demo action) rows for GCBC."""
+    out = {}
+    for task in tasks:
+        eps = [ep for _, ep in store.iter_episodes(task) if ep.episode_success][:demos_per_task]
+        if len(eps) < demos_per_task:
+            raise ValueError(f"demo store {store.root}: {len(eps)} successful demos of {task!r}, "
+                             f"need {demos_per_task}")
+        out[task] = TaskData(task=task, task_id=eps[0].task_id,
+                             states=np.concatenate([ep.state[:-1] for ep in eps]),
+                             actions=np.concatenate([ep.action for ep in eps]), episodes=len(eps),
+                             goal_pixels=eps[-1].goal_pixels)
+    return out
+
+
+def gcbc(demos: Mapping[str, TaskData], goals: Mapping[str, np.ndarray], cfg: DistillConfig,
+         run_dir: str | Path | None = None, steps: int | None = None,
+         progress: bool = False) -> tuple[Distiller, DistillResult]:
+    """GCBC: the student regresses the demo actions (task sampled uniformly, then a batch of its demo rows)."""
+    return distill(list(demos.values()), goals, cfg, run_dir=run_dir, steps=steps, progress=progress,
+                   header_extra={"method": "gcbc"})
+
+
+def polytask_pcgrad(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: DistillConfig,
+                    run_dir: str | Path | None = None, steps: int | None = None,
+                    progress: bool = False) -> tuple[Distiller, DistillResult]:
+    return distill(datasets, goals, replace(cfg, pcgrad=True), run_dir=run_dir, steps=steps, progress=progress,
+                   header_extra={"method": "polytask-pcgrad"})
+
+
+def _finetune(*args: Any, **kwargs: Any) -> Any:
+    from polytask.learning.distill.lifelong import add_task
+
+    return add_task(*args, method="finetune", **kwargs)
+
+
+_RL = "multi-task RL in the environment: needs the expert agent (learning/agent.py), not wired up yet"
+
+BASELINES: dict[str, Baseline] = {b.name: b for b in (
+    Baseline("gcbc", "multitask", "goal-conditioned BC on the demos", gcbc),
+    Baseline("polytask-pcgrad", "multitask", "distillation with PCGrad", polytask_pcgrad),
+    Baseline("finetune", "lifelong", "sequential fine-tuning on each new task's data only", _finetune),
+    Baseline("mtrl", "multitask", "multi-task DrQ-v2", missing=_RL),
+    Baseline("mtrl-demo", "multitask", "multi-task DrQ-v2 with demos (Eq. 1)", missing=_RL),
+    Baseline("distral", "multitask", "Distral: distilled centroid policy + per-task KL", missing=_RL),
+    Baseline("mtrl-pcgrad", "multitask", "multi-task DrQ-v2 with PCGrad", missing=_RL),
+    Baseline("progressive", "lifelong", "progressive nets with the BC regulariser (grows a column per task)",
+             missing="lifelong RL with a new column per task; not implemented"),
+)}
+
+
+def get(name: str) -> Baseline:
+    if name not in BASELINES:
+        raise KeyError(f"baseline {name!r} unknown; known: {', '.join(BASELINES)}")
+    b = BASELINES[name]
+    if not b.available:
+        raise NotImplementedError(f"baseline {name!r} is not runnable yet: {b.missing}")
+    return b

@@ -1,0 +1,195 @@
+"""Relabelled stores -> training batches, two ways that give the same samples' distribution.
+
+- `MemorySampler`: every task's (state, expert action) rows as tensors in memory; a batch is one `randint`
+  index. The fast path for state students (16 tasks x 30000 transitions x 39 floats is ~75 MB).
+- `StoreSampler`: batches read from the episode files while training (a background thread loads random episodes
+  of the task and cuts a batch from them), for stores larger than memory. bench/bench_distill.py compares the two.
+
+Both sample the task first (uniformly, Algorithm 2) and then a batch of that task's rows.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from polytask.learning.distill.relabel import select_recent
+from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore, load_episode
+
+
+@dataclass
+class TaskData:
+    """All relabelled rows of one task. Pixel rows index frames through `stack_idx` (frame stack in an episode)."""
+
+    task: str
+    task_id: int
+    states: np.ndarray  # float32 (N, state_dim)
+    actions: np.ndarray  # float32 (N, action_dim), the teacher's
+    episodes: int
+    frames: np.ndarray | None = None  # uint8 (N, H, W, 3) when pixels are kept
+    stack_idx: np.ndarray | None = None  # int64 (N, frame_stack): rows of `frames` forming each observation
+    goal_pixels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.states.shape[0])
+
+
+def _stack_indices(length: int, offset: int, frame_stack: int) -> np.ndarray:
+    t = np.arange(length)[:, None] + np.arange(-frame_stack + 1, 1)[None, :]
+    return offset + np.clip(t, 0, None)
+
+
+def episode_rows(ep: Episode, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if ep.expert_action is None:
+        raise EpisodeError(f"{where}: episode has no 'expert_action'; relabel the store first")
+    return ep.state, ep.expert_action
+
+
+def load_task(store_root: str | Path, task: str, cap: int = 30000, pixels: bool = False,
+              frame_stack: int = 3) -> TaskData:
+    """Load the most recent `cap` relabelled transitions of `task` (every state of each episode is a row)."""
+    store = EpisodeStore(store_root, create=False)
+    found = [(p, ep) for p, ep in store.iter_episodes(task)]
+    if not found:
+        raise ValueError(f"relabelled store {store_root}: no episodes of task {task!r}")
+    keep = {p for p, _ in select_recent([(p, len(ep)) for p, ep in found], cap)}
+    states, actions, frames, stacks = [], [], [], []
+    goal = None
+    offset = 0
+    task_id = found[0][1].task_id
+    for path, ep in found:
+        if path not in keep:
+            continue
+        s, a = episode_rows(ep, str(path))
+        states.append(s)
+        actions.append(a)
+        if ep.goal_pixels is not None:
+            goal = ep.goal_pixels
+        if pixels:
+            if ep.pixels is None:
+                raise EpisodeError(f"{path}: pixel student needs 'pixels' in the relabelled store")
+            frames.append(ep.pixels)
+            stacks.append(_stack_indices(ep.pixels.shape[0], offset, frame_stack))
+            offset += ep.pixels.shape[0]
+    return TaskData(task=task, task_id=task_id, states=np.concatenate(states), actions=np.concatenate(actions),
+                    episodes=len(keep), frames=np.concatenate(frames) if pixels else None,
+                    stack_idx=np.concatenate(stacks) if pixels else None, goal_pixels=goal)
+
+
+def normalizer(datasets: Sequence[TaskData]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the states of all tasks, each task weighted equally (tasks are sampled uniformly)."""
+    means = np.stack([d.states.mean(0) for d in datasets])
+    sq = np.stack([(d.states.astype(np.float64) ** 2).mean(0) for d in datasets])
+    mean = means.mean(0)
+    var = np.maximum(sq.mean(0) - mean**2, 0.0)
+    return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+
+class MemorySampler:
+    """Batches from tensors in memory: task index -> (obs, expert action)."""
+
+    def __init__(self, datasets: Sequence[TaskData], device: str = "cpu") -> None:
+        if not datasets:
+            raise ValueError("MemorySampler needs at least one task's data")
+        self.datasets = list(datasets)
+        self.tasks = [d.task for d in self.datasets]
+        self.device = device
+        self._states = [torch.from_numpy(d.states).to(device) for d in self.datasets]
+        self._actions = [torch.from_numpy(d.actions).to(device) for d in self.datasets]
+        self._frames = [torch.from_numpy(d.frames).to(device) if d.frames is not None else None
+                        for d in self.datasets]
+        self._stack = [torch.from_numpy(d.stack_idx).to(device) if d.stack_idx is not None else None
+                       for d in self.datasets]
+
+    def sample(self, k: int, batch: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        n = self._states[k].shape[0]
+        idx = torch.randint(n, (batch,), generator=generator, device="cpu").to(self.device)
+        if self._frames[k] is not None:
+            rows = self._stack[k][idx]  # (B, fs)
+            frames = self._frames[k][rows]  # (B, fs, H, W, 3)
+            b, fs, h, w, c = frames.shape
+            obs = frames.permute(0, 1, 4, 2, 3).reshape(b, fs * c, h, w)
+        else:
+            obs = self._states[k][idx]
+        return obs, self._actions[k][idx]
+
+    def close(self) -> None:
+        pass
+
+
+class StoreSampler:
+    """Batches read from the episode files during training.
+
+    A background thread keeps a queue of ready batches per task: for each batch it loads `episodes_per_batch`
+    random episode files of the task (decompress + validate) and draws rows uniformly from them. Nothing is kept
+    between batches, so memory stays flat however large the stores are.
+    """
+
+    def __init__(self, store_roots: dict[str, str | Path], batch: int, episodes_per_batch: int = 8,
+                 prefetch: int = 4, seed: int = 0, cap: int = 30000) -> None:
+        self.tasks = list(store_roots)
+        self.batch = batch
+        self.episodes_per_batch = episodes_per_batch
+        self._paths: list[list[Path]] = []
+        for task, root in store_roots.items():
+            store = EpisodeStore(root, create=False)
+            paths = [p for p in store.paths()]
+            lengths = [(p, int(p.stem.rsplit("_", 1)[-1])) for p in paths]
+            chosen = [p for p, _ in select_recent(lengths, cap)] if lengths else []
+            if not chosen:
+                raise ValueError(f"relabelled store {root}: no episodes for task {task!r}")
+            self._paths.append(chosen)
+        self._queues = [queue.Queue(maxsize=prefetch) for _ in self.tasks]
+        self._rng = np.random.default_rng(seed)
+        self._stop = threading.Event()
+        self._want: queue.Queue[int] = queue.Queue()
+        for k in range(len(self.tasks)):
+            for _ in range(prefetch):
+                self._want.put(k)
+        self._thread = threading.Thread(target=self._worker, daemon=True)
+        self._thread.start()
+
+    def _make_batch(self, k: int) -> tuple[Tensor, Tensor]:
+        paths = self._paths[k]
+        picks = self._rng.integers(len(paths), size=self.episodes_per_batch)
+        states, actions = [], []
+        for i in picks:
+            ep = load_episode(paths[i])
+            s, a = episode_rows(ep, str(paths[i]))
+            states.append(s)
+            actions.append(a)
+        s = np.concatenate(states)
+        a = np.concatenate(actions)
+        rows = self._rng.integers(s.shape[0], size=self.batch)
+        return torch.from_numpy(s[rows]), torch.from_numpy(a[rows])
+
+    def _worker(self) -> None:
+        while not self._stop.is_set():
+            try:
+                k = self._want.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                self._queues[k].put(self._make_batch(k))
+            except Exception as err:  # surface the error to the trainer instead of hanging it
+                self._queues[k].put(err)
+
+    def sample(self, k: int, batch: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        if batch != self.batch:
+            raise ValueError(f"StoreSampler was built for batch {self.batch}, asked for {batch}")
+        item = self._queues[k].get()
+        self._want.put(k)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)

@@ -1,0 +1,309 @@
+"""Behaviour distillation (Eq. 2, Algorithm 2): one student regresses every teacher's actions on its own data.
+
+Each gradient step samples ONE task uniformly, then a batch of that task's relabelled (state, teacher action)
+rows, and minimises the squared error between the student's action and the teacher's. With `pcgrad`, a step
+takes several tasks, each with its own batch, and projects away the conflicting parts of their gradients
+(PolyTask-PCGrad). The learning rate may follow a cosine schedule computed from the step number alone, so a
+resumed run continues exactly where the schedule was.
+
+Resumable: every `checkpoint_every` steps the student, the Adam moments, the RNG states and the step go to
+`<run>/distill_state.safetensors` (atomic). A run killed with SIGKILL and started again with the same arguments
+continues from that step; the relabelled stores are read-only inputs and stay intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from polytask.learning.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_module,
+    load_optimizer,
+    optimizer_tensors,
+    restore_rng,
+    rng_tensors,
+)
+from polytask.learning.distill.data import MemorySampler, TaskData
+from polytask.learning.distill.student import StudentNet, StudentSpec, goal_tensor, save_student, student_tensors
+from polytask.learning.distill_config import DistillConfig
+
+log = logging.getLogger(__name__)
+STATE_FILE = "distill_state.safetensors"
+STUDENT_FILE = "student.safetensors"
+
+
+def student_spec(cfg: DistillConfig, obs_dim: int, action_dim: int, goal_dim: int) -> StudentSpec:
+    s = cfg.student
+    return StudentSpec(obs=cfg.obs, obs_dim=obs_dim, action_dim=action_dim, goal=cfg.goal,
+                       goal_dim=goal_dim if cfg.goal != "image" else 0, hidden=s.hidden, layers=s.layers,
+                       feature_dim=s.feature_dim, frame_stack=s.frame_stack, normalize_obs=s.normalize_obs)
+
+
+def lr_at(cfg: DistillConfig, step: int, total: int) -> float:
+    """Learning rate at `step` of a run of `total` steps (constant, or linear warm-up then cosine to a floor)."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    span = max(1, total - cfg.warmup_steps)
+    progress = min(1.0, max(0.0, (step - cfg.warmup_steps) / span))
+    floor = cfg.min_lr_ratio
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def pcgrad_combine(grads: list[torch.Tensor], rng: np.random.Generator) -> torch.Tensor:
+    """PCGrad (Yu et al. 2020): project each task gradient off every other one it conflicts with, then average."""
+    projected = []
+    for i, g in enumerate(grads):
+        g = g.clone()
+        order = [j for j in rng.permutation(len(grads)) if j != i]
+        for j in order:
+            dot = torch.dot(g, grads[j])
+            if dot < 0:
+                g -= dot / (grads[j].pow(2).sum() + 1e-12) * grads[j]
+        projected.append(g)
+    return torch.stack(projected).mean(0)
+
+
+@dataclass
+class DistillResult:
+    step: int
+    final_loss: float
+    seconds: float
+    samples_per_s: float
+    resumed_from: int
+
+
+class Distiller:
+    """Owns the optimisation of one student on a fixed set of tasks (their samplers and goals)."""
+
+    def __init__(self, student: StudentNet, goals: Mapping[str, np.ndarray], sampler: Any, tasks: Sequence[str],
+                 cfg: DistillConfig, run_dir: str | Path | None = None, header_extra: Mapping[str, Any] | None = None):
+        missing = [t for t in tasks if t not in goals]
+        if missing:
+            raise ValueError(f"distill: no goal for tasks {missing}")
+        self.student = student.to(cfg.device)
+        self.goals = dict(goals)
+        self.sampler = sampler
+        self.tasks = list(tasks)
+        if list(getattr(sampler, "tasks", self.tasks)) != self.tasks:
+            raise ValueError(f"distill: sampler tasks {sampler.tasks} differ from {self.tasks}")
+        self.cfg = cfg
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.header_extra = dict(header_extra or {})
+        self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.goal_t = [goal_tensor(self.goals[t], student.spec.goal).to(cfg.device) for t in self.tasks]
+        self.step = 0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.history: list[dict[str, float]] = []
+
+    # --- resume ----------------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path | None:
+        return self.run_dir / STATE_FILE if self.run_dir is not None else None
+
+    def save_state(self) -> None:
+        if self.state_path is None:
+            return
+        opt_t, opt_meta = optimizer_tensors("opt", self.opt)
+        rng_t, rng_meta = rng_tensors(self.rng)
+        extra_t = {**opt_t, **rng_t, "rng/generator": self.gen.get_state()}
+        save_student(self.state_path, self.student, self.goals, self.tasks, self.step,
+                     extra={"optimizer": opt_meta, "rng": rng_meta, "config": asdict(self.cfg),
+                            "history": self.history[-200:], **self.header_extra}, extra_tensors=extra_t)
+
+    def try_resume(self) -> int:
+        """Continue from `<run>/distill_state.safetensors` when present; returns the step resumed from (0 if none)."""
+        path = self.state_path
+        if path is None or not path.exists():
+            return 0
+        tensors, header = load_checkpoint(path, expect={"kind": "student", "student": self.student.spec.to_dict(),
+                                                        "tasks": self.tasks})
+        load_module(self.student, tensors, "student", str(path))
+        load_optimizer(self.opt, tensors, header["optimizer"], "opt", str(path))
+        restore_rng(tensors, header.get("rng", {}), self.rng)
+        if "rng/generator" in tensors:
+            self.gen.set_state(tensors["rng/generator"])
+        self.step = int(header["step"])
+        self.history = list(header.get("history", []))
+        log.info("resumed distillation from %s at step %d", path, self.step)
+        return self.step
+
+    # --- training --------------------------------------------------------------------------------------
+    def _loss(self, k: int) -> torch.Tensor:
+        obs, target = self.sampler.sample(k, self.cfg.batch_size, self.gen)
+        obs = obs.to(self.cfg.device)
+        pred = self.student(obs, self.goal_t[k])
+        return (pred - target.to(self.cfg.device)).pow(2).sum(-1).mean()
+
+    def train_step(self, total: int) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.cfg, self.step, total)
+        self.opt.zero_grad(set_to_none=True)
+        if self.cfg.pcgrad and len(self.tasks) > 1:
+            ks = self.rng.choice(len(self.tasks), size=min(self.cfg.pcgrad_tasks, len(self.tasks)), replace=False)
+            params = [p for p in self.student.parameters() if p.requires_grad]
+            grads, losses = [], []
+            for k in ks:
+                loss = self._loss(int(k))
+                g = torch.autograd.grad(loss, params, allow_unused=True)
+                grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                        for x, p in zip(g, params, strict=True)]))
+                losses.append(float(loss))
+            flat = pcgrad_combine(grads, self.rng)
+            offset = 0
+            for p in params:
+                n = p.numel()
+                p.grad = flat[offset:offset + n].view_as(p).clone()
+                offset += n
+            value = float(np.mean(losses))
+        else:
+            k = int(self.rng.integers(len(self.tasks)))
+            loss = self._loss(k)
+            loss.backward()
+            value = loss.item()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        return value
+
+    def train(self, total_steps: int, progress: bool = False,
+              on_log: Callable[[dict[str, float]], None] | None = None) -> DistillResult:
+        """Train until `self.step == total_steps` (continuing a resumed run), checkpointing on the way."""
+        torch.set_num_threads(self.cfg.threads)
+        resumed = self.step
+        self.student.train()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total_steps, initial=self.step, desc="distill", unit="step", mininterval=2.0)
+        start = time.perf_counter()
+        window: list[float] = []
+        last = float("nan")
+        while self.step < total_steps:
+            last = self.train_step(total_steps)
+            window.append(last)
+            if bar is not None:
+                bar.update(1)
+            if self.step % self.cfg.log_every == 0 or self.step == total_steps:
+                elapsed = time.perf_counter() - start
+                row = {"step": self.step, "loss": float(np.mean(window)), "lr": lr_at(self.cfg, self.step - 1,
+                                                                                      total_steps),
+                       "samples_per_s": (self.step - resumed) * self.cfg.batch_size / max(elapsed, 1e-9)}
+                self.history.append(row)
+                window = []
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.4f}")
+                if on_log is not None:
+                    on_log(row)
+            if self.step % self.cfg.checkpoint_every == 0 and self.step < total_steps:
+                self.save_state()
+        if bar is not None:
+            bar.close()
+        self.save_state()
+        self.student.eval()
+        elapsed = time.perf_counter() - start
+        done = self.step - resumed
+        return DistillResult(step=self.step, final_loss=last, seconds=elapsed,
+                             samples_per_s=done * self.cfg.batch_size / max(elapsed, 1e-9), resumed_from=resumed)
+
+    def save_student(self, path: str | Path | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+        """The policy checkpoint (no optimizer state): what `polytask eval` and the policy server load."""
+        if path is None:
+            if self.run_dir is None:
+                raise ValueError("save_student: no path and no run folder")
+            path = self.run_dir / STUDENT_FILE
+        return save_student(path, self.student, self.goals, self.tasks, self.step,
+                            extra={"config": asdict(self.cfg), **self.header_extra, **(extra or {})})
+
+
+@torch.no_grad()
+def action_error(student: StudentNet, goals: Mapping[str, np.ndarray], datasets: Sequence[TaskData],
+                 max_rows: int = 4096) -> dict[str, float]:
+    """Mean squared action error (summed over action dims) of the student against the teacher, per task."""
+    out = {}
+    student.eval()
+    for d in datasets:
+        n = min(len(d), max_rows)
+        obs = torch.from_numpy(d.states[:n])
+        pred = student(obs, goal_tensor(goals[d.task], student.spec.goal))
+        out[d.task] = float((pred - torch.from_numpy(d.actions[:n])).pow(2).sum(-1).mean())
+    return out
+
+
+def write_history(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "w", newline="") as fh:
+        if history:
+            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+    os.replace(tmp, path)
+    return path
+
+
+def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goal_dim: int) -> StudentNet:
+    """A randomly initialised student sized by the config and the data (not by any teacher)."""
+    from polytask.learning.distill.data import normalizer
+
+    torch.manual_seed(cfg.seed)
+    d0 = datasets[0]
+    obs_dim = d0.states.shape[1] if cfg.obs == "state" else int(d0.frames.shape[1])
+    student = StudentNet(student_spec(cfg, obs_dim, d0.actions.shape[1], goal_dim))
+    if cfg.obs == "state":
+        student.set_normalizer(*normalizer(datasets))
+    return student
+
+
+def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: DistillConfig,
+            run_dir: str | Path | None = None, student: StudentNet | None = None, steps: int | None = None,
+            resume: bool = True, progress: bool = False, sampler: Any = None,
+            header_extra: Mapping[str, Any] | None = None) -> tuple[Distiller, DistillResult]:
+    """Distil the tasks of `datasets` into `student` (a new one when None) for `steps` (cfg.steps) steps."""
+    if not datasets:
+        raise ValueError("distill: no task data")
+    goal_dim = len(next(iter(goals.values()))) if cfg.goal != "image" else 0
+    if student is None:
+        student = new_student(cfg, datasets, goal_dim)
+    if sampler is None:
+        sampler = MemorySampler(datasets, device=cfg.device)
+    distiller = Distiller(student, goals, sampler, [d.task for d in datasets], cfg, run_dir, header_extra)
+    if resume:
+        try:
+            distiller.try_resume()
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}. Use a new run folder (or --no-resume) for a different student or "
+                                  "task set.") from err
+    result = distiller.train(steps if steps is not None else cfg.steps, progress=progress)
+    if run_dir is not None:
+        write_history(distiller.history, Path(run_dir) / "distill_history.csv")
+    return distiller, result
+
+
+__all__ = [
+    "DistillResult",
+    "Distiller",
+    "action_error",
+    "distill",
+    "lr_at",
+    "new_student",
+    "pcgrad_combine",
+    "student_tensors",
+]

@@ -1,0 +1,252 @@
+"""The distilled student: one randomly initialised network for all tasks, and the Policy that wraps it.
+
+Why its own spec: the student's architecture, size and goal modality are independent of the teachers', so it is
+described by `StudentSpec` (JSON in the checkpoint header) and built from the shared pieces of
+`learning/networks.py` (DrQ-v2 pixel encoder, actor MLP): pixel students are encoder + actor exactly as an
+expert's; state students standardise their input (mean/std of the distillation data, stored as buffers) and, for
+image goals, encode the goal frame with their own copy of the pixel encoder. Goals (vectors or images) live in the
+checkpoint next to the weights, so a student checkpoint alone can act on every task it was taught.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, save_checkpoint
+from polytask.learning.distill.goals import GOAL_KINDS
+from polytask.learning.networks import Actor, Encoder, NetworkSpec, count_parameters
+from polytask.sim.task import Step
+
+OBS_KINDS = ("state", "pixels")
+STD_FLOOR = 1e-2
+NORM_CLIP = 10.0
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    obs: str  # "state" | "pixels"
+    obs_dim: int  # state_dim, or the image side (square frames) for pixels
+    action_dim: int
+    goal: str  # onehot | sinusoid | language | image
+    goal_dim: int = 0  # vector goals; 0 for image goals
+    hidden: int = 1024
+    layers: int = 4
+    feature_dim: int = 512
+    frame_stack: int = 3
+    normalize_obs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.obs not in OBS_KINDS:
+            raise ValueError(f"StudentSpec: key 'obs' is {self.obs!r}, expected one of {OBS_KINDS}")
+        if self.goal not in GOAL_KINDS:
+            raise ValueError(f"StudentSpec: key 'goal' is {self.goal!r}, expected one of {GOAL_KINDS}")
+        if self.goal != "image" and self.goal_dim < 1:
+            raise ValueError(f"StudentSpec: key 'goal_dim' is {self.goal_dim}, expected >= 1 for {self.goal} goals")
+        for key in ("obs_dim", "action_dim", "hidden", "layers", "feature_dim", "frame_stack"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"StudentSpec: key {key!r} is {getattr(self, key)!r}, expected an integer >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "StudentSpec") -> StudentSpec:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: student spec must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: student spec keys {unknown} unknown; known keys: {sorted(known)}")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ValueError(f"{where}: student spec incomplete ({err})") from err
+
+    def network_spec(self) -> NetworkSpec:
+        """The shared-network spec that sizes encoder and actor. For a state student with image goals the actor
+        input is [goal features (feature_dim), state], which is what a vector goal of width feature_dim gives."""
+        if self.obs == "pixels":
+            return NetworkSpec(obs_modality="pixels", obs_shape=(3, self.obs_dim, self.obs_dim),
+                               action_dim=self.action_dim, goal_modality=self.goal, goal_dim=self.goal_dim,
+                               hidden=self.hidden, feature_dim=self.feature_dim, frame_stack=self.frame_stack,
+                               actor_layers=self.layers)
+        goal_dim = self.feature_dim if self.goal == "image" else self.goal_dim
+        return NetworkSpec(obs_modality="state", obs_shape=(self.obs_dim,), action_dim=self.action_dim,
+                           goal_modality="onehot", goal_dim=goal_dim, hidden=self.hidden,
+                           feature_dim=self.feature_dim, actor_layers=self.layers)
+
+
+class StudentNet(nn.Module):
+    """obs (+ goal) -> action mean in (-1, 1)."""
+
+    def __init__(self, spec: StudentSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.net_spec = spec.network_spec()
+        self.encoder = Encoder(self.net_spec)
+        self.goal_encoder: Encoder | None = None
+        if spec.obs == "state" and spec.goal == "image":
+            self.goal_encoder = Encoder(NetworkSpec(obs_modality="pixels", obs_shape=(3, 84, 84),
+                                                    action_dim=spec.action_dim, feature_dim=spec.feature_dim))
+        self.actor = Actor(self.net_spec)
+        in_dim = spec.obs_dim if spec.obs == "state" else 1
+        self.register_buffer("obs_mean", torch.zeros(in_dim))
+        self.register_buffer("obs_std", torch.ones(in_dim))
+
+    def set_normalizer(self, mean: np.ndarray | Tensor, std: np.ndarray | Tensor) -> None:
+        """Standardise state inputs with the distillation data's statistics (std floored at 0.01)."""
+        if self.spec.obs != "state" or not self.spec.normalize_obs:
+            return
+        mean = torch.as_tensor(np.asarray(mean, np.float32)).reshape(-1)
+        std = torch.as_tensor(np.asarray(std, np.float32)).reshape(-1)
+        if mean.shape != self.obs_mean.shape or std.shape != self.obs_std.shape:
+            raise ValueError(f"normaliser shape {tuple(mean.shape)}, expected {tuple(self.obs_mean.shape)}")
+        self.obs_mean.copy_(mean)
+        self.obs_std.copy_(torch.clamp(std, min=STD_FLOOR))
+
+    def goal_features(self, goal: Tensor, batch: int) -> Tensor:
+        """Goal tensor -> features, broadcasting a single goal (batch 1) over the batch (one task per step)."""
+        if self.spec.goal == "image":
+            if goal.dim() == 3:
+                goal = goal.unsqueeze(0)
+            if goal.shape[-1] == 3:  # HWC -> CHW
+                goal = goal.permute(0, 3, 1, 2)
+            if self.goal_encoder is not None:
+                feat = self.goal_encoder(goal)
+            else:
+                if goal.shape[1] == 3 and self.spec.frame_stack > 1:
+                    goal = goal.repeat(1, self.spec.frame_stack, 1, 1)
+                feat = self.encoder(goal)
+        else:
+            feat = goal.float().reshape(-1, self.spec.goal_dim)
+        if feat.shape[0] == 1 and batch > 1:
+            feat = feat.expand(batch, -1)
+        return feat
+
+    def forward(self, obs: Tensor, goal: Tensor) -> Tensor:
+        if self.spec.obs == "state":
+            x = obs.float()
+            if self.spec.normalize_obs:
+                x = torch.clamp((x - self.obs_mean) / self.obs_std, -NORM_CLIP, NORM_CLIP)
+            feat = self.encoder(x)
+        else:
+            feat = self.encoder(obs)
+        return self.actor(feat, self.goal_features(goal, obs.shape[0]))
+
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+
+def goal_tensor(goal: np.ndarray, kind: str) -> Tensor:
+    """A stored goal (vector, or uint8 HxWx3 image) as the tensor `StudentNet` takes for one task."""
+    if kind == "image":
+        arr = np.asarray(goal)
+        if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
+            raise ValueError(f"image goal must be uint8 HxWx3, got {arr.dtype} {arr.shape}")
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).unsqueeze(0)
+    return torch.from_numpy(np.asarray(goal, np.float32)).reshape(1, -1)
+
+
+# --- checkpoint ----------------------------------------------------------------------------------------
+def student_tensors(student: StudentNet, goals: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
+    tensors = module_tensors("student", student)
+    for name, g in goals.items():
+        tensors[f"goal/{name}"] = torch.from_numpy(np.ascontiguousarray(g))
+    return tensors
+
+
+def save_student(path: str | Path, student: StudentNet, goals: Mapping[str, np.ndarray], tasks: list[str],
+                 step: int, extra: Mapping[str, Any] | None = None,
+                 extra_tensors: Mapping[str, Tensor] | None = None) -> Path:
+    """Weights, goals and normaliser in one safetensors file; header: spec, tasks, step and `extra` (JSON)."""
+    missing = [t for t in tasks if t not in goals]
+    if missing:
+        raise ValueError(f"save_student: no goal for tasks {missing}")
+    header = {"kind": "student", "student": student.spec.to_dict(), "goal_modality": student.spec.goal,
+              "tasks": list(tasks), "step": int(step), "parameters": student.num_parameters(), **(extra or {})}
+    tensors = student_tensors(student, {t: goals[t] for t in tasks})
+    tensors.update(extra_tensors or {})
+    return save_checkpoint(path, tensors, header)
+
+
+def load_student(path: str | Path, device: str = "cpu") -> tuple[StudentNet, dict[str, np.ndarray], dict[str, Any],
+                                                                  dict[str, Tensor]]:
+    """(student, goals by task, header, all tensors) from a student checkpoint; never unpickles anything."""
+    tensors, header = load_checkpoint(path, expect={"kind": "student"})
+    where = str(path)
+    try:
+        spec = StudentSpec.from_dict(header["student"], where)
+        tasks = header["tasks"]
+    except KeyError as err:
+        raise CheckpointError(f"{where}: student header lacks key {err}") from err
+    if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+        raise CheckpointError(f"{where}: header key 'tasks' must be a list of task names, got {tasks!r}")
+    student = StudentNet(spec)
+    load_module(student, tensors, "student", where)
+    goals = {}
+    for t in tasks:
+        key = f"goal/{t}"
+        if key not in tensors:
+            raise CheckpointError(f"{where}: no goal tensor {key!r} for task {t!r}")
+        goals[t] = tensors[key].numpy()
+        if spec.goal != "image" and goals[t].shape != (spec.goal_dim,):
+            raise CheckpointError(f"{where}: goal {key!r} has shape {goals[t].shape}, expected ({spec.goal_dim},)")
+    student.to(device).eval()
+    return student, goals, header, tensors
+
+
+class StudentPolicy:
+    """The unified policy: looks up the goal of the task it is acting in (by name) and runs the student."""
+
+    def __init__(self, student: StudentNet, goals: Mapping[str, np.ndarray], device: str = "cpu") -> None:
+        self.student = student.to(device).eval()
+        self.spec = student.spec
+        self.device = device
+        self._goal_cache = {name: goal_tensor(g, self.spec.goal).to(device) for name, g in goals.items()}
+        self._frames: deque[np.ndarray] = deque(maxlen=self.spec.frame_stack)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self._goal_cache)
+
+    def _goal(self, step: Step) -> Tensor:
+        name = step.goal.name
+        if name in self._goal_cache:
+            return self._goal_cache[name]
+        if self.spec.goal == "image" and step.goal.image is not None:
+            return goal_tensor(step.goal.image, "image").to(self.device)
+        raise KeyError(f"student was not taught task {name!r}; it knows {sorted(self._goal_cache)}")
+
+    def reset(self, step: Step) -> None:
+        if self.spec.obs == "pixels":
+            if step.pixels is None:
+                raise ValueError("pixel student needs rendered steps (evaluate with render=True)")
+            self._frames.clear()
+            for _ in range(self.spec.frame_stack):
+                self._frames.append(step.pixels.transpose(2, 0, 1))
+
+    @torch.no_grad()
+    def act(self, step: Step) -> np.ndarray:
+        if self.spec.obs == "pixels":
+            if step.pixels is None:
+                raise ValueError("pixel student needs rendered steps (evaluate with render=True)")
+            self._frames.append(step.pixels.transpose(2, 0, 1))
+            obs = torch.from_numpy(np.concatenate(list(self._frames), 0)).unsqueeze(0).to(self.device)
+        else:
+            obs = torch.from_numpy(np.asarray(step.state, np.float32)).reshape(1, -1).to(self.device)
+        action = self.student(obs, self._goal(step))[0].cpu().numpy()
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def load_student_policy(path: str | Path, device: str = "cpu") -> StudentPolicy:
+    student, goals, _header, _ = load_student(path, device)
+    return StudentPolicy(student, goals, device)
