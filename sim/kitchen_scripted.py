@@ -53,6 +53,9 @@ class ArmIK:
         self.damping, self.pos_gain, self.rot_gain = damping, pos_gain, rot_gain
         self.integral_gain, self.max_pos_step, self.null_gain = integral_gain, max_pos_step, null_gain
         self.q_home = data.qpos[:ARM_DOF].copy()
+        margin = 0.05
+        self.lo = model.jnt_range[:ARM_DOF, 0] + margin
+        self.hi = model.jnt_range[:ARM_DOF, 1] - margin
         self.integral = np.zeros(3)
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
@@ -85,11 +88,19 @@ class ArmIK:
         mj.mj_jacSite(self.model, d, self._jacp, self._jacr, self.site)
         jac = np.vstack([self._jacp[:, :ARM_DOF], self._jacr[:, :ARM_DOF]])
         err = np.concatenate([self.pos_gain * err_p + self.integral, self.rot_gain * err_r])
-        jjt = jac @ jac.T + (self.damping**2) * np.eye(6)
-        dq = jac.T @ np.linalg.solve(jjt, err)
-        pinv = jac.T @ np.linalg.solve(jjt, np.eye(6))
         q = d.qpos[:ARM_DOF]
-        dq = dq + (np.eye(ARM_DOF) - pinv @ jac) @ (self.null_gain * (self.q_home - q))
+        free = np.ones(ARM_DOF, dtype=bool)
+        for _ in range(3):  # joints that would cross a limit are frozen and the rest re-solved
+            jf = jac * free
+            jjt = jf @ jf.T + (self.damping**2) * np.eye(6)
+            pinv = jf.T @ np.linalg.solve(jjt, np.eye(6))
+            dq = pinv @ err + (np.eye(ARM_DOF) - pinv @ jf) @ (self.null_gain * (self.q_home - q) * free)
+            nxt = q + dq
+            blocked = free & (((nxt < self.lo) & (dq < 0)) | ((nxt > self.hi) & (dq > 0)))
+            if not blocked.any():
+                break
+            free &= ~blocked
+        dq = np.where(free, dq, 0.0)
         offset = dq + d.qfrc_bias[:ARM_DOF] / self.kp
         act = np.zeros(9)
         act[:ARM_DOF] = offset / CTRL_PER_ACTION
@@ -115,6 +126,8 @@ class Waypoint:
     rot: tuple[tuple[float, float, float], float] | None = None
     freeze: bool = True
     relative_to_hand: bool = False  # offset from the hand's position when the waypoint starts (anchor ignored)
+    # a live target (position, quaternion) computed from the task; replaces offset/anchor/rot when set
+    target_fn: Callable[[WaypointExpert], tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
     done: Callable[[object], bool] | None = field(default=None, repr=False)
 
 
@@ -131,6 +144,8 @@ class WaypointExpert:
         self._anchor_pos: np.ndarray | None = None
 
     def _target(self, wp: Waypoint) -> tuple[np.ndarray, np.ndarray]:
+        if wp.target_fn is not None:
+            return wp.target_fn(self)
         if wp.relative_to_hand:
             if self._anchor_pos is None:
                 self._anchor_pos = self.ik.pos()
@@ -194,9 +209,49 @@ def light_switch(task) -> WaypointExpert:
     ])
 
 
+MICROWAVE_OPEN_ANGLE = -0.9  # rad; the goal is -0.75 and strict success needs <= -0.675
+MICROWAVE_GRASP_HEIGHT = 0.09  # m above the handle's middle: the arm reaches further left up there
+MICROWAVE_RATE = 0.05  # rad per agent step while pulling
+
+
+def microwave(task) -> WaypointExpert:
+    """Grasp the vertical door handle (fingers close across it) and pull it along the door's arc, turning the hand
+    with the door."""
+    m, d = task.model, task.data
+    jid = m.joint("microwave").id
+    hinge = d.xanchor[jid].copy()
+    handle0 = d.site_xpos[m.site("microhandle_site").id].copy()
+    radius = handle0 - hinge
+
+    state = {"goal": 0.0}
+
+    def along_arc(expert: WaypointExpert) -> tuple[np.ndarray, np.ndarray]:
+        # the target angle only ever opens further: a fixed rate, never more than 0.15 rad ahead of the door
+        angle = float(d.qpos[22])
+        goal = min(state["goal"], max(state["goal"] - MICROWAVE_RATE, angle - 0.15, MICROWAVE_OPEN_ANGLE))
+        state["goal"] = goal
+        c, s_ = np.cos(goal), np.sin(goal)
+        pos = hinge + np.array([c * radius[0] - s_ * radius[1], s_ * radius[0] + c * radius[1], radius[2] + lift])
+        quat = expert.home_quat  # the vertical handle turns inside the grip: no need to turn the hand
+        return pos, quat
+
+    a = "microhandle_site"
+    lift = MICROWAVE_GRASP_HEIGHT
+    return WaypointExpert(task, [
+        Waypoint((0.0, -0.15, lift), a, gripper=1.0),
+        Waypoint((0.0, 0.0, lift), a, gripper=1.0, tol=0.01),
+        Waypoint((0.0, 0.0, lift), a, gripper=-1.0, tol=0.0, max_steps=8, min_steps=8),
+        Waypoint((0.0, 0.0, 0.0), gripper=-1.0, tol=0.0, target_fn=along_arc, max_steps=120,
+                 done=_progress_at_least(1.2)),
+        Waypoint((0.0, 0.0, 0.0), gripper=1.0, tol=0.0, relative_to_hand=True, max_steps=6, min_steps=6),
+        Waypoint((0.0, -0.12, 0.0), gripper=1.0, relative_to_hand=True),
+    ])
+
+
 EXPERTS: dict[str, Callable[[object], WaypointExpert]] = {
     "slide cabinet": slide_cabinet,
     "light switch": light_switch,
+    "microwave": microwave,
 }
 
 
