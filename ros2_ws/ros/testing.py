@@ -226,6 +226,18 @@ class Probe:
         finally:
             self.node.destroy_client(client)
 
+    def set_parameters(self, node_name: str, values: dict[str, Any], timeout: float = 10.0) -> list[Any] | None:
+        """Set parameters of a running node; returns the SetParametersResult list (None on timeout)."""
+        from rclpy.parameter import Parameter
+        from rclpy.parameter_client import AsyncParameterClient
+
+        client = AsyncParameterClient(self.node, node_name)
+        if not self.spin_until(client.services_are_ready, timeout):
+            return None
+        future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        self.spin_until(future.done, timeout)
+        return list(future.result().results) if future.done() else None
+
     def close(self) -> None:
         import rclpy
 

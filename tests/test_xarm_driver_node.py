@@ -1,0 +1,200 @@
+"""The xArm driver node as its own process over DDS: commands move the simulated arm, bad and stale commands do
+not, faults stop it until reset, e-stop works, and the real backend against a silent controller never publishes a
+pose. Run: MUJOCO_GL=egl .venv/bin/python -m pytest -q tests/test_xarm_driver_node.py"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from std_msgs.msg import Float32MultiArray
+
+from polytask.ros.image_conversion import image_to_numpy
+from polytask.ros.testing import NodeProcess, Probe, allocate_domain
+
+pytestmark = pytest.mark.ros
+
+
+def _status(probe: Probe) -> dict:
+    store = probe.subscribe("robot_status")
+    return json.loads(store[-1][1].data) if store else {}
+
+
+def _wait_status(probe: Probe, pred, timeout=10.0) -> dict:
+    probe.subscribe("robot_status")
+    probe.spin_until(lambda: bool(_status(probe)) and pred(_status(probe)), timeout)
+    return _status(probe)
+
+
+def _ee(probe: Probe) -> np.ndarray:
+    p = probe.subscribe("ee_pose")[-1][1].pose.position
+    return np.array([p.x, p.y, p.z])
+
+
+def _send(probe: Probe, values, seconds: float, rate: float = 20.0) -> None:
+    pub = probe.publisher("action")
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pub.publish(Float32MultiArray(data=[float(v) for v in values]))
+        probe.spin(1.0 / rate)
+
+
+@pytest.fixture(scope="module")
+def sim_driver(tmp_path_factory):
+    domain = allocate_domain(40, 69)
+    node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path_factory.mktemp("logs"),
+                       params={"backend": "sim", "rate_hz": 10.0, "command_timeout_s": 0.4},
+                       extra_env={"MUJOCO_GL": "egl"})
+    probe = Probe(domain.id)
+    try:
+        probe.subscribe("ee_pose")
+        probe.subscribe("image")
+        assert probe.wait_for_messages("ee_pose", 3, timeout=30), node.log_text()
+        assert probe.wait_for_subscribers("action", timeout=10)
+        yield node, probe
+    finally:
+        probe.close()
+        node.stop()
+        domain.release()
+
+
+def test_commands_move_and_watchdog_stops(sim_driver):
+    _node, probe = sim_driver
+    start = _ee(probe)
+    _send(probe, [1.0, 0.0, 0.0, -1.0], 1.0)
+    moved = _ee(probe)
+    assert moved[0] - start[0] > 0.08, (start, moved)  # ~10 ticks x 2.5 cm, minus tracking lag
+    probe.spin(0.4 + 0.3)  # silence longer than command_timeout_s
+    held = _ee(probe)
+    probe.spin(1.0)
+    assert np.linalg.norm(_ee(probe) - held) < 0.005, "arm kept moving after its commands went stale"
+    status = _wait_status(probe, lambda s: s["state"] == "stale")
+    assert status["commands"]["stale_events"] >= 1
+    frames = probe.subscribe("image")
+    assert frames and image_to_numpy(frames[-1][1]).shape == (84, 84, 3)
+
+
+def test_bad_commands_refused_counted_arm_holds(sim_driver):
+    node, probe = sim_driver
+    probe.spin(0.6)
+    before_status = _status(probe)["commands"]["refused"]
+    before = _ee(probe)
+    bad = [[math.nan, 0.0, 0.0, 0.0], [math.inf, 0.0, 0.0, 0.0], [0.5, 0.5], [0.5] * 5, [3.0, 0.0, 0.0, 0.0],
+           [0.0, -1.5, 0.0, 0.0]]
+    pub = probe.publisher("action")
+    for values in bad:
+        pub.publish(Float32MultiArray(data=values))
+        probe.spin(0.15)
+    status = _wait_status(probe, lambda s: s["commands"]["refused_total"] >= sum(before_status.values()) + 6)
+    refused = status["commands"]["refused"]
+    assert refused["nonfinite"] - before_status["nonfinite"] == 2
+    assert refused["length"] - before_status["length"] == 2
+    assert refused["range"] - before_status["range"] == 2
+    probe.spin(0.5)
+    assert np.linalg.norm(_ee(probe) - before) < 0.005
+    assert node.alive
+
+
+def test_workspace_clamp(sim_driver):
+    _node, probe = sim_driver
+    _send(probe, [0.0, 0.0, -1.0, -1.0], 2.0)  # 20 x 2.5 cm down from z ~0.70: far below the box floor
+    z_floor = 0.575
+    assert _ee(probe)[2] > z_floor - 0.01
+    status = _wait_status(probe, lambda s: s["commands"]["clamped"] > 0)
+    assert status["commands"]["clamped"] > 0
+
+
+def test_fault_stops_until_reset_and_estop(sim_driver):
+    node, probe = sim_driver
+    res = probe.set_parameters("xarm_driver", {"inject_error_code": 24})
+    assert res and res[0].successful
+    status = _wait_status(probe, lambda s: s["state"] == "error")
+    assert status["error_code"] == 24 and "error 24" in status["last_error"]
+    before = _ee(probe)
+    _send(probe, [1.0, 0.0, 0.0, 0.0], 0.6)
+    assert np.linalg.norm(_ee(probe) - before) < 0.005
+    assert _status(probe)["commands"]["refused"]["locked"] > 0
+    assert probe.set_parameters("xarm_driver", {"inject_error_code": 0})[0].successful
+    probe.spin(0.5)
+    assert _status(probe)["state"] == "error"  # the code cleared, but only reset recovers
+    # e-stop in the error state, then reset
+    assert probe.call_trigger("estop").success
+    assert _wait_status(probe, lambda s: s["state"] == "estop")["state"] == "estop"
+    reply = probe.call_trigger("reset")
+    assert reply.success, reply.message
+    assert _wait_status(probe, lambda s: s["state"] in ("stale", "ready"))["state"] in ("stale", "ready")
+    start = _ee(probe)
+    _send(probe, [0.0, 1.0, 0.0, 0.0], 0.6)
+    assert _ee(probe)[1] - start[1] > 0.03
+    # e-stop while moving
+    pub = probe.publisher("action")
+    pub.publish(Float32MultiArray(data=[0.0, -1.0, 0.0, 0.0]))
+    assert probe.call_trigger("estop").success
+    stopped = _ee(probe)
+    _send(probe, [0.0, -1.0, 0.0, 0.0], 0.5)
+    assert np.linalg.norm(_ee(probe) - stopped) < 0.03  # at most the step already in flight
+    assert _status(probe)["state"] == "estop"
+    assert node.alive
+
+
+def test_real_backend_silent_controller(tmp_path):
+    """A controller that accepts TCP and never answers: connect gives up at the deadline, no pose is published,
+    the status says why, and e-stop still answers."""
+    host = f"127.0.{np.random.randint(1, 250)}.{np.random.randint(2, 250)}"
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind((host, 502))
+    except PermissionError:
+        pytest.skip("binding port 502 needs root")
+    srv.listen(16)
+    conns: list = []
+    stop = threading.Event()
+
+    def accept_loop():
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conns.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
+        node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
+                           params={"backend": "real", "ip": host, "connect_timeout_s": 1.5})
+        try:
+            poses = probe.subscribe("ee_pose")
+            joints = probe.subscribe("joint_states")
+            status = _wait_status(probe, lambda s: s["state"] == "disconnected", timeout=20)
+            assert status["state"] == "disconnected", node.log_text()
+            assert "did not answer within the connect deadline of 1.5 s" in status["last_error"]
+            assert conns, "the SDK never reached the fake controller"
+            probe.spin(1.5)
+            assert poses == [] and joints == []
+            assert probe.call_trigger("estop").success
+            assert _wait_status(probe, lambda s: s["state"] == "estop")["state"] == "estop"
+            assert node.alive
+        finally:
+            stop.set()
+            node.stop()
+            srv.close()
+
+
+def test_bad_parameters_exit_with_clear_error(tmp_path):
+    with allocate_domain(40, 69) as domain:
+        node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
+                           params={"backend": "real", "ip": ""})
+        node.proc.wait(20)
+        assert node.returncode == 2
+        assert "parameter 'ip' is empty" in node.log_text()
+        node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
+                           params={"backend": "sim", "max_step_m": 0.5})
+        node.proc.wait(20)
+        assert node.returncode == 2
+        assert "parameter 'max_step_m' = 0.5: above the maximum 0.05" in node.log_text()
