@@ -21,6 +21,7 @@ What the authors' code does, and what we keep (their `suite/metaworld.py`, `meta
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -145,7 +146,9 @@ class ScriptedExpert:
 
     def get_action(self, state: np.ndarray) -> np.ndarray:
         state = np.asarray(state, dtype=np.float64)
-        action = np.asarray(self._policy.get_action(state.copy()), dtype=np.float64)  # some policies edit obs
+        with warnings.catch_warnings():  # "Constant(s) may be too high": we clip, as the env does
+            warnings.simplefilter("ignore", UserWarning)
+            action = np.asarray(self._policy.get_action(state.copy()), dtype=np.float64)  # some policies edit obs
         if self._settle is not None and self._settle.error(state) < self._settle.radius:
             action[:3] = 0.0
         return np.clip(action, -1.0, 1.0).astype(np.float32)
