@@ -33,7 +33,7 @@ def pretrain_bc(agent: ExpertAgent, demos: ReplayBuffer, steps: int, batch_size:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if log is not None:
             log(i, losses[-1])
     return losses

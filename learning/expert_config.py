@@ -21,7 +21,7 @@ class AgentConfig:
     update_every_steps: int = 2
     num_expl_steps: int = 2000  # uniform random actions for the first N agent steps
     # DrQ-v2 schedule strings: "0.1" (constant) or "linear(init,final,duration_in_steps)".
-    stddev_schedule: str = "linear(1.0,0.1,500000)"
+    stddev_schedule: str | float = "linear(1.0,0.1,500000)"
     stddev_clip: float = 0.3
     augment: bool = True  # random shift (pad 4) of observation AND goal images
     aug_pad: int = 4

@@ -1,0 +1,82 @@
+"""A trained expert as a `Policy`: encoder + actor mean, with its own frame stack and its task's goal.
+
+`load_policy(checkpoint)` is what `polytask record-demos --policy`, evaluation and relabelling call; it reads a
+safetensors checkpoint (never a pickle), rebuilds the networks from the header's NetworkSpec and refuses a
+checkpoint that is not an expert's.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module
+from polytask.learning.frames import FrameStacker
+from polytask.learning.networks import Actor, Encoder, NetworkSpec, goal_features
+from polytask.sim.task import Step
+
+KIND = "expert"
+
+
+class ExpertPolicy:
+    """Acts with the actor's mean. Shares modules with a live agent (evaluation) or owns loaded ones."""
+
+    def __init__(self, encoder: Encoder, actor: Actor, spec: NetworkSpec, goal: Tensor | None,
+                 device: str | torch.device = "cpu", task: str = "") -> None:
+        self.encoder, self.actor, self.spec = encoder, actor, spec
+        self.device = torch.device(device)
+        # A goal is one unbatched tensor: (3, H, W) uint8 image or (goal_dim,) vector; add the batch axis once.
+        self.goal = None if goal is None else goal.to(self.device)
+        if self.goal is not None and self.goal.dim() in (1, 3):
+            self.goal = self.goal[None]
+        self.task = task
+        self.pixels = spec.obs_modality == "pixels"
+        self.stacker = FrameStacker(spec.frame_stack, self.pixels)
+        self._fresh = False
+
+    def _obs(self, step: Step) -> np.ndarray:
+        if self.pixels:
+            if step.pixels is None:
+                raise ValueError(f"expert for {self.task or 'this task'} observes pixels; the task was made with "
+                                 "render=False")
+            return step.pixels
+        return step.state
+
+    def reset(self, step: Step) -> None:
+        self.stacker.reset(self._obs(step))
+        self._fresh = True
+
+    @torch.no_grad()
+    def act(self, step: Step) -> np.ndarray:
+        if self._fresh:
+            self._fresh = False  # the reset step's observation is already in the stack
+        else:
+            self.stacker.push(self._obs(step))
+        obs = torch.as_tensor(self.stacker.current(), device=self.device)[None]
+        obs_f = self.encoder(obs)
+        goal_f = goal_features(self.encoder, self.spec, self.goal, obs)
+        return self.actor(obs_f, goal_f)[0].cpu().numpy().astype(np.float32)
+
+
+def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu", task: str | None = None) -> ExpertPolicy:
+    """Rebuild an expert policy from a checkpoint; `task` (optional) must match the checkpoint's task."""
+    expect = {"kind": KIND}
+    if task is not None:
+        expect["task"] = task
+    tensors, header = load_checkpoint(path, expect=expect, device=device)
+    try:
+        spec = NetworkSpec.from_dict(header["network"], where=str(path))
+    except KeyError as err:
+        raise CheckpointError(f"{path}: header has no 'network' (architecture)") from err
+    encoder, actor = Encoder(spec).to(device), Actor(spec).to(device)
+    load_module(encoder, tensors, "encoder", str(path))
+    load_module(actor, tensors, "actor", str(path))
+    encoder.eval()
+    actor.eval()
+    goal = tensors.get("goal")
+    if spec.goal_modality != "none" and goal is None:
+        raise CheckpointError(f"{path}: goal modality {spec.goal_modality!r} but no 'goal' tensor stored")
+    return ExpertPolicy(encoder, actor, spec, goal, device=device, task=str(header.get("task", "")))
