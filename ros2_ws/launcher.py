@@ -73,7 +73,9 @@ class Launcher:
         self.procs: dict[str, NodeProcess] = {}
         self.skipped: list[str] = []
         self._stopping = False
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # output lines
+        self._poll_lock = threading.Lock()  # exits and restarts
+        self._watcher: threading.Thread | None = None
         self._respawn = {n.name: (n.respawn if respawn is None else respawn) for n in nodes}
         for n in nodes:
             if n.name in self.procs:
@@ -88,9 +90,17 @@ class Launcher:
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
     def start(self) -> Launcher:
+        """Start every node, and a watcher thread that notices exits and performs restarts."""
         for name in self.procs:
             self._spawn(name)
+        self._watcher = threading.Thread(target=self._watch, daemon=True)
+        self._watcher.start()
         return self
+
+    def _watch(self) -> None:
+        while not self._stopping:
+            self.poll()
+            time.sleep(0.1)
 
     def _spawn(self, name: str) -> None:
         np_ = self.procs[name]
@@ -113,7 +123,11 @@ class Launcher:
                 self.output.flush()
 
     def poll(self) -> None:
-        """Notice exits; schedule and perform restarts. Call regularly (run() does)."""
+        """Notice exits; schedule and perform restarts (the watcher thread calls this every 0.1 s)."""
+        with self._poll_lock:
+            self._poll()
+
+    def _poll(self) -> None:
         now = time.monotonic()
         for name, np_ in self.procs.items():
             if np_.proc is None:
@@ -153,7 +167,6 @@ class Launcher:
         deadline = None if duration is None else time.monotonic() + duration
         try:
             while not stop.is_set():
-                self.poll()
                 if on_tick:
                     on_tick()
                 if self.finished():
@@ -177,6 +190,8 @@ class Launcher:
     def shutdown(self, sigint_timeout: float = 5.0, sigterm_timeout: float = 2.0) -> dict[str, int | None]:
         """SIGINT every node, then SIGTERM, then SIGKILL the stragglers. Returns each node's exit code."""
         self._stopping = True
+        with self._poll_lock:  # no restart can begin after this point
+            pass
         for stage, sig, timeout in (("SIGINT", signal.SIGINT, sigint_timeout),
                                     ("SIGTERM", signal.SIGTERM, sigterm_timeout),
                                     ("SIGKILL", signal.SIGKILL, 5.0)):

@@ -19,10 +19,11 @@ import time
 from typing import Any
 
 import numpy as np
+from rclpy.node import Node
+
 from polytask.ros import topics
 from polytask.ros.image_conversion import numpy_to_image
-from polytask.ros.node_base import Param, declare_params, json_string, run_node
-from rclpy.node import Node
+from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
 
 TASK_STATE_TOPIC = "robot/task_state"  # std_msgs/Float32MultiArray, QoS "state": the task's state vector
 
@@ -37,6 +38,10 @@ PARAMS = (
     Param("frame_id", "camera", "frame_id of the camera images"),
     Param("world_frame", "world", "frame_id of the end-effector pose"),
     Param("status_period_s", 1.0, "period of the status heartbeat", min=0.05),
+    Param("ee_state_index", -1, "first of 3 state entries holding the end-effector xyz (Meta-World: 0); -1: the "
+          "task's own end effector (step info 'ee' or task.arm), if any", min=-1),
+    Param("target_state_index", -1, "first of 3 state entries holding the target xyz (Meta-World: 36); -1: the "
+          "task's goal_pos attribute, if any", min=-1),
 )
 
 
@@ -44,15 +49,14 @@ class SimBridge(Node):
     def __init__(self) -> None:
         super().__init__("sim_bridge")
         self.p = declare_params(self, PARAMS)
-        from polytask.sim import registry
         from std_msgs.msg import Bool, Float32, Float32MultiArray
+
+        from polytask.sim import registry
 
         self._Float32, self._Bool, self._F32Array = Float32, Bool, Float32MultiArray
         try:
             registry.entry(self.p.task)
         except KeyError as err:
-            from polytask.ros.node_base import ParamError
-
             raise ParamError(f"node 'sim_bridge': parameter 'task' = {self.p.task!r}: {err.args[0]}") from err
         self.task = registry.make(self.p.task, render=True, quality=self.p.quality)
         self.spec = self.task.spec
@@ -73,6 +77,10 @@ class SimBridge(Node):
         self.counters = {"steps": 0, "episodes": 0, "successes": 0, "refused": 0, "applied": 0, "frames": 0}
         self.last_error = ""
         self.episode_seed = int(self.p.seed)
+        self._target: np.ndarray | None = None
+        if self.p.ee_state_index + 3 > self.spec.state_dim or self.p.target_state_index + 3 > self.spec.state_dim:
+            raise ParamError(f"node 'sim_bridge': ee_state_index/target_state_index must leave 3 entries in the "
+                             f"{self.spec.state_dim}-D state of {self.spec.name}")
         self._new_episode()
         self.timer = self.create_timer(1.0 / self.p.rate, self._tick)
         self.status_timer = self.create_timer(self.p.status_period_s, self._publish_status)
@@ -158,9 +166,15 @@ class SimBridge(Node):
         if with_reward:
             self.pub_reward.publish(self._Float32(data=float(step.reward)))
             self.pub_success.publish(self._Bool(data=bool(step.success)))
-        ee = step.info.get("ee") if isinstance(step.info, dict) else None
-        if ee is None:
-            ee = getattr(getattr(self.task, "arm", None), "ee_position", lambda: None)()
+        ee = self._vector(step.state, self.p.ee_state_index)
+        if ee is None and self.p.ee_state_index < 0:
+            ee = step.info.get("ee") if isinstance(step.info, dict) else None
+            if ee is None:
+                ee = getattr(getattr(self.task, "arm", None), "ee_position", lambda: None)()
+        self._target = self._vector(step.state, self.p.target_state_index)
+        if self._target is None and self.p.target_state_index < 0:
+            goal = getattr(self.task, "goal_pos", None)
+            self._target = None if goal is None else np.asarray(goal, dtype=np.float64).reshape(-1)[:3]
         if ee is not None:
             from geometry_msgs.msg import PoseStamped
 
@@ -173,6 +187,12 @@ class SimBridge(Node):
         self._frame = step.pixels
         self._frame_stamp = self.get_clock().now().to_msg()
 
+    @staticmethod
+    def _vector(state: np.ndarray, index: int) -> np.ndarray | None:
+        if index < 0 or index + 3 > len(state):
+            return None
+        return np.asarray(state[index:index + 3], dtype=np.float64)
+
     def _publish_frame(self) -> None:
         if self._frame is None:
             return
@@ -181,10 +201,10 @@ class SimBridge(Node):
         self.counters["frames"] += 1
 
     def status(self) -> dict[str, Any]:
-        goal = getattr(self.task, "goal_pos", None)
+        goal = self._target
         return {"state": self.mode, "task": self.spec.name, "backend": "sim_bridge", "t": self.task.t,
                 "episode": self.counters["episodes"], **self.counters, "last_error": self.last_error,
-                "target": None if goal is None else [float(v) for v in np.asarray(goal).reshape(-1)[:3]],
+                "target": None if goal is None else [float(v) for v in goal],
                 "action_dim": self.spec.action_dim, "state_dim": self.spec.state_dim}
 
     def _publish_status(self) -> None:

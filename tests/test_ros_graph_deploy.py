@@ -1,0 +1,165 @@
+"""The deploy graph for real: sim bridge + policy server + monitor as separate processes over DDS.
+
+Started the way `polytask launch deploy` starts it (polytask.launch.graphs + polytask.launcher), on a Meta-World
+task whose scripted expert the policy server runs from the received state. Checks: the server answers the 30 Hz
+camera at >= 29 Hz with one action per frame and nothing dropped; the arm moves and episodes succeed; every
+display topic of rviz/polytask.rviz is published with the right type; a runtime checkpoint/task swap keeps the
+stream going; and the fault of issue 6: the policy server SIGKILLed -> the others keep running and the bridge's
+watchdog stops the arm; the launcher restarts the server and the stream resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytestmark = pytest.mark.ros
+
+TASK = "metaworld/button-press"
+OTHER_TASK = "metaworld/button-press-topdown"
+REPO = Path(__file__).resolve().parents[1]
+WINDOW_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    from polytask.launch.graphs import resolve
+    from polytask.launcher import Launcher
+    from polytask.ros.node_base import child_env
+    from polytask.ros.testing import Probe, allocate_domain
+
+    domain = allocate_domain(70, 99)
+    log = open(tmp_path_factory.mktemp("deploy") / "graph.log", "w")
+    nodes = resolve("deploy", [f"task:={TASK}", "rviz:=false"])
+    bridge = next(n for n in nodes if n.name == "sim_bridge")
+    bridge.parameters.update(ee_state_index="0", target_state_index="36")  # Meta-World's hand and goal in the state
+    launcher = Launcher(nodes, env=child_env(domain.id), respawn=True, respawn_delay=0.5, output=log)
+    launcher.start()
+    probe = Probe(domain.id, name="deploy_probe")
+    from std_msgs.msg import Float32MultiArray
+
+    state_msgs: list = []
+    probe.node.create_subscription(Float32MultiArray, "robot/task_state", lambda m: state_msgs.append(
+        (time.monotonic(), np.asarray(m.data, np.float32))), 50)
+    probe.task_state = state_msgs
+    for key in ("action", "image", "markers", "ee_pose", "robot_status", "policy_status", "policy_latency"):
+        probe.subscribe(key)
+    assert probe.spin_until(lambda: len(probe.received["robot/action"]) >= 30, 90), \
+        f"no actions from the deploy graph; log: {log.name}"
+    yield launcher, probe, log
+    probe.close()
+    launcher.shutdown()
+    log.close()
+    domain.release()
+
+
+def latest_json(probe, name: str) -> dict:
+    msgs = probe.received[name]
+    return json.loads(msgs[-1][1].data) if msgs else {}
+
+
+def test_policy_server_answers_every_frame_at_camera_rate(graph):
+    launcher, probe, _ = graph
+    before = latest_json(probe, "policy/status")
+    acts, imgs = probe.received["robot/action"], probe.received["camera/image_raw"]
+    a0, i0 = len(acts), len(imgs)
+    probe.spin(WINDOW_S)
+    probe.spin_until(lambda: latest_json(probe, "policy/status").get("frames", 0) > before.get("frames", 0), 2)
+    n_actions, n_frames = len(acts) - a0, len(imgs) - i0
+    stamps = [t for t, _ in acts[a0:]]
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert rate >= 29.0, f"actions at {rate:.2f} Hz"
+    assert n_actions >= n_frames - 2, f"{n_frames} frames but {n_actions} actions"
+    status = latest_json(probe, "policy/status")
+    assert status["bad_frames"] == status["policy_errors"] == status["bad_actions"] == 0
+    assert status["frames"] - status["actions"] <= 1, status  # one action per frame received
+    assert status["latency_ms_p50"] < 15.0, status
+    assert set(launcher.alive()) == {"sim_bridge", "policy_server", "monitor"}
+
+
+def test_the_arm_moves_and_episodes_succeed(graph):
+    _, probe, _ = graph
+    states = probe.task_state
+    hand = np.stack([s[:3] for _, s in states[-200:]])  # Meta-World state: hand xyz first
+    assert np.ptp(hand, axis=0).max() > 0.02, "the hand did not move"
+    assert probe.spin_until(lambda: (latest_json(probe, "robot/status").get("successes") or 0) >= 1, 30), \
+        latest_json(probe, "robot/status")
+
+
+def test_every_rviz_display_topic_is_published_with_its_type(graph):
+    from polytask.ros import topics
+
+    _, probe, _ = graph
+    cfg = yaml.safe_load((REPO / "rviz" / "polytask.rviz").read_text())
+    shown = [d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d]
+    by_path = {t.path: t for t in topics.TOPICS.values()}
+    types = dict(probe.node.get_topic_names_and_types())
+    for path in shown:
+        key = by_path[path].key
+        assert probe.wait_for_messages(key, 1, timeout=5), f"{path} shown in RViz but nothing published"
+        assert by_path[path].msg_type in types.get(path, []), f"{path}: {types.get(path)}"
+    markers = probe.received["monitor/markers"][-1][1].markers
+    text = next(m.text for m in markers if m.ns == "status")
+    assert TASK in text and "Hz" in text
+
+
+def test_task_and_checkpoint_swap_keep_the_stream(graph):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    _, probe, _ = graph
+    client = probe.node.create_client(SetParameters, "/policy_server/set_parameters")
+    assert probe.spin_until(client.service_is_ready, 10)
+
+    def set_param(name: str, value: str):
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+            type=ParameterType.PARAMETER_STRING, string_value=value))])
+        fut = client.call_async(req)
+        assert probe.spin_until(fut.done, 10)
+        return fut.result().results[0]
+
+    bad = set_param("task", "metaworld/no-such-task")
+    assert not bad.successful and "no-such-task" in bad.reason
+    assert not set_param("checkpoint", "/nonexistent/policy.safetensors").successful
+    acts = probe.received["robot/action"]
+    a0 = len(acts)
+    assert set_param("checkpoint", f"scripted:{OTHER_TASK}").successful
+    assert probe.spin_until(lambda: latest_json(probe, "policy/status").get("task") == OTHER_TASK, 30)
+    probe.spin(1.0)
+    stamps = np.array([t for t, _ in acts[a0:]])
+    gaps = np.diff(stamps)
+    assert gaps.max() < 0.25, f"the action stream paused {gaps.max():.3f} s during the swap"
+    assert latest_json(probe, "policy/status")["swaps"] >= 1
+    assert set_param("task", TASK).successful  # back to the bridge's task for the following tests
+    assert probe.spin_until(lambda: latest_json(probe, "policy/status").get("task") == TASK, 30)
+
+
+def test_killed_policy_server_stops_the_arm_and_rejoins(graph):
+    launcher, probe, _ = graph
+    status = probe.received["robot/status"]
+    states = probe.task_state
+    old_pid = launcher.procs["policy_server"].pid
+    launcher.kill("policy_server", signal.SIGKILL)
+    killed_at = time.monotonic()
+    # the bridge's watchdog (command_timeout_s 0.5) stops the arm: state "stale", no more steps
+    assert probe.spin_until(lambda: json.loads(status[-1][1].data)["state"] == "stale", 5), \
+        json.loads(status[-1][1].data)
+    stale_after = time.monotonic() - killed_at
+    n = len(states)
+    probe.spin(0.3)
+    frozen = [s for t, s in states[n:]]
+    assert not frozen, f"{len(frozen)} steps applied after the watchdog tripped"
+    assert {"sim_bridge", "monitor"} <= set(launcher.alive())
+    assert stale_after < 2.0
+    # the launcher restarts the server; it rejoins and the arm moves again
+    assert probe.spin_until(lambda: json.loads(status[-1][1].data)["state"] == "running", 60)
+    assert launcher.procs["policy_server"].pid != old_pid
+    n = len(states)
+    probe.spin(1.0)
+    assert len(states) - n >= 20, "the arm did not resume after the server restarted"
