@@ -146,7 +146,9 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 class Probe:
     """An rclpy node inside the test process, on its own Context and domain."""
 
-    def __init__(self, domain_id: int, name: str = "probe") -> None:
+    _count = 0
+
+    def __init__(self, domain_id: int, name: str = "") -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
@@ -155,7 +157,8 @@ class Probe:
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = Node(name, context=self.context)
+        Probe._count += 1
+        self.node = Node(name or f"probe_{os.getpid()}_{Probe._count}", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.received: dict[str, list[tuple[float, Any]]] = {}

@@ -1,0 +1,320 @@
+"""Teleop recorder: a joystick (sensor_msgs/Joy) drives the arm and demonstrations go into the episode store.
+
+Flow (LeRobot's record flow, on joystick buttons): `start` begins an episode (after resetting the robot when
+`reset_on_start`), `save` ends it and writes it, `redo` throws the current attempt away and starts again, `cancel`
+throws it away and goes idle. An episode that reaches `max_steps` is saved. The store is resumed: numbering
+continues after the episodes already there.
+
+Every tick (`rate_hz`) the node publishes one action [dx, dy, dz, gripper] on robot/action, built from the
+newest Joy message: sticks -> Δxyz in [-1, 1] (dead zone, signs), a held button -> gripper closed (+1, else -1).
+A joystick silent for more than `joy_timeout_s` gives the zero action, never the last value. While recording,
+each tick stores (image, state, action); state = [ee xyz (m), joint positions (rad)].
+
+Bad inputs (undecodable images, Joy without the configured axes, NaN) are counted and reported on
+recorder/status; the node keeps running. A failed save (disk full) keeps the episode in memory and reports the
+error; pressing save again retries.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+
+from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore
+from polytask.ros import topics
+from polytask.ros.image_conversion import ImageError, image_to_rgb8
+from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
+
+PARAMS = (
+    Param("store", "", "episode store folder (created if missing, resumed if present); required"),
+    Param("task", "xarm/reach", "registry name of the task being demonstrated (stored in every episode)"),
+    Param("task_id", 0, "task index within its suite (goal conditioning)", min=0, max=10000),
+    Param("rate_hz", 10.0, "action/recording rate (match the driver's rate_hz)", min=0.5, max=100.0),
+    Param("joy_timeout_s", 0.5, "joystick silent longer than this -> zero action", min=0.05, max=10.0),
+    Param("obs_timeout_s", 1.0, "image/state older than this is not recorded (the step is skipped)", min=0.05,
+          max=10.0),
+    Param("axes", [1, 0, 4], "Joy axis index for dx, dy, dz", type="int_array", length=3, min=0, max=63),
+    Param("axis_signs", [1.0, 1.0, 1.0], "sign (and gain) for dx, dy, dz", type="double_array", length=3, min=-1.0,
+          max=1.0),
+    Param("deadzone", 0.1, "stick values with |v| below this count as 0", min=0.0, max=0.9),
+    Param("button_gripper", 5, "held -> gripper closed (+1), released -> open (-1); -1 disables", min=-1, max=63),
+    Param("button_start", 0, "start an episode", min=0, max=63),
+    Param("button_save", 1, "end the episode and save it", min=0, max=63),
+    Param("button_redo", 2, "discard the episode and record it again", min=0, max=63),
+    Param("button_cancel", 3, "discard the episode and go idle", min=0, max=63),
+    Param("max_steps", 200, "an episode reaching this many steps is saved", min=1, max=100000),
+    Param("image_size", 84, "stored frames are resized to image_size x image_size (INTER_AREA)", min=8, max=1024),
+    Param("reset_on_start", True, "call the robot's reset service before each episode"),
+    Param("reset_timeout_s", 10.0, "give up on a reset that does not answer", min=0.1, max=120.0),
+)
+
+IDLE, RESETTING, RECORDING = "idle", "resetting", "recording"
+
+
+class TeleopRecorderNode(Node):
+    def __init__(self) -> None:
+        super().__init__("teleop_recorder")
+        self.p = declare_params(self, PARAMS)
+        if not self.p.store:
+            raise ParamError("node 'teleop_recorder': parameter 'store' is empty; expected an episode store folder")
+        buttons = [self.p.button_start, self.p.button_save, self.p.button_redo, self.p.button_cancel]
+        if len(set(buttons)) != 4 or self.p.button_gripper in buttons:
+            raise ParamError(f"node 'teleop_recorder': buttons start/save/redo/cancel/gripper {buttons} + "
+                             f"{self.p.button_gripper} must all differ")
+        try:
+            self.store = EpisodeStore(self.p.store)
+        except OSError as err:
+            raise ParamError(f"node 'teleop_recorder': parameter 'store' = {self.p.store!r}: {err}") from err
+        removed = self.store.clean_temp_files()
+        self.episodes_at_start = len(self.store)
+        self.state = IDLE
+        self.counters = {"saved": 0, "discarded": 0, "bad_images": 0, "bad_joy": 0, "skipped_steps": 0,
+                         "save_errors": 0}
+        self.last_error = ""
+        self._joy = None
+        self._joy_time = -1e9
+        self._prev_buttons: list[int] = []
+        self._image: np.ndarray | None = None
+        self._image_time = -1e9
+        self._ee: np.ndarray | None = None
+        self._ee_time = -1e9
+        self._joints: np.ndarray | None = None
+        self._joints_time = -1e9
+        self._buffer = self._empty_buffer()
+        self._reset_future = None
+        self._reset_deadline = 0.0
+        self._last_action = np.zeros(4, dtype=np.float32)
+        self._log_times: dict[str, float] = {}
+
+        self.pub_action = topics.publisher(self, "action")
+        self.pub_status = topics.publisher(self, "recorder_status")
+        self.sub_joy = topics.subscription(self, "joy", self._on_joy)
+        self.sub_image = topics.subscription(self, "image", self._on_image)
+        self.sub_pose = topics.subscription(self, "ee_pose", self._on_pose)
+        self.sub_joints = topics.subscription(self, "joint_states", self._on_joints)
+        self.reset_client = topics.service_client(self, "reset")
+        self.timer = self.create_timer(1.0 / self.p.rate_hz, self._tick)
+        self.status_timer = self.create_timer(1.0, self._publish_status)
+        self.get_logger().info(f"recording {self.p.task!r} into {self.store.root} ({self.episodes_at_start} episodes "
+                               f"there{', removed ' + str(len(removed)) + ' partial writes' if removed else ''})")
+        self._publish_status()
+
+    @staticmethod
+    def _empty_buffer() -> dict[str, list]:
+        return {"pixels": [], "state": [], "action": []}
+
+    def _warn(self, key: str, text: str) -> None:
+        self.last_error = text
+        now = time.monotonic()
+        key = f"{key}:{re.sub(r'[0-9.]+', '#', text)[:60]}"  # each kind of error is logged, at most once a second
+        if now - self._log_times.get(key, 0.0) > 1.0:
+            self._log_times[key] = now
+            self.get_logger().warn(text)
+
+    # --- inputs -----------------------------------------------------------------------------------------------------
+    def _on_joy(self, msg) -> None:
+        axes = np.asarray(msg.axes, dtype=np.float64)
+        need = max(self.p.axes) + 1
+        if axes.shape[0] < need or not np.all(np.isfinite(axes[: need])):
+            self.counters["bad_joy"] += 1
+            self._warn("joy", f"Joy message with {axes.shape[0]} axes (values {axes.tolist()[:8]}): expected at "
+                              f"least {need} finite axes; ignored")
+            return
+        self._joy = msg
+        self._joy_time = time.monotonic()
+        buttons = list(msg.buttons)
+        prev = self._prev_buttons
+        pressed = {i for i, b in enumerate(buttons) if b and (i >= len(prev) or not prev[i])}  # rising edges
+        self._prev_buttons = buttons
+        self._on_buttons(pressed)
+
+    def _on_image(self, msg) -> None:
+        try:
+            rgb = image_to_rgb8(msg)
+        except ImageError as err:
+            self.counters["bad_images"] += 1
+            self._warn("image", f"bad image on {topics.topic('image').path}: {err}")
+            return
+        size = self.p.image_size
+        if rgb.shape[:2] != (size, size):
+            rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+        self._image, self._image_time = rgb, time.monotonic()
+
+    def _on_pose(self, msg) -> None:
+        p = msg.pose.position
+        xyz = np.array([p.x, p.y, p.z], dtype=np.float64)
+        if np.all(np.isfinite(xyz)):
+            self._ee, self._ee_time = xyz, time.monotonic()
+
+    def _on_joints(self, msg) -> None:
+        q = np.asarray(msg.position, dtype=np.float64)
+        if q.size and np.all(np.isfinite(q)):
+            self._joints, self._joints_time = q, time.monotonic()
+
+    # --- the record flow --------------------------------------------------------------------------------------------
+    def _on_buttons(self, pressed: set[int]) -> None:
+        p = self.p
+        if p.button_start in pressed and self.state == IDLE:
+            self._begin()
+        elif p.button_save in pressed and self.state == RECORDING:
+            self._save()
+        elif p.button_redo in pressed and self.state in (RECORDING, RESETTING):
+            self._discard("redo")
+            self._begin()
+        elif p.button_cancel in pressed and self.state in (RECORDING, RESETTING):
+            self._discard("cancel")
+            self.state = IDLE
+        self._publish_status()
+
+    def _begin(self) -> None:
+        self._buffer = self._empty_buffer()
+        if not self.p.reset_on_start:
+            self.state = RECORDING
+            return
+        self.state = RESETTING  # the reset is requested from the tick once the service is there
+        self._reset_future = None
+        self._reset_deadline = time.monotonic() + self.p.reset_timeout_s
+
+    def _check_reset(self) -> None:
+        if self.state != RESETTING:
+            return
+        fut = self._reset_future
+        if fut is None:
+            if self.reset_client.service_is_ready():
+                request = topics.load_type(topics.service("reset").srv_type).Request()
+                self._reset_future = self.reset_client.call_async(request)
+            elif time.monotonic() > self._reset_deadline:
+                self._warn("reset", f"reset service {topics.service('reset').path} not available within "
+                                    f"{self.p.reset_timeout_s:g} s; not recording")
+                self.state = IDLE
+                self._publish_status()
+            return
+        if fut.done():
+            self._reset_future = None
+            result = fut.result()
+            if result is not None and result.success:
+                self.state = RECORDING
+                self._buffer = self._empty_buffer()
+            else:
+                self._warn("reset", f"robot reset failed: {getattr(result, 'message', 'no answer')}; not recording")
+                self.state = IDLE
+            self._publish_status()
+        elif time.monotonic() > self._reset_deadline:
+            self._reset_future = None
+            self._warn("reset", f"robot reset did not answer within {self.p.reset_timeout_s:g} s; not recording")
+            self.state = IDLE
+            self._publish_status()
+
+    def _discard(self, why: str) -> None:
+        if self._buffer["action"] or self.state == RECORDING:
+            self.counters["discarded"] += 1
+            self.get_logger().info(f"{why}: discarded an episode of {len(self._buffer['action'])} steps")
+        self._buffer = self._empty_buffer()
+        self._reset_future = None
+
+    def _observation(self) -> tuple[np.ndarray, np.ndarray] | None:
+        now = time.monotonic()
+        fresh = self.p.obs_timeout_s
+        if (self._image is None or self._ee is None or self._joints is None or now - self._image_time > fresh
+                or now - self._ee_time > fresh or now - self._joints_time > fresh):
+            return None
+        return self._image, np.concatenate([self._ee, self._joints]).astype(np.float32)
+
+    def _save(self) -> None:
+        obs = self._observation()
+        buf = self._buffer
+        if not buf["action"]:
+            self._warn("save", "save pressed on an episode with no recorded steps; discarded")
+            self._discard("empty")
+            self.state = IDLE
+            return
+        if obs is None:
+            self._warn("save", "no fresh image/state for the final observation; press save again")
+            return
+        states = [*buf["state"], obs[1]]
+        if len({s.shape for s in states}) != 1:
+            self._warn("save", f"the robot state changed size during the episode ({sorted({s.shape for s in states})})"
+                               "; episode discarded")
+            self._discard("bad state")
+            self.state = IDLE
+            return
+        t = len(buf["action"])
+        episode = Episode(task=self.p.task, task_id=self.p.task_id, state=np.stack(states),
+                          pixels=np.stack([*buf["pixels"], obs[0]]), action=np.stack(buf["action"]),
+                          reward=np.zeros(t, np.float32), success=np.zeros(t, bool), episode_success=True, score=1.0,
+                          source="teleop", extra={"rate_hz": self.p.rate_hz, "recorder": "teleop_recorder_node"})
+        try:
+            path = self.store.append(episode)
+        except (OSError, EpisodeError) as err:
+            self.counters["save_errors"] += 1
+            self._warn("save", f"saving the episode failed ({err}); it is kept in memory, press save to retry")
+            return
+        self.counters["saved"] += 1
+        self.last_error = ""
+        self._buffer = self._empty_buffer()
+        self.state = IDLE
+        self.get_logger().info(f"saved {path.name} ({t} steps)")
+
+    # --- the tick -----------------------------------------------------------------------------------------------------
+    def _action(self) -> np.ndarray:
+        if self._joy is None or time.monotonic() - self._joy_time > self.p.joy_timeout_s:
+            return np.zeros(4, dtype=np.float32)  # silent joystick: stop, never repeat the last command
+        axes = np.asarray(self._joy.axes, dtype=np.float64)
+        xyz = axes[list(self.p.axes)] * np.asarray(self.p.axis_signs)
+        xyz[np.abs(xyz) < self.p.deadzone] = 0.0
+        buttons = list(self._joy.buttons)
+        b = self.p.button_gripper
+        gripper = 1.0 if b >= 0 and b < len(buttons) and buttons[b] else -1.0
+        return np.clip(np.array([*xyz, gripper]), -1.0, 1.0).astype(np.float32)
+
+    def _tick(self) -> None:
+        self._check_reset()
+        action = self._action()
+        if self.state == RECORDING:
+            obs = self._observation()
+            if obs is None:
+                self.counters["skipped_steps"] += 1
+                self._warn("obs", "no fresh image and robot state: step not recorded, arm held")
+                action = np.zeros(4, dtype=np.float32)
+            else:
+                self._buffer["pixels"].append(obs[0])
+                self._buffer["state"].append(obs[1])
+                self._buffer["action"].append(action)
+        elif self.state == RESETTING:
+            action = np.zeros(4, dtype=np.float32)
+        msg = topics.load_type(topics.topic("action").msg_type)()
+        msg.data = [float(v) for v in action]
+        self.pub_action.publish(msg)
+        self._last_action = action
+        if self.state == RECORDING and len(self._buffer["action"]) >= self.p.max_steps:
+            self._save()
+            self._publish_status()
+
+    def _publish_status(self) -> None:
+        self.pub_status.publish(json_string({
+            "state": self.state, "task": self.p.task, "store": str(self.store.root),
+            "episodes_in_store": self.episodes_at_start + self.counters["saved"],
+            "steps": len(self._buffer["action"]), **self.counters, "last_error": self.last_error,
+            "joy_alive": self._joy is not None and time.monotonic() - self._joy_time <= self.p.joy_timeout_s,
+            "last_action": [round(float(v), 3) for v in self._last_action]}))
+
+    def close(self) -> None:
+        if self._buffer["action"]:
+            self.get_logger().warn(f"shutting down: the unsaved episode of {len(self._buffer['action'])} steps is "
+                                   "discarded")
+        msg = topics.load_type(topics.topic("action").msg_type)()
+        msg.data = [0.0, 0.0, 0.0, 0.0]
+        self.pub_action.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(TeleopRecorderNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""teleop_record over DDS: a scripted joystick drives the simulated xArm through the recorder; episodes land in the
+store with the commanded actions; redo and cancel discard; a silent joystick gives zero commands; the store is
+resumed; bad images and Joy messages are reported while the recorder keeps running.
+
+Run: MUJOCO_GL=egl .venv/bin/python -m pytest -q tests/test_ros_robot_teleop.py   (~40 s)"""
+
+from __future__ import annotations
+
+import array
+import json
+import time
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image, JointState, Joy
+
+from polytask.learning.episodes import EpisodeStore, load_episode
+from polytask.ros.image_conversion import numpy_to_image
+from polytask.ros.testing import NodeProcess, Probe, allocate_domain
+
+pytestmark = pytest.mark.ros
+
+START, SAVE, REDO, CANCEL, GRIP = 0, 1, 2, 3, 5
+
+
+def joy(axes: dict[int, float] | None = None, buttons: tuple[int, ...] = ()) -> Joy:
+    a = [0.0] * 8
+    for i, v in (axes or {}).items():
+        a[i] = v
+    b = [0] * 12
+    for i in buttons:
+        b[i] = 1
+    return Joy(axes=a, buttons=b)
+
+
+class Operator:
+    """A scripted joystick: streams Joy at 20 Hz like a real joy driver; buttons are pressed for one message."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self.pub = probe.publisher("joy")
+        self.status = probe.subscribe("recorder_status")
+
+    def last(self) -> dict:
+        return json.loads(self.status[-1][1].data) if self.status else {}
+
+    def stream(self, seconds: float, axes=None, hold=(), press=None, until=None) -> bool:
+        end = time.monotonic() + seconds
+        first = True
+        while time.monotonic() < end:
+            buttons = (*hold, press) if (first and press is not None) else hold
+            if first and press is not None:  # a press is a rising edge: released first, then pressed
+                self.pub.publish(joy(axes, hold))
+                self.probe.spin(0.02)
+            self.pub.publish(joy(axes, buttons))
+            first = False
+            self.probe.spin(0.05)
+            if until is not None and self.last() and until(self.last()):
+                return True
+        return until is None
+
+    def press(self, button: int, until, timeout: float = 10.0, axes=None, hold=()) -> dict:
+        assert self.stream(timeout, axes=axes, hold=hold, press=button, until=until), self.last()
+        return self.last()
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    domain = allocate_domain(40, 69)
+    logs = tmp_path_factory.mktemp("logs")
+    store = tmp_path_factory.mktemp("store") / "demos"
+    driver = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=logs, extra_env={"MUJOCO_GL": "egl"},
+                         params={"backend": "sim", "rate_hz": 10.0, "command_timeout_s": 0.5})
+    rec_params = {"store": str(store), "task": "xarm/reach", "rate_hz": 10.0, "joy_timeout_s": 0.5}
+    recorder = NodeProcess("teleop_recorder_node", domain_id=domain.id, log_dir=logs, params=rec_params)
+    probe = Probe(domain.id)
+    op = Operator(probe)
+    try:
+        assert probe.wait_for_messages("ee_pose", 2, timeout=30), driver.log_text()
+        assert probe.spin_until(lambda: op.last().get("state") == "idle", 20), recorder.log_text()
+        assert probe.wait_for_subscribers("joy", timeout=10)
+        yield {"probe": probe, "op": op, "store": store, "driver": driver, "recorder": recorder, "domain": domain,
+               "logs": logs, "rec_params": rec_params}
+    finally:
+        probe.close()
+        recorder.stop()
+        driver.stop()
+        domain.release()
+
+
+def _rows(actions: np.ndarray, row) -> int:
+    return int(np.sum(np.all(np.isclose(actions, row, atol=1e-6), axis=1)))
+
+
+def test_record_redo_cancel_silent_and_resume(graph):
+    op, store = graph["op"], graph["store"]
+    recording = lambda s: s["state"] == "recording"  # noqa: E731
+    # episode 0: +x for 1 s, then save
+    op.press(START, recording)
+    op.stream(1.0, axes={1: 1.0})
+    op.press(SAVE, lambda s: s["saved"] == 1)
+    # episode 1: -y, redo, then +z with the gripper held, save
+    op.press(START, recording)
+    op.stream(0.6, axes={0: -0.5})
+    op.press(REDO, lambda s: s["discarded"] == 1 and recording(s) and s["steps"] <= 1)
+    op.stream(0.8, axes={4: 1.0}, hold=(GRIP,))
+    op.press(SAVE, lambda s: s["saved"] == 2, axes={4: 1.0}, hold=(GRIP,))
+    # a cancelled attempt
+    op.press(START, recording)
+    op.stream(0.5, axes={1: 1.0})
+    status = op.press(CANCEL, lambda s: s["state"] == "idle")
+    assert status["discarded"] == 2 and status["saved"] == 2
+    # episode 2: -x, then the joystick goes silent, then save
+    actions_seen = graph["probe"].subscribe("action")
+    op.press(START, recording)
+    op.stream(0.6, axes={1: -1.0})
+    silence_start = time.monotonic()
+    graph["probe"].spin(1.2)
+    op.press(SAVE, lambda s: s["saved"] == 3)
+
+    paths = EpisodeStore(store).paths()
+    assert [p.name[:6] for p in paths] == ["000000", "000001", "000002"]
+    eps = [load_episode(p) for p in paths]  # validates schema, dtypes, shapes
+    for ep in eps:
+        assert ep.source == "teleop" and ep.task == "xarm/reach" and ep.pixels.shape[1:] == (84, 84, 3)
+        assert ep.state.shape == (len(ep) + 1, 3 + 8)
+    a0, a1, a2 = (ep.action for ep in eps)
+    assert len(a0) >= 8 and _rows(a0, [1, 0, 0, -1]) >= len(a0) - 2, a0
+    assert eps[0].state[-1, 0] - eps[0].state[0, 0] > 0.1  # the arm really moved +x
+    assert _rows(a1, [0, -0.5, 0, -1]) == 0, "redo must discard the first attempt"
+    assert _rows(a1, [0, 0, 1, 1]) >= len(a1) - 2, a1
+    assert eps[1].state[-1, 2] - eps[1].state[0, 2] > 0.05
+    assert _rows(a2, [-1, 0, 0, -1]) >= 4
+    assert np.all(a2[-5:] == 0.0), f"silent joystick must give zero actions, got {a2[-5:]}"
+    after = [m for t, m in actions_seen if t > silence_start + 0.8 and t < silence_start + 1.2]
+    assert after and all(list(m.data) == [0.0, 0.0, 0.0, 0.0] for m in after)
+
+    # resume: a new recorder process continues the numbering
+    graph["recorder"].stop()
+    op.status.clear()
+    recorder = NodeProcess("teleop_recorder_node", domain_id=graph["domain"].id, log_dir=graph["logs"],
+                           params=graph["rec_params"])
+    graph["recorder"] = recorder
+    assert graph["probe"].spin_until(lambda: op.last().get("state") == "idle", 20), recorder.log_text()
+    assert graph["probe"].wait_for_subscribers("joy", timeout=10)
+    assert op.last()["episodes_in_store"] == 3
+    op.press(START, recording)
+    op.stream(0.5, axes={0: 1.0})
+    op.press(SAVE, lambda s: s["saved"] == 1 and s["episodes_in_store"] == 4)
+    paths = EpisodeStore(store).paths()
+    assert paths[-1].name.startswith("000003") and len(paths) == 4
+    assert _rows(load_episode(paths[-1]).action, [0, 1, 0, -1]) >= 3
+
+
+def _bad_images() -> list[Image]:
+    good = numpy_to_image(np.zeros((84, 84, 3), np.uint8), "rgb8")
+    out = []
+    for change in ({"encoding": "yuv422"}, {"height": 85}, {"step": 100}, {"data": b""}, {"encoding": "16UC1"}):
+        m = Image(height=good.height, width=good.width, encoding=good.encoding, step=good.step)
+        m.data = good.data
+        for k, v in change.items():
+            setattr(m, k, array.array("B", v) if k == "data" else v)
+        out.append(m)
+    return out
+
+
+def test_bad_images_and_joy_are_reported_and_recording_continues(tmp_path):
+    with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
+        store = tmp_path / "store"
+        node = NodeProcess("teleop_recorder_node", domain_id=domain.id, log_dir=tmp_path,
+                           params={"store": str(store), "reset_on_start": False, "rate_hz": 10.0})
+        try:
+            op = Operator(probe)
+            assert probe.spin_until(lambda: op.last().get("state") == "idle", 20), node.log_text()
+            assert probe.wait_for_subscribers("image", timeout=10) and probe.wait_for_subscribers("joy", timeout=10)
+            img_pub = probe.publisher("image")
+            for m in _bad_images():
+                img_pub.publish(m)
+                probe.spin(0.05)
+            nan_joy = joy()
+            nan_joy.axes = [float("nan")] * 8
+            for m in (Joy(axes=[0.0], buttons=[1]), nan_joy):
+                op.pub.publish(m)
+                probe.spin(0.05)
+            assert probe.spin_until(lambda: op.last().get("bad_images") == 5 and op.last().get("bad_joy") == 2, 10), \
+                op.last()
+            log = node.log_text()
+            for needle in ("encoding 'yuv422' is not supported", "data has", "step 100 is shorter", "data is empty",
+                           "without a scaling rule", "expected at least 5 finite axes"):
+                assert needle in log, needle
+            assert node.alive
+            # the node still records from good inputs (bgr8 images are converted to rgb)
+            pose_pub, js_pub = probe.publisher("ee_pose"), probe.publisher("joint_states")
+            frame = np.zeros((120, 160, 3), np.uint8)
+            frame[..., 0] = 255  # blue in bgr8
+
+            def feed():
+                img_pub.publish(numpy_to_image(frame, "bgr8"))
+                pose_pub.publish(PoseStamped())
+                js_pub.publish(JointState(name=["j1", "j2"], position=[0.1, 0.2]))
+
+            op.press(START, lambda s: s["state"] == "recording")
+            end = time.monotonic() + 0.8
+            while time.monotonic() < end:
+                feed()
+                op.stream(0.1, axes={1: 0.5})
+            feed()
+            op.press(SAVE, lambda s: s["saved"] == 1)
+            ep = load_episode(EpisodeStore(store).paths()[0])
+            assert ep.pixels.shape[1:] == (84, 84, 3) and np.all(ep.pixels[:, :, :, 2] == 255)
+            assert np.all(ep.pixels[:, :, :, 0] == 0) and ep.state.shape[1] == 5
+            assert _rows(ep.action, [0.5, 0, 0, -1]) >= 3
+        finally:
+            node.stop()
