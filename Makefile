@@ -14,6 +14,8 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: setup demo test test-all lint format clean-venv
 
 # Idempotent: the stamp holds a hash of the inputs; nothing is installed when they did not change.
+# gym-xarm is installed without its dependencies (it pins mujoco<3 for its own env; we only use its xArm7 MJCF
+# assets), so pip check's complaint about it is expected and filtered.
 setup:
 	@want=$$(cat $(SETUP_INPUTS) | sha256sum | cut -d' ' -f1); \
 	if [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$$want" ]; then echo "setup: up to date"; exit 0; fi; \
@@ -23,7 +25,8 @@ setup:
 	$(PY) -m pip install -q -c constraints.txt -r requirements.txt; \
 	$(PY) -m pip install -q --no-deps gym-xarm==0.1.1; \
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .; \
-	$(PY) -m pip check; \
+	problems=$$($(PY) -m pip check 2>&1 | grep -v -e '^gym-xarm 0.1.1 has requirement' -e '^No broken' || true); \
+	if [ -n "$$problems" ]; then echo "$$problems"; exit 1; fi; \
 	echo "$$want" > $(STAMP); echo "setup: done"
 
 demo: setup
