@@ -154,22 +154,28 @@ TELEOP_RECORD = Graph(
 
 TRAIN_TASK = Graph(
     name="train_task",
-    description="Train one expert (demo-guided DrQ-v2) on a task, through the arm's topics or in-process.",
+    description="Train one expert (demo-guided DrQ-v2) on a task, through the sim bridge's topics or in-process.",
     arguments=(
-        LaunchArg("robot", "sim", "`sim` = sim bridge via topics, `xarm` = real arm via topics (OT rewards), "
-                  "`inprocess` = the trainer steps the task itself", ("sim", "xarm", "inprocess")),
+        LaunchArg("robot", "sim", "`sim` = the trainer drives the sim bridge through the robot topics, "
+                  "`inprocess` = the trainer steps the task itself", ("sim", "inprocess")),
         TASK_ARG,
         LaunchArg("demos", "data/demos", "episode store with the task's demonstrations"),
-        LaunchArg("run_dir", "runs/train_task", "where replay episodes and checkpoints go"),
+        LaunchArg("run_dir", "runs/train_task", "run folder: replay episodes, checkpoints (resumed if present)"),
         LaunchArg("steps", "6000", "training budget in agent steps"),
-        LaunchArg("rate", "30.0", "camera / control rate of the bridge in Hz"),
-        XARM_IP_ARG, CAMERA_ARG,
+        LaunchArg("reward", "env", "`env` = the task's reward, `ot` = optimal transport against the demos",
+                  ("env", "ot")),
+        LaunchArg("config", "", "expert config YAML (empty: the paper's defaults)"),
+        LaunchArg("rate", "30.0", "tick rate of the sim bridge in Hz"),
     ),
     nodes=(
-        *_robot_nodes(),
+        NodeSpec("sim_bridge", "sim_bridge_node", params_file="config/sim_bridge.yaml",
+                 parameters=(("task", Arg("task")), ("rate", Arg("rate")), ("auto_reset", False)),
+                 when=("robot", ("sim",)),
+                 description="the task as a robot; the trainer starts each episode with robot/reset"),
         NodeSpec("online_trainer", "online_trainer_node", params_file="config/online_trainer.yaml",
                  parameters=(("task", Arg("task")), ("env", Arg("robot")), ("demos", Arg("demos")),
-                             ("run_dir", Arg("run_dir")), ("steps", Arg("steps"))),
+                             ("run_dir", Arg("run_dir")), ("steps", Arg("steps")), ("reward", Arg("reward")),
+                             ("config_file", Arg("config", string=True))),
                  description="the expert loop of learning/trainer.py; replay episodes, checkpoints, progress"),
         MONITOR,
     ),
@@ -385,9 +391,7 @@ def launch_description(name: str):
             return LaunchConfiguration(v.name)
         if isinstance(v, Share):
             return PathJoinSubstitution([FindPackageShare(PACKAGE), *v.relpath.split("/")])
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        return v
+        return v  # literals keep their Python type (a bool parameter stays a bool)
 
     actions: list = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description,
                                            **({"choices": list(a.choices)} if a.choices else {}))

@@ -190,7 +190,7 @@ CASES = [
     ("teleop_record", {"robot": "xarm", "joystick": "joy", "camera_device": "2", "store": "/tmp/s"}),
     ("train_task", {}),
     ("train_task", {"robot": "inprocess", "steps": "100", "task": "metaworld/door-open"}),
-    ("train_task", {"robot": "xarm", "xarm_ip": "10.0.0.2"}),
+    ("train_task", {"reward": "ot", "config": "config/expert.yaml", "rate": "100"}),
     ("deploy", {}),
     ("deploy", {"robot": "xarm", "rviz": "false", "checkpoint": "/tmp/u.safetensors", "rate": "15"}),
     ("distill", {"tasks": "metaworld/door-open,metaworld/drawer-open", "modality": "language"}),
