@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import numpy as np
+
 from polytask.sim.mujoco_render import apply_render_quality
 from polytask.sim.registry import register
 from polytask.sim.task import Task, TaskSpec

@@ -13,11 +13,14 @@ position to `WORKSPACE_LOW`/`WORKSPACE_HIGH`; scaling a [-1, 1] policy action to
 
 from __future__ import annotations
 
+import atexit
 import importlib.resources
+import weakref
 from pathlib import Path
 
 import mujoco
 import numpy as np
+
 from polytask.sim.mujoco_render import apply_render_quality
 
 SCENES = ("reach", "push")  # gym-xarm asset files: reach.xml (target site only), push.xml (+ a free 4.8 cm cube)
@@ -62,6 +65,12 @@ def asset_path(scene: str) -> Path:
     if not path.is_file():
         raise RuntimeError(f"gym-xarm is installed but has no asset {path}; expected gym-xarm==0.1.1")
     return path
+
+
+def _close_renderer(ref: weakref.ref) -> None:
+    renderer = ref()
+    if renderer is not None:
+        renderer.close()
 
 
 class SimArm:
@@ -213,6 +222,9 @@ class SimArm:
         renderer = self._renderers.get((h, w))
         if renderer is None:
             renderer = self._renderers[(h, w)] = mujoco.Renderer(self.model, height=h, width=w)
+            # Close it before the EGL display is terminated at exit (atexit runs last-registered first);
+            # otherwise its __del__ fails noisily during interpreter shutdown.
+            atexit.register(_close_renderer, weakref.ref(renderer))
         renderer.update_scene(self.data, camera=camera)
         return renderer.render().copy()
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import mujoco
 import numpy as np
+
 from polytask.sim.registry import register
 from polytask.sim.task import Task, TaskSpec
 from polytask.sim.xarm_arm import CAMERA, HOME, TABLE_TOP_Z, WORKSPACE_HIGH, WORKSPACE_LOW, SimArm, action_to_delta

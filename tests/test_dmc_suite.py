@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from polytask.sim import registry
 from polytask.sim.dmc_suite import TORSO_HALF_LENGTHS
 
