@@ -80,6 +80,8 @@ TOPICS: dict[str, Topic] = {t.key: t for t in (
           ("monitor_node",), "JSON: connected, device, frames, reconnects, last_error"),
     Topic("joy", "joy", "sensor_msgs/msg/Joy", "state", ("joy_reader_node", "joy (ROS joy package)"),
           ("teleop_recorder_node",), "joystick axes and buttons"),
+    Topic("joy_status", "joy/status", "std_msgs/msg/String", "latched", ("joy_reader_node",),
+          ("monitor_node",), "JSON: connected, device, events, reconnects, last_error"),
     Topic("joint_states", "joint_states", "sensor_msgs/msg/JointState", "state", _ROBOT,
           ("teleop_recorder_node", "monitor_node", "RViz (via robot_state_publisher)"),
           "arm joint positions (rad) and gripper"),

@@ -1,0 +1,166 @@
+"""Camera: an OpenCV device (index, file, image sequence or URL) -> sensor_msgs/Image at a set rate and size.
+
+Frames are cropped to `crop` = [x, y, w, h] (the authors crop the 640x480 camera to the work area) and resized to
+`width` x `height` with INTER_AREA, then published as rgb8 on camera/image_raw. When the device disappears
+(unplugged camera, stream down, file or folder gone) the node keeps running: it reports `connected: false` with the
+reason on camera/status, stops publishing (so consumers see silence, not stale frames), and retries every
+`reconnect_period_s`. A file or image-sequence source that reaches its end replays from the start (`loop`).
+
+    python -m polytask.nodes.camera_node --ros-args -p device:=0 -p crop:="[160, 80, 320, 320]"
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+from rclpy.node import Node
+
+from polytask.ros import topics
+from polytask.ros.image_conversion import numpy_to_image
+from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
+
+PARAMS = (
+    Param("device", "0", "OpenCV source: camera index ('0'), video file, image sequence ('dir/f_%03d.png') or URL"),
+    Param("rate_hz", 30.0, "publish rate (frames are read at this rate)", min=0.5, max=120.0),
+    Param("width", 84, "published width in pixels (after crop)", min=1, max=4096),
+    Param("height", 84, "published height in pixels (after crop)", min=1, max=4096),
+    Param("crop", [], "crop region [x, y, w, h] in source pixels before resizing; [] = whole frame",
+          type="int_array", min=0),
+    Param("frame_id", "camera", "header.frame_id of published images"),
+    Param("reconnect_period_s", 1.0, "retry opening a lost device this often", min=0.05, max=60.0),
+    Param("loop", True, "replay a file / image sequence from the start when it ends"),
+    Param("capture_width", 0, "ask the device for this capture width (0 = its default)", min=0, max=8192),
+    Param("capture_height", 0, "ask the device for this capture height (0 = its default)", min=0, max=8192),
+)
+
+
+def is_file_source(device: str) -> bool:
+    return not device.isdigit() and "://" not in device
+
+
+def source_present(device: str) -> bool:
+    """Whether a file source still exists (for a %-pattern: its folder); devices and URLs cannot be checked."""
+    if not is_file_source(device):
+        return True
+    if "%" in device:
+        return os.path.isdir(os.path.dirname(device) or ".")
+    return os.path.exists(device)
+
+
+def crop_and_resize(frame: np.ndarray, crop: list[int], width: int, height: int) -> np.ndarray:
+    """Crop [x, y, w, h] (clipped to the frame; an empty intersection is an error) and resize with INTER_AREA."""
+    if crop:
+        x, y, w, h = crop
+        fh, fw = frame.shape[:2]
+        x0, y0, x1, y1 = min(x, fw), min(y, fh), min(x + w, fw), min(y + h, fh)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"crop {crop} lies outside the {fw}x{fh} frame")
+        frame = frame[y0:y1, x0:x1]
+    if frame.shape[1] != width or frame.shape[0] != height:
+        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+class CameraNode(Node):
+    def __init__(self) -> None:
+        super().__init__("camera")
+        self.p = declare_params(self, PARAMS)
+        if self.p.crop and (len(self.p.crop) != 4 or self.p.crop[2] <= 0 or self.p.crop[3] <= 0):
+            raise ParamError(f"node 'camera': parameter 'crop' = {self.p.crop}: expected [x, y, w, h] with w, h > 0 "
+                             "or [] for no crop")
+        self.pub = topics.publisher(self, "image")
+        self.pub_status = topics.publisher(self, "camera_status")
+        self.cap = None
+        self.connected = False
+        self.counters = {"frames": 0, "reconnects": 0, "losses": 0, "loops": 0, "bad_frames": 0}
+        self.last_error = ""
+        self._next_open = 0.0
+        self._ever_connected = False
+        self._open()
+        self.timer = self.create_timer(1.0 / self.p.rate_hz, self._tick)
+        self.status_timer = self.create_timer(1.0, self._publish_status)
+
+    def _source(self):
+        return int(self.p.device) if self.p.device.isdigit() else self.p.device
+
+    def _open(self) -> bool:
+        self._next_open = time.monotonic() + self.p.reconnect_period_s
+        cap = cv2.VideoCapture(self._source())
+        if not cap.isOpened() or not source_present(self.p.device):
+            cap.release()
+            self.last_error = f"cannot open camera device {self.p.device!r}"
+            return False
+        if self.p.capture_width:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.p.capture_width)
+        if self.p.capture_height:
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.p.capture_height)
+        self.cap = cap
+        if self._ever_connected and not self.connected:
+            self.counters["reconnects"] += 1
+            self.get_logger().info(f"camera {self.p.device!r} reconnected")
+        self.connected = self._ever_connected = True
+        self.last_error = ""
+        self._publish_status()
+        return True
+
+    def _lose(self, reason: str) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+        if self.connected:
+            self.counters["losses"] += 1
+            self.get_logger().warn(f"camera {self.p.device!r} lost: {reason}; retrying every "
+                                   f"{self.p.reconnect_period_s:g} s")
+        self.connected = False
+        self.last_error = reason
+        self._next_open = time.monotonic() + self.p.reconnect_period_s
+        self._publish_status()
+
+    def _tick(self) -> None:
+        if self.cap is None:
+            if time.monotonic() >= self._next_open:
+                self._open()
+            if self.cap is None:
+                return
+        ok, frame = self.cap.read()
+        if not ok or frame is None:
+            if self.p.loop and is_file_source(self.p.device) and source_present(self.p.device):
+                self.cap.release()  # end of a file: replay from the start
+                self.cap = cv2.VideoCapture(self._source())
+                self.counters["loops"] += 1
+                ok, frame = self.cap.read()
+            if not ok or frame is None:
+                self._lose(f"reading from {self.p.device!r} failed (device gone or stream ended)")
+                return
+        try:
+            if frame.ndim == 2:
+                frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+            out = crop_and_resize(frame, list(self.p.crop), self.p.width, self.p.height)
+        except (ValueError, cv2.error) as err:
+            self.counters["bad_frames"] += 1
+            self.last_error = str(err)
+            return
+        rgb = np.ascontiguousarray(out[:, :, ::-1])
+        self.pub.publish(numpy_to_image(rgb, "rgb8", frame_id=self.p.frame_id, stamp=self.get_clock().now().to_msg()))
+        self.counters["frames"] += 1
+
+    def _publish_status(self) -> None:
+        self.pub_status.publish(json_string({"connected": self.connected, "device": self.p.device, **self.counters,
+                                             "last_error": self.last_error}))
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(CameraNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
