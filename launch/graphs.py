@@ -99,28 +99,23 @@ class Graph:
 
 
 # --- the arguments shared by several graphs --------------------------------------------------------------------
-ROBOT_ARG = LaunchArg("robot", "sim", "the arm: `sim` = the sim bridge of `task`, `xarm` = the real xArm + camera",
-                      ("sim", "xarm"))
+ROBOT_ARG = LaunchArg("robot", "sim", "the arm: `sim` = the sim bridge of `task` (any registry task), `xarm` = the "
+                      "real xArm + camera", ("sim", "xarm"))
 TASK_ARG = LaunchArg("task", "xarm/reach", "registry task name (sim bridge task; the policy's and trainer's task)")
 XARM_IP_ARG = LaunchArg("xarm_ip", "192.168.1.185", "controller address of the real xArm (robot:=xarm)")
 CAMERA_ARG = LaunchArg("camera_device", "0", "OpenCV device of the robot camera: index, path or URL (robot:=xarm)")
 RATE_ARG = LaunchArg("rate", "30.0", "camera / control rate in Hz")
 
 
-def _robot_nodes(rate: Value = Arg("rate")) -> tuple[NodeSpec, ...]:
-    """The arm under either argument value: the same camera/state/action topics either way."""
-    return (
-        NodeSpec("sim_bridge", "sim_bridge_node", params_file="config/sim_bridge.yaml",
-                 parameters=(("task", Arg("task")), ("rate", rate)), when=("robot", ("sim",)),
-                 description="a registry task exposed as a robot: camera, state, action, reset, reward, success"),
-        NodeSpec("camera", "camera_node", params_file="config/camera.yaml",
-                 parameters=(("device", Arg("camera_device", string=True)), ("rate", rate)), when=("robot", ("xarm",)),
-                 respawn=True, description="OpenCV camera -> sensor_msgs/Image"),
-        NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
-                 parameters=(("backend", "real"), ("ip", Arg("xarm_ip"))), when=("robot", ("xarm",)),
-                 description="xArm servo control with watchdog, workspace box, e-stop and reset services"),
-    )
-
+CAMERA = NodeSpec("camera", "camera_node", params_file="config/camera.yaml",
+                  parameters=(("device", Arg("camera_device", string=True)), ("rate_hz", Arg("rate"))),
+                  when=("robot", ("xarm",)), respawn=True, description="OpenCV camera -> sensor_msgs/Image")
+REAL_XARM = NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
+                     parameters=(("backend", "real"), ("ip", Arg("xarm_ip"))), when=("robot", ("xarm",)),
+                     description="xArm servo control: watchdog, workspace box, e-stop and reset services")
+SIM_BRIDGE = NodeSpec("sim_bridge", "sim_bridge_node", params_file="config/sim_bridge.yaml",
+                      parameters=(("task", Arg("task")), ("rate", Arg("rate"))), when=("robot", ("sim",)),
+                      description="a registry task exposed as a robot: camera, state, action, reset, reward, success")
 
 MONITOR = NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
                    parameters=(("task", Arg("task")),),
@@ -130,24 +125,34 @@ TELEOP_RECORD = Graph(
     name="teleop_record",
     description="Record demonstrations with a joystick: joystick -> teleop recorder -> arm; episodes to a store.",
     arguments=(
-        ROBOT_ARG, TASK_ARG,
+        LaunchArg("robot", "sim", "the arm: `sim` = the simulated xArm (MuJoCo), `xarm` = the real xArm + camera",
+                  ("sim", "xarm")),
+        TASK_ARG,
         LaunchArg("store", "data/demos", "episode store folder (resumed when it exists)"),
         LaunchArg("joystick", "reader", "`reader` = polytask's Linux joystick reader, `joy` = the ROS joy package",
                   ("reader", "joy")),
         LaunchArg("joy_device", "/dev/input/js0", "Linux joystick device (joystick:=reader)"),
-        LaunchArg("rate", "10.0", "teleop command rate in Hz"),
+        LaunchArg("rate", "10.0", "teleop command and arm control rate in Hz"),
         XARM_IP_ARG, CAMERA_ARG,
     ),
     nodes=(
-        *_robot_nodes(rate=30.0),
+        NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
+                 parameters=(("backend", "sim"), ("rate_hz", Arg("rate"))), when=("robot", ("sim",)),
+                 description="the simulated xArm (MuJoCo) with its camera, same topics as the real one"),
+        NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
+                 parameters=(("backend", "real"), ("ip", Arg("xarm_ip")), ("rate_hz", Arg("rate"))),
+                 when=("robot", ("xarm",)), description="the real xArm"),
+        NodeSpec("camera", "camera_node", params_file="config/camera.yaml",
+                 parameters=(("device", Arg("camera_device", string=True)), ("rate_hz", 30.0)),
+                 when=("robot", ("xarm",)), respawn=True, description="OpenCV camera -> sensor_msgs/Image"),
         NodeSpec("joy_reader", "joy_reader_node", params_file="config/joy_reader.yaml",
                  parameters=(("device", Arg("joy_device")),), when=("joystick", ("reader",)), respawn=True,
                  description="Linux joystick device -> sensor_msgs/Joy"),
         NodeSpec("joy", "joy_node", package="joy", when=("joystick", ("joy",)),
                  description="the standard ROS joy driver"),
         NodeSpec("teleop_recorder", "teleop_recorder_node", params_file="config/teleop_recorder.yaml",
-                 parameters=(("task", Arg("task")), ("store", Arg("store")), ("rate", Arg("rate"))),
-                 description="Joy -> Δxyz + gripper actions; buttons start/end/redo/cancel episodes"),
+                 parameters=(("task", Arg("task")), ("store", Arg("store")), ("rate_hz", Arg("rate"))),
+                 description="Joy -> Δxyz + gripper actions; buttons start/save/redo/cancel episodes"),
         MONITOR,
     ),
 )
@@ -192,7 +197,7 @@ DEPLOY = Graph(
         RATE_ARG, XARM_IP_ARG, CAMERA_ARG,
     ),
     nodes=(
-        *_robot_nodes(),
+        SIM_BRIDGE, CAMERA, REAL_XARM,
         NodeSpec("policy_server", "policy_server_node", params_file="config/policy_server.yaml",
                  parameters=(("checkpoint", Arg("checkpoint")), ("task", Arg("task"))),
                  description="images (+ state) -> actions at camera rate; task/checkpoint switch at runtime"),
@@ -206,19 +211,23 @@ DISTILL = Graph(
     name="distill",
     description="Distil experts into one unified policy from their episode stores, then evaluate it.",
     arguments=(
-        LaunchArg("tasks", "xarm/reach", "comma-separated registry tasks to distil"),
-        LaunchArg("stores", "data/replay", "folder with one episode store per task (<stores>/<task slug>/)"),
-        LaunchArg("experts", "scripted", "expert checkpoints, comma-separated in task order, or `scripted`"),
-        LaunchArg("out", "runs/distill", "output folder for the unified checkpoint and evaluation"),
-        LaunchArg("modality", "onehot", "goal modality of the student", ("image", "onehot", "sinusoid", "language")),
-        LaunchArg("steps", "2000", "distillation gradient steps"),
+        LaunchArg("stores", "data/replay/metaworld_button-press", "comma-separated episode stores, one task each"),
+        LaunchArg("experts", "scripted", "teachers: expert checkpoints, comma-separated in store order, or one for "
+                  "all (`scripted` = the tasks' scripted experts)"),
+        LaunchArg("out", "runs/distill", "run folder for the relabelled stores, unified checkpoint and evaluation"),
+        LaunchArg("goal", "onehot", "goal modality of the student", ("onehot", "sinusoid", "language", "image")),
+        LaunchArg("goal_images", "", "demo store for image goals (goal:=image)"),
+        LaunchArg("steps", "2000", "distillation gradient steps (per added task when lifelong)"),
         LaunchArg("eval_episodes", "10", "evaluation episodes per task after distillation"),
+        LaunchArg("lifelong", "false", "add the stores' tasks one by one to a lifelong run", ("true", "false")),
+        LaunchArg("config", "", "distillation YAML (empty: Table V defaults)"),
     ),
     nodes=(
         NodeSpec("offline_distiller", "offline_distiller_node", params_file="config/offline_distiller.yaml",
-                 parameters=(("tasks", Arg("tasks")), ("stores", Arg("stores")), ("experts", Arg("experts")),
-                             ("out", Arg("out")), ("modality", Arg("modality")), ("steps", Arg("steps")),
-                             ("eval_episodes", Arg("eval_episodes"))),
+                 parameters=(("stores", Arg("stores")), ("experts", Arg("experts")), ("out", Arg("out")),
+                             ("goal", Arg("goal")), ("goal_images", Arg("goal_images", string=True)),
+                             ("steps", Arg("steps")), ("eval_episodes", Arg("eval_episodes")),
+                             ("lifelong", Arg("lifelong")), ("config_file", Arg("config", string=True))),
                  description="relabel + distil (learning/distill) + evaluate; publishes progress"),
     ),
 )

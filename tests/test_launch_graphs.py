@@ -193,7 +193,7 @@ CASES = [
     ("train_task", {"reward": "ot", "config": "config/expert.yaml", "rate": "100"}),
     ("deploy", {}),
     ("deploy", {"robot": "xarm", "rviz": "false", "checkpoint": "/tmp/u.safetensors", "rate": "15"}),
-    ("distill", {"tasks": "metaworld/door-open,metaworld/drawer-open", "modality": "language"}),
+    ("distill", {"stores": "a/door-open,a/drawer-open", "goal": "language", "lifelong": "true"}),
 ]
 
 
@@ -278,7 +278,8 @@ def test_markdown_lists_every_graph_argument_and_node():
         assert body.strip() == text.strip(), "README launch section is stale: run `polytask launch --markdown`"
 
 
-OWN_NODES = {"sim_bridge": "sim_bridge_node", "policy_server": "policy_server_node", "monitor": "monitor_node"}
+OWN_NODES = {"sim_bridge": "sim_bridge_node", "policy_server": "policy_server_node", "monitor": "monitor_node",
+             "online_trainer": "online_trainer_node", "offline_distiller": "offline_distiller_node"}
 
 
 @pytest.mark.parametrize("node", sorted(OWN_NODES))
