@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sensor_msgs.msg import Image
 
 from polytask.ros import topics
 from polytask.ros.image_conversion import (
@@ -19,7 +20,6 @@ from polytask.ros.image_conversion import (
     numpy_to_image,
     to_rgb8,
 )
-from sensor_msgs.msg import Image
 
 
 def _shape(encoding: str, h: int, w: int) -> tuple[int, ...]:

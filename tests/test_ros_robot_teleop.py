@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from polytask.ros.image_conversion import numpy_to_image
 from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
 pytestmark = pytest.mark.ros
+CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 START, SAVE, REDO, CANCEL, GRIP = 0, 1, 2, 3, 5
 
@@ -71,9 +73,11 @@ def graph(tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     store = tmp_path_factory.mktemp("store") / "demos"
     driver = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=logs, extra_env={"MUJOCO_GL": "egl"},
+                         params_files=(str(CONFIG / "xarm_driver.yaml"),),
                          params={"backend": "sim", "rate_hz": 10.0, "command_timeout_s": 0.5})
     rec_params = {"store": str(store), "task": "xarm/reach", "rate_hz": 10.0, "joy_timeout_s": 0.5}
-    recorder = NodeProcess("teleop_recorder_node", domain_id=domain.id, log_dir=logs, params=rec_params)
+    recorder = NodeProcess("teleop_recorder_node", domain_id=domain.id, log_dir=logs, params=rec_params,
+                           params_files=(str(CONFIG / "teleop_recorder.yaml"),))
     probe = Probe(domain.id)
     op = Operator(probe)
     try:

@@ -9,6 +9,7 @@ import math
 import socket
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from polytask.ros.image_conversion import image_to_numpy
 from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
 pytestmark = pytest.mark.ros
+CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 
 def _status(probe: Probe) -> dict:
@@ -48,6 +50,7 @@ def _send(probe: Probe, values, seconds: float, rate: float = 20.0) -> None:
 def sim_driver(tmp_path_factory):
     domain = allocate_domain(40, 69)
     node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path_factory.mktemp("logs"),
+                       params_files=(str(CONFIG / "xarm_driver.yaml"),),
                        params={"backend": "sim", "rate_hz": 10.0, "command_timeout_s": 0.4},
                        extra_env={"MUJOCO_GL": "egl"})
     probe = Probe(domain.id)
