@@ -109,13 +109,26 @@ def test_every_rviz_display_topic_is_published_with_its_type(graph):
     assert TASK in text and "Hz" in text
 
 
-def test_task_and_checkpoint_swap_keep_the_stream(graph):
+def make_student(path: Path) -> Path:
+    """A randomly initialised unified state policy of TASK and OTHER_TASK (what `polytask distill` writes)."""
+    from polytask.learning.distill.goals import onehot
+    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.sim import registry
+
+    ids = {t: registry.make(t, render=False).spec.task_id for t in (TASK, OTHER_TASK)}
+    student = StudentNet(StudentSpec(obs="state", obs_dim=39, action_dim=4, goal="onehot", goal_dim=16, hidden=64,
+                                     layers=2))
+    return save_student(path, student, {t: onehot(i, 16) for t, i in ids.items()}, [TASK, OTHER_TASK], step=0)
+
+
+def test_task_and_checkpoint_swap_keep_the_stream(graph, tmp_path):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
     _, probe, _ = graph
     client = probe.node.create_client(SetParameters, "/policy_server/set_parameters")
     assert probe.spin_until(client.service_is_ready, 10)
+    status = lambda: latest_json(probe, "policy/status")  # noqa: E731
 
     def set_param(name: str, value: str):
         req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
@@ -129,15 +142,28 @@ def test_task_and_checkpoint_swap_keep_the_stream(graph):
     assert not set_param("checkpoint", "/nonexistent/policy.safetensors").successful
     acts = probe.received["robot/action"]
     a0 = len(acts)
-    assert set_param("checkpoint", f"scripted:{OTHER_TASK}").successful
-    assert probe.spin_until(lambda: latest_json(probe, "policy/status").get("task") == OTHER_TASK, 30)
+    # swap to a unified checkpoint, then switch its task, while frames keep coming
+    ckpt = make_student(tmp_path / "student.safetensors")
+    assert set_param("checkpoint", str(ckpt)).successful
+    assert probe.spin_until(lambda: status().get("kind") == "checkpoint", 30), status()
+    assert set_param("task", OTHER_TASK).successful
+    assert probe.spin_until(lambda: status().get("task") == OTHER_TASK, 30), status()
     probe.spin(1.0)
-    stamps = np.array([t for t, _ in acts[a0:]])
-    gaps = np.diff(stamps)
-    assert gaps.max() < 0.25, f"the action stream paused {gaps.max():.3f} s during the swap"
-    assert latest_json(probe, "policy/status")["swaps"] >= 1
-    assert set_param("task", TASK).successful  # back to the bridge's task for the following tests
-    assert probe.spin_until(lambda: latest_json(probe, "policy/status").get("task") == TASK, 30)
+    gaps = np.diff(np.array([t for t, _ in acts[a0:]]))
+    assert gaps.max() < 0.25, f"the action stream paused {gaps.max():.3f} s during the swaps"
+    assert status()["policy_errors"] == 0 and status()["swaps"] >= 2
+    # a task the unified policy was not taught: accepted by name, refused at load, the old policy keeps serving
+    assert set_param("task", "metaworld/hammer").successful
+    assert probe.spin_until(lambda: "not taught" in status().get("last_error", ""), 30), status()
+    assert status()["task"] == OTHER_TASK
+    n = len(acts)
+    probe.spin(0.5)
+    assert len(acts) - n >= 10
+    # back to the scripted expert of the bridge's task for the following tests
+    assert set_param("checkpoint", "scripted").successful
+    assert probe.spin_until(lambda: status().get("kind") == "scripted", 30)
+    assert set_param("task", TASK).successful
+    assert probe.spin_until(lambda: status().get("task") == TASK, 30)
 
 
 def test_killed_policy_server_stops_the_arm_and_rejoins(graph):

@@ -1,7 +1,8 @@
 """Policy server: camera frames (+ the task state) in, one action out per frame, at camera rate.
 
-A thin adapter over `polytask.learning`: the policy is anything with `reset(step)`/`act(step)` — a checkpoint loaded
-by `polytask.learning.expert_policy.load_policy` (experts and distilled unified policies), or `scripted` /
+A thin adapter over `polytask.learning`: the policy is anything with `reset(step)`/`act(step)` — a checkpoint (a
+distilled unified student via `learning.distill.student.load_student_policy`, or an expert via
+`learning.expert_policy.load_policy`, chosen by the checkpoint header's kind), or `scripted` /
 `scripted:<task>`, the task's own scripted expert run on the received state (suites whose expert reads only the
 state, e.g. Meta-World).
 
@@ -69,15 +70,30 @@ def load_policy(checkpoint: str, task: str) -> LoadedPolicy:
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist (expected a file, or `scripted`)")
-    try:
-        from polytask.learning.expert_policy import load_policy as _load
-    except ImportError as err:  # learning/expert_policy.py not available in this checkout
-        raise ValueError(f"cannot load checkpoint {checkpoint!r}: polytask.learning.expert_policy is missing "
-                         f"({err})") from err
-    policy = _load(path)
+    from polytask.learning.checkpoint import read_header
+
+    kind = read_header(path).get("kind")  # validates the file (safetensors + JSON header) before any loading
+    if kind == "student":  # a distilled unified policy: one student, a goal per task
+        from polytask.learning.distill.student import load_student_policy
+
+        policy = load_student_policy(path)
+        if task not in policy.tasks:
+            raise ValueError(f"checkpoint {checkpoint!r} is a unified policy of {sorted(policy.tasks)}; it was not "
+                             f"taught task {task!r}")
+    else:  # a per-task expert
+        from polytask.learning.expert_policy import load_policy as load_expert
+
+        policy = load_expert(path)
     probe = registry.make(task, render=False)  # the task's spec: ids, dimensions
     task_spec = probe.spec
     probe.close()
+    pspec = getattr(policy, "spec", None)
+    if getattr(pspec, "action_dim", task_spec.action_dim) != task_spec.action_dim:
+        raise ValueError(f"checkpoint {checkpoint!r} acts in {pspec.action_dim} dimensions; task {task!r} needs "
+                         f"{task_spec.action_dim}")
+    if getattr(pspec, "obs", None) == "state" and getattr(pspec, "obs_dim", task_spec.state_dim) != task_spec.state_dim:
+        raise ValueError(f"checkpoint {checkpoint!r} reads a {pspec.obs_dim}-D state; task {task!r} has "
+                         f"{task_spec.state_dim}")
     return LoadedPolicy(policy, checkpoint, "checkpoint", task, task_spec)
 
 
