@@ -125,3 +125,21 @@ def test_doing_nothing_does_not_succeed():
             assert not task.episode_success()
     finally:
         task.close()
+
+
+def test_score_is_judged_where_the_episode_ends():
+    """Reaching the target and leaving again is not a success; ending on it is."""
+    task = registry.make("xarm/reach", render=False)
+    try:
+        step = task.reset(seed=4)
+        while not step.success:
+            step = task.step(task.scripted_action(step))
+        assert task.episode_success()
+        for _ in range(4):  # 10 cm straight up, away from the target
+            step = task.step(np.array([0.0, 0.0, 1.0, -1.0]))
+        assert not step.success and not task.episode_success() and task.score() == 0.0
+        while not step.done:
+            step = task.step(task.scripted_action(step))
+        assert task.episode_success()
+    finally:
+        task.close()
