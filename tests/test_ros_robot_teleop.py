@@ -210,7 +210,16 @@ def test_bad_images_and_joy_are_reported_and_recording_continues(tmp_path):
                 feed()
                 op.stream(0.1, axes={1: 0.5})
             feed()
-            op.press(SAVE, lambda s: s["saved"] == 1)
+            # a write error while saving: the store folder is replaced by a file (as root, chmod would not stop us)
+            aside = tmp_path / "store-aside"
+            store.rename(aside)
+            store.write_text("not a folder")
+            op.press(SAVE, lambda s: s["save_errors"] == 1)
+            assert "saving the episode failed" in op.last()["last_error"] and op.last()["state"] == "recording"
+            store.unlink()
+            aside.rename(store)
+            feed()
+            op.press(SAVE, lambda s: s["saved"] == 1)  # the kept episode is saved on the retry
             ep = load_episode(EpisodeStore(store).paths()[0])
             assert ep.pixels.shape[1:] == (84, 84, 3) and np.all(ep.pixels[:, :, :, 2] == 255)
             assert np.all(ep.pixels[:, :, :, 0] == 0) and ep.state.shape[1] == 5
