@@ -14,7 +14,7 @@ position to `WORKSPACE_LOW`/`WORKSPACE_HIGH`; scaling a [-1, 1] policy action to
 from __future__ import annotations
 
 import atexit
-import importlib.resources
+import importlib.util
 import weakref
 from pathlib import Path
 
@@ -56,12 +56,14 @@ def asset_path(scene: str) -> Path:
     """Path of a gym-xarm scene XML inside the installed package (its includes and meshes resolve beside it)."""
     if scene not in SCENES:
         raise ValueError(f"xArm scene {scene!r} unknown; expected one of {SCENES}")
-    try:
-        root = importlib.resources.files("gym_xarm") / "tasks" / "assets"
-    except ModuleNotFoundError as err:
+    # find_spec locates the installed package WITHOUT executing its __init__ (which imports gymnasium and
+    # registers gym-xarm's own env); we only want its data files.
+    spec = importlib.util.find_spec("gym_xarm")
+    if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the xArm model comes from the PyPI package gym-xarm (install it with --no-deps: "
-                           "pip install --no-deps gym-xarm==0.1.1)") from err
-    path = Path(str(root / f"{scene}.xml"))
+                           "pip install --no-deps gym-xarm==0.1.1)")
+    root = Path(next(iter(spec.submodule_search_locations))) / "tasks" / "assets"
+    path = root / f"{scene}.xml"
     if not path.is_file():
         raise RuntimeError(f"gym-xarm is installed but has no asset {path}; expected gym-xarm==0.1.1")
     return path
