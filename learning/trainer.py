@@ -4,9 +4,9 @@ checkpoints, and an exact resume after a kill.
 Why checkpoints land at episode ends: a simulator's internal state cannot be saved portably, but an episode
 boundary needs none (each episode is reset with seed `seed*1000003 + episode`). At that point the checkpoint
 holds everything else that decides the future: weights, target critics, Adam moments and steps, the OT target
-encoder and scale, step/episode/update counters, torch/numpy/Python RNG states and the replay sampler's RNG; the
-replay episodes themselves are in the run's episode store (`replay/`), of which a resumed run reloads exactly the
-first `episodes_stored` (later files, written by the killed process after its last checkpoint, move to
+encoder and scale, step/episode/update counters, torch/numpy/Python RNG states and the replay and demo samplers'
+RNGs; the replay episodes themselves are in the run's episode store (`replay/`), of which a resumed run reloads
+exactly the first `episodes_stored` (later files, written by the killed process after its last checkpoint, move to
 `replay-orphans/`). On CPU with the same thread count a resumed run therefore repeats the uninterrupted one
 bit for bit (tests/test_trainer.py kills a training process with SIGKILL and checks this).
 """
@@ -19,6 +19,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,7 @@ class ExpertTrainer:
         self.last_metrics: dict[str, float] = {}
         self.first_update_metrics: dict[str, float] | None = None  # first update after (re)start, for tests
         self.last_eval: dict[str, float] | None = None
+        self.on_update: Callable[[int, dict[str, float]], None] | None = None  # e.g. tests recording every update
 
     # --- construction helpers --------------------------------------------------------------------------
     def _network_spec(self, obs_kind: str) -> tuple[NetworkSpec, np.ndarray | None]:
@@ -219,7 +221,8 @@ class ExpertTrainer:
         tensors.update(rng_t)
         if self.rewarder is not None:
             tensors.update(module_tensors("ot_target", self.rewarder.target))
-        meta = {"agent": agent_meta, "rng": rng_meta, "replay": self.replay.state()}
+        meta = {"agent": agent_meta, "rng": rng_meta, "replay": self.replay.state(),
+                "demo_replay": self.demo_buffer.state()}
         ckpt_dir = self.run_dir / "checkpoints"
         path = save_checkpoint(ckpt_dir / LATEST, tensors, self._header(True, meta))
         policy_t = {k: v for k, v in tensors.items() if k.startswith(("encoder/", "actor/")) or k == "goal"}
@@ -248,6 +251,7 @@ class ExpertTrainer:
         self.replay.store = EpisodeStore(self.run_dir / "replay")
         self.replay.reload(self.state.episodes_stored)
         self.replay.load_state(header["replay"])
+        self.demo_buffer.load_state(header["demo_replay"])
         restore_rng(tensors, header["rng"])
         log.info("resumed %s at step %d (episode %d)", self.run_dir, self.state.step, self.state.episode)
 
@@ -342,6 +346,8 @@ class ExpertTrainer:
                         if self.first_update_metrics is None:
                             self.first_update_metrics = dict(metrics, step=st.step)
                         self.last_metrics = metrics
+                        if self.on_update is not None:
+                            self.on_update(st.step, metrics)
                         st.updates += 1
                         n_up = 1
                     updates_since += n_up
