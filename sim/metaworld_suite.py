@@ -21,8 +21,10 @@ What the authors' code does, and what we keep (their `suite/metaworld.py`, `meta
 
 from __future__ import annotations
 
+import atexit
 import math
 import warnings
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -262,6 +264,7 @@ class MetaWorldTask(Task):
         self._env = env_cls(render_mode="rgb_array" if render else None, camera_name=self.camera,
                             width=image_size, height=image_size)
         self._env.max_path_length = NO_ENV_LIMIT
+        _OPEN_TASKS.add(self)
         apply_render_quality(self._env.model, quality)  # before the first render
         self._rotate_180 = _camera_upside_down(self._env, self.camera)
         self._rng = np.random.default_rng(seed)
@@ -288,6 +291,7 @@ class MetaWorldTask(Task):
 
     def _render(self) -> np.ndarray:
         frame = self._env.render()
+        _register_exit_hook()
         if frame is None:
             raise RuntimeError(f"{self.spec.name}: the Meta-World env returned no frame (render_mode is None?)")
         if self._rotate_180:
@@ -314,6 +318,24 @@ class MetaWorldTask(Task):
     def success_steps(self) -> int:
         """Agent steps so far in this episode with the success flag on."""
         return self._success_steps
+
+
+# Tasks still open at interpreter exit are closed before EGL tears down; otherwise the renderer's __del__ runs
+# after the GL display is gone and prints EGLError tracebacks. The hook is registered at the first render, i.e.
+# after mujoco.egl registered its own teardown, so that (atexit being last-in, first-out) ours runs first.
+_OPEN_TASKS: weakref.WeakSet[MetaWorldTask] = weakref.WeakSet()
+_exit_hook = {"registered": False}
+
+
+def _close_open_tasks() -> None:
+    for task in list(_OPEN_TASKS):
+        task.close()
+
+
+def _register_exit_hook() -> None:
+    if not _exit_hook["registered"]:
+        _exit_hook["registered"] = True
+        atexit.register(_close_open_tasks)
 
 
 def _camera_upside_down(env: Any, camera: str) -> bool:
