@@ -421,3 +421,46 @@ def test_property_run_exercised_motion():
     if not MOVED:
         pytest.skip("run together with test_no_command_sequence_yields_an_unsafe_target")
     assert sum(m > 0 for m in MOVED) >= len(MOVED) // 3, MOVED
+
+
+# --- interpolated servo streaming of the real backend ---------------------------------------------------------------
+def _streaming(listener_port, sdk):
+    backend = XArmReal("127.0.0.1", 2.0, port=listener_port, api_factory=lambda ip: sdk, speed_mm_s=250.0,
+                       servo_hz=100.0)
+    backend.connect()
+    return backend
+
+
+def test_streaming_sends_small_steps_and_limits_lag(listener):
+    sdk = FakeSDK()
+    backend = _streaming(listener, sdk)
+    used = backend.move_to(np.array([0.425, 0.0, 0.2]), None)
+    np.testing.assert_allclose(used, [0.425, 0.0, 0.2])
+    time.sleep(0.3)
+    xs = [400.0] + [p[0] for p in sdk.servo_calls]
+    assert len(sdk.servo_calls) == 10 and max(np.diff(xs)) <= 2.5 + 1e-9 and xs[-1] == pytest.approx(425.0)
+    used = backend.move_to(np.array([0.625, 0.0, 0.2]), None)  # 20 cm ahead: the goal is held 5 cm ahead
+    np.testing.assert_allclose(used, [0.475, 0.0, 0.2])
+    time.sleep(0.05)
+    held = backend.hold()  # stale: stop where the stream is now
+    n = len(sdk.servo_calls)
+    time.sleep(0.15)
+    assert len(sdk.servo_calls) == n and held[0] * 1000 == pytest.approx(sdk.servo_calls[-1][0])
+    assert 425.0 < sdk.servo_calls[-1][0] < 475.0
+
+
+def test_streaming_error_faults_the_controller(listener):
+    sdk = FakeSDK()
+    ctl = ArmController(_streaming_backend := XArmReal("127.0.0.1", 2.0, port=listener, api_factory=lambda ip: sdk,
+                                                       servo_hz=100.0), CFG, clock=FakeClock())
+    ctl.start_connect()
+    ctl._connect_thread.join(5)
+    ctl.tick()
+    ctl.submit([1.0, 0, 0, 0])
+    sdk.servo_return = 9
+    ctl.tick()
+    time.sleep(0.1)
+    ctl.tick()
+    assert ctl.state == "error" and ctl.status()["api_code"] == 9 and len(sdk.servo_calls) == 1
+    sdk.servo_return = 0
+    assert ctl.reset()[0] and _streaming_backend.fault_codes().api_code == 0

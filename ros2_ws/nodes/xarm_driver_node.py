@@ -39,7 +39,10 @@ PARAMS = (
           type="double_array"),
     Param("ip", "", "real backend: controller IP address (required for backend real)"),
     Param("connect_timeout_s", 5.0, "real backend: give up connecting after this many seconds", min=0.1, max=120.0),
-    Param("speed_mm_s", 100.0, "real backend: servo speed limit (mm/s)", min=1.0, max=500.0),
+    Param("speed_mm_s", 250.0, "real backend: Cartesian speed of the interpolated servo stream (mm/s); "
+          "rate_hz x 1000 x max_step_m reaches full steps", min=1.0, max=500.0),
+    Param("servo_hz", 100.0, "real backend: servo setpoints per second between control ticks (0 = one jump per "
+          "tick, not recommended: servo mode faults on large jumps)", min=0.0, max=1000.0),
     Param("use_gripper", False, "real backend: drive the gripper from the 4th action value"),
     Param("sim_scene", "reach", "sim backend: gym-xarm scene", choices=("reach", "push")),
     Param("publish_image", True, "sim backend: publish the simulated camera on camera/image_raw"),
@@ -86,7 +89,7 @@ class XArmDriverNode(Node):
                 raise ParamError("node 'xarm_driver': parameter 'ip' is empty; backend 'real' needs the "
                                  "controller's IP address")
             return XArmReal(self.p.ip, self.p.connect_timeout_s, speed_mm_s=self.p.speed_mm_s,
-                            use_gripper=self.p.use_gripper)
+                            use_gripper=self.p.use_gripper, servo_hz=self.p.servo_hz)
         from polytask.robot.xarm_sim import XArmSim
 
         return XArmSim(self.p.sim_scene)
@@ -110,6 +113,8 @@ class XArmDriverNode(Node):
     def _on_action(self, msg) -> None:
         verdict = self.controller.submit(list(msg.data))
         if not verdict.accepted:
+            if verdict.reason == "locked" and self.controller.state == "connecting":
+                return  # publishers that start before the arm is up are expected, not worth a warning
             now = self.get_clock().now().nanoseconds * 1e-9
             if now - self._refusal_log_time > 1.0:  # throttle: a flood of bad commands must not flood the log
                 self._refusal_log_time = now

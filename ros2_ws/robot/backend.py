@@ -68,12 +68,13 @@ class ArmBackend(abc.ABC):
     def fault_codes(self) -> FaultCodes: ...
 
     @abc.abstractmethod
-    def move_to(self, target_xyz: np.ndarray, gripper: float | None) -> None:
-        """Send one servo target (metres). Raise ArmFault when the arm refuses it."""
+    def move_to(self, target_xyz: np.ndarray, gripper: float | None) -> np.ndarray | None:
+        """Send one servo target (metres); return the target actually commanded when the backend limited it (lag,
+        speed), else None. Raise ArmFault when the arm refuses it."""
 
     @abc.abstractmethod
-    def hold(self) -> None:
-        """A control tick without motion (the simulation still advances time)."""
+    def hold(self) -> np.ndarray | None:
+        """A control tick without motion: the arm stops where it is commanded now (returned when known)."""
 
     @abc.abstractmethod
     def stop(self, emergency: bool) -> None:

@@ -142,10 +142,12 @@ class ArmController:
         plan = self.guard.plan(self.target, self.clock())
         try:
             if plan.moving:
-                self.backend.move_to(plan.target, plan.gripper)
-                self.target = plan.target
+                effective = self.backend.move_to(plan.target, plan.gripper)
+                self.target = plan.target if effective is None else np.asarray(effective, dtype=np.float64)
             else:
-                self.backend.hold()
+                held = self.backend.hold()
+                if held is not None:
+                    self.target = np.asarray(held, dtype=np.float64)
         except ArmFault as err:
             self._fault(FaultCodes(err.error_code, err.warn_code, err.api_code), str(err))
             return

@@ -52,7 +52,7 @@ class XArmReal(ArmBackend):
     frame_id = "link_base"
 
     def __init__(self, ip: str, connect_timeout_s: float = 5.0, *, port: int = XARM_TCP_PORT,
-                 speed_mm_s: float = 100.0, use_gripper: bool = False,
+                 speed_mm_s: float = 100.0, use_gripper: bool = False, servo_hz: float = 0.0,
                  api_factory: Callable[[str], Any] | None = None) -> None:
         if not ip:
             raise ValueError("XArmReal: parameter 'ip' is empty; expected the controller's IP address")
@@ -62,6 +62,16 @@ class XArmReal(ArmBackend):
         self.port = port
         self.connect_timeout_s = float(connect_timeout_s)
         self.speed_mm_s = float(speed_mm_s)
+        if servo_hz < 0 or servo_hz > 1000:
+            raise ValueError(f"XArmReal: servo_hz {servo_hz}: expected 0 (one servo call per move) or 1..1000 Hz")
+        self.servo_hz = float(servo_hz)
+        self.max_lag_mm = 50.0  # the streamed goal never runs further ahead of the last setpoint
+        self._stream_lock = threading.Lock()
+        self._goal_mm: np.ndarray | None = None  # where the streamer is heading
+        self._sent_mm: np.ndarray | None = None  # the last setpoint sent
+        self._stream_error = 0
+        self._stream_thread: threading.Thread | None = None
+        self._stream_stop = threading.Event()
         self.use_gripper = use_gripper
         self._api_factory = api_factory or _make_sdk_api
         self.api: Any = None
@@ -141,29 +151,100 @@ class XArmReal(ArmBackend):
     def fault_codes(self) -> FaultCodes:
         if not self.connected:
             return FaultCodes(api_code=-1)
+        if self._stream_error:
+            return FaultCodes(api_code=self._stream_error)
         code, codes = self.api.get_err_warn_code()
         if code != 0:
             return FaultCodes(api_code=int(code))
         return FaultCodes(error_code=int(codes[0]), warn_code=int(codes[1]))
 
     # --- motion -----------------------------------------------------------------------------------------------------
-    def move_to(self, target_xyz: np.ndarray, gripper: float | None) -> None:
+    def move_to(self, target_xyz: np.ndarray, gripper: float | None) -> np.ndarray | None:
         if not self.connected:
             raise ArmFault("xArm not connected", api_code=-1)
-        pose = [*(np.asarray(target_xyz, dtype=np.float64) * 1000.0).tolist(), *DOWN_RPY_DEG]
-        code = self.api.set_servo_cartesian(pose, speed=self.speed_mm_s, is_radian=False)
-        if code != 0:
-            raise ArmFault(f"xArm set_servo_cartesian returned {code}", api_code=int(code))
+        goal = np.asarray(target_xyz, dtype=np.float64) * 1000.0
+        if self.servo_hz > 0:
+            effective = self._stream_to(goal) / 1000.0
+        else:
+            self._send(goal)
+            effective = None
         if self.use_gripper and gripper is not None and (self._last_gripper is None
                                                           or abs(gripper - self._last_gripper) > 0.1):
             # -1 open .. +1 closed -> 850 (open) .. 0 (closed) in the SDK's gripper units
             self.api.set_gripper_position(float((1.0 - gripper) / 2.0 * 850.0), wait=False)
             self._last_gripper = gripper
+        return effective
 
-    def hold(self) -> None:
-        """Servo mode keeps the last target: nothing to send."""
+    def _send(self, xyz_mm: np.ndarray) -> None:
+        pose = [*xyz_mm.tolist(), *DOWN_RPY_DEG]
+        code = self.api.set_servo_cartesian(pose, speed=self.speed_mm_s, is_radian=False)
+        if code != 0:
+            raise ArmFault(f"xArm set_servo_cartesian returned {code}", api_code=int(code))
+
+    # --- interpolated streaming: servo mode wants small steps at a steady high rate, not 2.5 cm jumps at 10 Hz ----
+    def _stream_to(self, goal_mm: np.ndarray) -> np.ndarray:
+        """Head the streamer for goal_mm, at most max_lag_mm ahead of the last setpoint; return the goal used."""
+        if self._stream_error:
+            raise ArmFault(f"xArm set_servo_cartesian returned {self._stream_error}", api_code=self._stream_error)
+        with self._stream_lock:
+            if self._sent_mm is None:
+                reading = self.read()
+                if reading is None:
+                    raise ArmFault("xArm position unknown; cannot start streaming", api_code=-1)
+                self._sent_mm = reading.ee_xyz * 1000.0
+            lag = goal_mm - self._sent_mm
+            dist = float(np.linalg.norm(lag))
+            if dist > self.max_lag_mm:  # never wind up a target far ahead of the arm (the watchdog must stop it)
+                goal_mm = self._sent_mm + lag * (self.max_lag_mm / dist)
+            self._goal_mm = goal_mm.copy()
+        if self._stream_thread is None or not self._stream_thread.is_alive():
+            self._stream_stop.clear()
+            self._stream_thread = threading.Thread(target=self._stream_loop, name="xarm-servo", daemon=True)
+            self._stream_thread.start()
+        return goal_mm
+
+    def _stream_loop(self) -> None:
+        """Send setpoints at servo_hz, each at most speed_mm_s / servo_hz from the last, until the goal is reached."""
+        period = 1.0 / self.servo_hz
+        max_step = self.speed_mm_s * period
+        next_t = time.monotonic()
+        while not self._stream_stop.is_set():
+            with self._stream_lock:
+                if self._goal_mm is None or self._sent_mm is None:
+                    return
+                delta = self._goal_mm - self._sent_mm
+                dist = float(np.linalg.norm(delta))
+                if dist < 1e-6:
+                    return  # arrived: servo mode holds the last setpoint
+                step = delta if dist <= max_step else delta * (max_step / dist)
+                setpoint = self._sent_mm + step
+            try:
+                self._send(setpoint)
+            except ArmFault as err:
+                self._stream_error = err.api_code or -1
+                return
+            with self._stream_lock:
+                self._sent_mm = setpoint
+            next_t += period
+            time.sleep(max(0.0, next_t - time.monotonic()))
+
+    def _halt_stream(self) -> None:
+        self._stream_stop.set()
+        with self._stream_lock:
+            self._goal_mm = self._sent_mm.copy() if self._sent_mm is not None else None
+        thread = self._stream_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(1.0)
+
+    def hold(self) -> np.ndarray | None:
+        """No fresh command: stop the streamer where it is (servo mode then holds that setpoint)."""
+        if self.servo_hz <= 0:
+            return None
+        self._halt_stream()
+        return None if self._sent_mm is None else self._sent_mm / 1000.0
 
     def stop(self, emergency: bool) -> None:
+        self._halt_stream()
         if self.api is None:
             return
         with contextlib.suppress(Exception):
@@ -173,6 +254,9 @@ class XArmReal(ArmBackend):
                 self.api.set_state(4)
 
     def reset(self) -> None:
+        self._halt_stream()
+        self._stream_error = 0
+        self._sent_mm = self._goal_mm = None  # re-read the position before streaming again
         if not self.connected:
             self.connect()
             return

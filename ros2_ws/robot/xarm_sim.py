@@ -58,17 +58,20 @@ class XArmSim(ArmBackend):
     def fault_codes(self) -> FaultCodes:
         return self._fault if self.arm is not None else FaultCodes(api_code=-1)
 
-    def move_to(self, target_xyz: np.ndarray, gripper: float | None) -> None:
+    def move_to(self, target_xyz: np.ndarray, gripper: float | None) -> np.ndarray | None:
         if self.arm is None:
             raise ArmFault("simulated xArm not started", api_code=-1)
         if self._stopped or self._fault.faulted:
             raise ArmFault("simulated xArm is stopped; reset first", self._fault.error_code, self._fault.warn_code)
         delta = np.asarray(target_xyz, dtype=np.float64) - self.arm.target_position()
         self.arm.move(delta, gripper=gripper)
+        return self.arm.target_position()  # SimArm limits how far the target may run ahead of the arm
 
-    def hold(self) -> None:
-        if self.arm is not None:
-            self.arm.move(np.zeros(3))
+    def hold(self) -> np.ndarray | None:
+        if self.arm is None:
+            return None
+        self.arm.move(np.zeros(3))
+        return self.arm.target_position()
 
     def stop(self, emergency: bool) -> None:
         self._stopped = True
