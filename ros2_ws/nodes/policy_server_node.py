@@ -41,6 +41,8 @@ PARAMS = (
     Param("task", "xarm/reach", "registry task the policy is conditioned on (change at runtime to switch)"),
     Param("threads", 1, "torch intra-op threads for inference", min=1, max=64),
     Param("use_state", True, "feed robot/task_state into the policy's step (state-based policies need it)"),
+    Param("image_size", 0, "resize frames to image_size x image_size (INTER_AREA) before the policy, e.g. 84 for "
+          "a 640x480 camera; 0: frames go in as they arrive", min=0, max=1024),
     Param("status_period_s", 1.0, "period of the policy/status heartbeat", min=0.05),
 )
 
@@ -160,6 +162,10 @@ class PolicyServer(Node):
         self.counts["frames"] += 1
         try:
             pixels = image_to_rgb8(msg)
+            if self.p.image_size and pixels.shape[:2] != (self.p.image_size, self.p.image_size):
+                import cv2
+
+                pixels = cv2.resize(pixels, (self.p.image_size, self.p.image_size), interpolation=cv2.INTER_AREA)
         except ImageError as err:
             self.counts["bad_frames"] += 1
             self.last_error = f"bad frame: {err}"
@@ -214,7 +220,7 @@ class PolicyServer(Node):
                 if not value.startswith("scripted") and not Path(value).is_file():
                     return SetParametersResult(successful=False, reason=f"checkpoint {value!r} does not exist")
                 self._swap_async(value, self._requested_task(params))
-            elif prm.name in ("threads", "use_state", "status_period_s"):
+            elif prm.name in ("threads", "use_state", "status_period_s", "image_size"):
                 return SetParametersResult(successful=False, reason=f"{prm.name} is fixed at start-up")
         return SetParametersResult(successful=True)
 

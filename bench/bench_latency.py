@@ -1,0 +1,209 @@
+"""Camera -> action latency across processes, against inference alone, in one run.
+
+    MUJOCO_GL=egl AMENT_PREFIX_PATH=$PWD/.venv .venv/bin/python bench/bench_latency.py --seconds 20
+
+This process plays the camera: it publishes rgb8 frames (84x84 and 640x480) at 30 Hz on `camera/image_raw` and
+records when each action comes back on `robot/action` from a policy server running as its own process (the real
+node, `polytask.nodes.policy_server_node`, with a pixel unified-policy checkpoint of the paper's size and
+`image_size:=84`, so 640x480 frames are resized as on the robot). The server answers every frame with one action,
+so the k-th action belongs to the k-th frame; drops are counted, not hidden.
+
+Baselines measured in this same process on the same frames and checkpoint: `inference` (policy.act on an
+84x84 frame) and `decode+resize+inference` (Image message -> numpy -> resize -> act, what the server does per
+frame). The cross-process figure minus the second is the cost of DDS transport and scheduling.
+Fast DDS transports: `default` and `LARGE_DATA` (FASTDDS_BUILTIN_TRANSPORTS, set for both processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TASK = "metaworld/button-press"
+RATE_HZ = 30.0
+
+
+def make_checkpoint(path: Path, hidden: int, feature_dim: int) -> Path:
+    """A randomly initialised pixel student (frame stack 3, 84x84, one-hot goal): inference cost of the real one."""
+    from polytask.learning.distill.goals import onehot
+    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.sim import registry
+
+    task_id = registry.make(TASK, render=False).spec.task_id
+    spec = StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=hidden,
+                       feature_dim=feature_dim)
+    return save_student(path, StudentNet(spec), {TASK: onehot(task_id, 16)}, [TASK], step=0)
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.asarray(ms, dtype=np.float64)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3),
+            "n": int(a.size)}
+
+
+def frames(h: int, w: int, n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str, dict[str, float]]:
+    """In-process timings: act() alone, and message decode + resize + act (the server's per-frame work)."""
+    import cv2
+    import torch
+
+    from polytask.nodes.policy_server_node import load_policy
+    from polytask.ros.image_conversion import image_to_rgb8, numpy_to_image
+    from polytask.sim.task import Goal, Step
+
+    torch.set_num_threads(1)
+    loaded = load_policy(str(ckpt), TASK)
+    goal = Goal(task_id=loaded.spec.task_id, name=TASK)
+    imgs = frames(size[0], size[1], 8)
+    msgs = [numpy_to_image(f, "rgb8") for f in imgs]
+    small = [cv2.resize(f, (84, 84), interpolation=cv2.INTER_AREA) for f in imgs]
+
+    def step_of(px):
+        return Step(state=np.zeros(39, np.float32), pixels=px, reward=0.0, success=False, terminal=False,
+                    truncated=False, goal=goal)
+
+    loaded.policy.reset(step_of(small[0]))
+    for i in range(10):  # warm-up
+        loaded.policy.act(step_of(small[i % 8]))
+    act_ms, full_ms = [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        loaded.policy.act(step_of(small[i % 8]))
+        act_ms.append((time.perf_counter() - t0) * 1e3)
+        t0 = time.perf_counter()
+        px = image_to_rgb8(msgs[i % 8])
+        if px.shape[:2] != (84, 84):
+            px = cv2.resize(px, (84, 84), interpolation=cv2.INTER_AREA)
+        loaded.policy.act(step_of(px))
+        full_ms.append((time.perf_counter() - t0) * 1e3)
+    return {"inference": percentiles(act_ms), "decode+resize+inference": percentiles(full_ms)}
+
+
+def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds: float, domain_id: int,
+                     log_dir: Path) -> dict[str, float]:
+    """Publish frames at 30 Hz to a policy server process; latency from publish to action receipt."""
+    from std_msgs.msg import Float32MultiArray
+
+    from polytask.ros import topics
+    from polytask.ros.image_conversion import numpy_to_image
+    from polytask.ros.testing import NodeProcess, Probe
+
+    extra = {} if transport == "default" else {"FASTDDS_BUILTIN_TRANSPORTS": transport}
+    old = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
+    os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    os.environ.update(extra)  # this process's participant must use the same transport
+    server = NodeProcess("policy_server_node", domain_id=domain_id, log_dir=log_dir, extra_env=extra,
+                         params={"checkpoint": str(ckpt), "task": TASK, "image_size": 84, "use_state": False,
+                                 "threads": 1})
+    probe = Probe(domain_id, name="latency_bench")
+    try:
+        received: list[float] = []
+        probe.node.create_subscription(Float32MultiArray, topics.topic("action").name,
+                                       lambda _m: received.append(time.perf_counter()),
+                                       topics.qos_profile("command", depth=100))
+        pub = probe.publisher("image")
+        if not probe.spin_until(lambda: pub.get_subscription_count() >= 1 and
+                                probe.node.count_publishers("/" + topics.topic("action").name) >= 1, 60):
+            raise RuntimeError(f"policy server did not connect; log {server.log_path}")
+        imgs = [numpy_to_image(f, "rgb8") for f in frames(size[0], size[1], 16)]
+        period = 1.0 / RATE_HZ
+        # warm-up: until the server answers (first checkpoint load, first inference)
+        deadline = time.perf_counter() + 30
+        while not received and time.perf_counter() < deadline:
+            pub.publish(imgs[0])
+            probe.spin(period)
+        probe.spin(0.5)
+        received.clear()
+        sent: list[float] = []
+        n = int(seconds * RATE_HZ)
+        t_next = time.perf_counter()
+        for k in range(n):
+            now = time.perf_counter()
+            if t_next > now:
+                probe.spin(t_next - now)
+            sent.append(time.perf_counter())
+            pub.publish(imgs[k % len(imgs)])
+            t_next += period
+        probe.spin(1.0)
+        m = min(len(sent), len(received))
+        lat = [(r - s) * 1e3 for s, r in zip(sent[:m], received[:m])]
+        rate = (len(received) - 1) / (received[-1] - received[0]) if len(received) > 1 else 0.0
+        return {**percentiles(lat), "sent": len(sent), "answered": len(received),
+                "dropped": len(sent) - len(received), "rate_hz": round(rate, 2)}
+    finally:
+        probe.close()
+        server.stop()
+        os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+        if old is not None:
+            os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = old
+
+
+def run(seconds: float, sizes: list[tuple[int, int]], transports: list[str], hidden: int, feature_dim: int,
+        domain_id: int) -> dict:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    work = Path(tempfile.mkdtemp(prefix="polytask-bench-"))
+    ckpt = make_checkpoint(work / "student.safetensors", hidden, feature_dim)
+    results = {"seconds": seconds, "rate_hz": RATE_HZ, "hidden": hidden, "feature_dim": feature_dim, "rows": [],
+               "cpus": os.cpu_count(), "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
+    for size in sizes:
+        base = inference_alone(ckpt, size, repeats=200)
+        for transport in transports:
+            e2e = across_processes(ckpt, size, transport, seconds, domain_id, work)
+            results["rows"].append({"size": f"{size[1]}x{size[0]}", "transport": transport, "camera_to_action": e2e,
+                                    **base})
+    results["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+    return results
+
+
+def markdown(results: dict) -> str:
+    lines = ["| frame | transport | camera->action p50 / p99 (ms) | answered / sent | action rate (Hz) | "
+             "inference p50 / p99 (ms) | decode+resize+inference p50 / p99 (ms) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        e, i, d = r["camera_to_action"], r["inference"], r["decode+resize+inference"]
+        lines.append(f"| {r['size']} | {r['transport']} | {e['p50_ms']} / {e['p99_ms']} | {e['answered']} / "
+                     f"{e['sent']} | {e['rate_hz']} | {i['p50_ms']} / {i['p99_ms']} | {d['p50_ms']} / {d['p99_ms']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per configuration")
+    p.add_argument("--sizes", nargs="+", default=["84x84", "640x480"], help="frame sizes WxH")
+    p.add_argument("--transports", nargs="+", default=["default", "LARGE_DATA"])
+    p.add_argument("--hidden", type=int, default=1024, help="student hidden width (Table V: 1024)")
+    p.add_argument("--feature-dim", type=int, default=512)
+    p.add_argument("--domain", type=int, default=0, help="ROS domain id (0: pick a free one in 70..99)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    sizes = []
+    for s in args.sizes:
+        w, h = (int(v) for v in s.lower().split("x"))
+        sizes.append((h, w))
+    from polytask.ros.testing import allocate_domain
+
+    domain = allocate_domain(args.domain, args.domain) if args.domain else allocate_domain(70, 99)
+    try:
+        results = run(args.seconds, sizes, args.transports, args.hidden, args.feature_dim, domain.id)
+    finally:
+        domain.release()
+    sys.stdout.write(markdown(results))
+    print(f"cpus {results['cpus']}, load average before {results['loadavg_before']}, after {results['loadavg_after']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
