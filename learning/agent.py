@@ -214,7 +214,8 @@ class ExpertAgent:
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_opt.step()
-        return {"critic_loss": float(loss), "critic_q1": float(q1.mean()), "critic_target_q": float(target_q.mean())}
+        return {"critic_loss": float(loss.detach()), "critic_q1": float(q1.detach().mean()),
+                "critic_target_q": float(target_q.mean())}
 
     def bc_loss(self, mu: Tensor, expert_action: Tensor) -> Tensor:
         if self.cfg.bc_loss == "logprob":
@@ -235,11 +236,11 @@ class ExpertAgent:
             obs_bc_f, goal_bc_f, act_bc = bc
             bc_term = self.bc_loss(self.nets.actor(obs_bc_f, goal_bc_f), act_bc)
             loss = loss + self.cfg.bc_alpha * lam * bc_term
-            out["bc_loss"] = float(bc_term)
+            out["bc_loss"] = float(bc_term.detach())
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_opt.step()
-        out.update({"actor_loss": float(loss), "rl_loss": float(rl), "stddev": self.stddev(step)})
+        out.update({"actor_loss": float(loss.detach()), "rl_loss": float(rl.detach()), "stddev": self.stddev(step)})
         return out
 
     # --- state for checkpoints -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch
 from polytask.learning.checkpoint import CheckpointError, read_header
 from polytask.learning.config import load_config
 from polytask.learning.demos import record_demos
+from polytask.learning.episodes import EpisodeStore
 from polytask.learning.evaluate import evaluate
 from polytask.learning.expert_config import ExpertConfig
 from polytask.learning.expert_policy import load_policy
@@ -129,17 +130,38 @@ def test_kill_and_resume_reproduces_the_next_update_bit_for_bit(demos, tmp_path)
     assert steps == sorted(steps) and len(steps) == len(set(steps))
 
 
-def test_cli_trains_and_reports(demos, tmp_path):
-    cmd = [sys.executable, "-m", "polytask.cli", "train-expert", "--task", TASK, "--demos", str(demos),
-           "--steps", "120", "--runs-dir", str(tmp_path), "--name", "cli", "--bc-steps", "5", "--no-progress"]
-    for k, v in {"network.obs": "state", "network.hidden": 16, "agent.batch_size": 16, "train.seed_frames": 50,
-                 "train.eval_episodes": 1, "train.threads": 1, "train.eval_video": True}.items():
+@pytest.fixture(scope="module")
+def pixel_demos(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reach_pixel_demos")
+    assert record_demos(TASK, 2, out, render=True, progress=False).kept == 2
+    return out
+
+
+def test_cli_pixels_with_ot_rewards(pixel_demos, tmp_path):
+    """The CLI on pixels with an image goal and OT rewards: scale gives the first episode a return of -10."""
+    cmd = [sys.executable, "-m", "polytask.cli", "train-expert", "--task", TASK, "--demos", str(pixel_demos),
+           "--reward", "ot", "--steps", "100", "--runs-dir", str(tmp_path), "--name", "cli", "--bc-steps", "3",
+           "--no-progress"]
+    for k, v in {"network.hidden": 16, "network.feature_dim": 16, "agent.batch_size": 4, "bc.batch_size": 4,
+                 "train.seed_frames": 50, "train.eval_episodes": 1, "train.threads": 1}.items():
         cmd += ["--set", f"{k}={v}"]
     out = subprocess.run(cmd, env={**os.environ, "MUJOCO_GL": "egl"}, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert '"step": 120' in out.stdout
+    assert '"step": 100' in out.stdout
     run = next(tmp_path.glob("*-cli"))
-    assert list((run / "videos").glob("*.mp4"))
+    assert len(list((run / "videos").glob("*.mp4"))) == 2  # at the start and at the end
+    episodes = EpisodeStore(run / "replay").episodes()
+    assert len(episodes) == 2 and episodes[0].pixels is not None
+    assert float(episodes[0].reward.sum()) == pytest.approx(-10.0, rel=1e-4)
+    assert episodes[0].extra["env_return"] != pytest.approx(-10.0)
+    header = read_header(run / "checkpoints" / "expert.safetensors")
+    assert header["goal_modality"] == "image" and header["network"]["frame_stack"] == 3
+    policy = load_policy(run / "checkpoints" / "expert.safetensors")
+    res = evaluate(policy, TASK, episodes=1, seed=1_000_000, render=True)
+    assert res.episodes == 1
+
+
+def test_cli_names_a_missing_demo_store(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "polytask.cli", "train-expert", "--task", TASK, "--demos",
                           str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "does not exist" in bad.stderr
