@@ -96,7 +96,6 @@ class TrainConfig:
     eval_episodes: int = 10
     eval_video: bool = True
     save_every: int = 10000  # agent steps (checkpoints land at the next episode end)
-    log_every: int = 1000  # agent steps between train.csv rows
     seed: int = 1
     device: str = "cpu"
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
