@@ -140,6 +140,8 @@ class Waypoint:
     min_steps: int = 0
     rot: tuple[tuple[float, float, float], float] | None = None
     freeze: bool = True
+    rot_tol: float = 0.1  # rad: the hand's orientation must be this close too before moving on
+    speed: float | None = None  # m per agent step at most (None: the controller's default)
     relative_to_hand: bool = False  # offset from the hand's position when the waypoint starts (anchor ignored)
     # a live target (position, quaternion) computed from the task; replaces offset/anchor/rot when set
     target_fn: Callable[[WaypointExpert], tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
@@ -154,6 +156,7 @@ class WaypointExpert:
         self.ik = ik or ArmIK(task.model, task.data)
         self.waypoints = waypoints
         self.home_quat = nominal_hand_quat(task)
+        self.default_speed = self.ik.max_pos_step
         self.index = 0
         self.steps_in = 0
         self._anchor_pos: np.ndarray | None = None
@@ -181,7 +184,7 @@ class WaypointExpert:
     def act(self) -> np.ndarray:
         wp = self.waypoints[self.index]
         target, quat = self._target(wp)
-        reached = np.linalg.norm(target - self.ik.pos()) <= wp.tol
+        reached = np.linalg.norm(target - self.ik.pos()) <= wp.tol and self._rot_error(quat) <= wp.rot_tol
         if wp.done is not None:
             reached = reached or bool(wp.done(self.task))
         if self.index < len(self.waypoints) - 1 and self.steps_in >= wp.min_steps and (
@@ -193,7 +196,13 @@ class WaypointExpert:
             wp = self.waypoints[self.index]
             target, quat = self._target(wp)
         self.steps_in += 1
+        self.ik.max_pos_step = self.default_speed if wp.speed is None else wp.speed
         return self.ik.action(target, quat, wp.gripper).astype(np.float32)
+
+    def _rot_error(self, quat: np.ndarray) -> float:
+        """Angle (rad) between the hand's orientation and `quat`."""
+        dot = abs(float(np.dot(quat, self.ik.quat())))
+        return 2.0 * float(np.arccos(min(1.0, dot)))
 
 
 def _progress_at_least(fraction: float) -> Callable[[object], bool]:
@@ -286,12 +295,40 @@ def _burner(site: str) -> Callable[[object], WaypointExpert]:
     return make
 
 
+KETTLE_LIFT = 0.06  # m the kettle is lifted for the carry
+KETTLE_SPEED = 0.02  # m per agent step while carrying: faster swings the kettle in the grip
+KETTLE_HANDLE_HEIGHT = 0.259  # kettle_site above the kettle's free-joint origin (kettle_chain.xml)
+
+
+def kettle(task) -> WaypointExpert:
+    """Pick the kettle by its handle (wrist turned 90 degrees so the fingers close above and below the horizontal
+    bar), carry it to the top left burner and put it down."""
+    from polytask.sim.kitchen_suite import ELEMENT_GOAL
+
+    turn = ((0.0, 1.0, 0.0), -np.pi / 2)
+    a = "kettle_site"
+    goal = np.asarray(ELEMENT_GOAL["kettle"][:3]) + np.array([0.0, 0.0, KETTLE_HANDLE_HEIGHT])
+    above = tuple(goal + np.array([0.0, 0.0, KETTLE_LIFT]))
+    place = tuple(goal + np.array([0.0, 0.0, 0.005]))
+    return WaypointExpert(task, [
+        Waypoint((0.0, -0.15, 0.0), a, gripper=1.0, rot=turn),
+        Waypoint((0.0, 0.0, 0.0), a, gripper=1.0, rot=turn, tol=0.01),
+        Waypoint((0.0, 0.0, 0.0), a, gripper=-1.0, rot=turn, tol=0.0, max_steps=10, min_steps=10),
+        Waypoint((0.0, 0.0, KETTLE_LIFT), gripper=-1.0, rot=turn, relative_to_hand=True),
+        Waypoint(above, None, gripper=-1.0, rot=turn, max_steps=80, speed=KETTLE_SPEED),
+        Waypoint(place, None, gripper=-1.0, rot=turn, tol=0.008, speed=KETTLE_SPEED),
+        Waypoint((0.0, 0.0, 0.0), gripper=1.0, rot=turn, tol=0.0, relative_to_hand=True, max_steps=8, min_steps=8),
+        Waypoint((0.0, -0.15, 0.02), gripper=1.0, rot=turn, relative_to_hand=True),
+    ])
+
+
 EXPERTS: dict[str, Callable[[object], WaypointExpert]] = {
     "slide cabinet": slide_cabinet,
     "light switch": light_switch,
     "microwave": microwave,
     "bottom burner": _burner("knob2_site"),
     "top burner": _burner("knob4_site"),
+    "kettle": kettle,
 }
 
 

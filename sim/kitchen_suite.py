@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from polytask.sim.registry import register
 from polytask.sim.task import Step, Task, TaskSpec
 
@@ -62,7 +63,8 @@ class StrictRule:
 
     Joint elements: the driving joint (qpos index `joint`) has covered at least `fraction` of the way from its
     rest value to the goal (going further in the same direction also counts: a cabinet opened past 0.37 m is open).
-    The kettle: its position is within `kettle_pos_tol` m of the goal and it stands upright (tilt <= `kettle_tilt`).
+    The kettle: within KETTLE_POS_TOL (horizontally) of the goal, standing on the stove (height within
+    KETTLE_HEIGHT_TOL of the goal's) and upright (tilt <= KETTLE_TILT).
     """
 
     joint: int | None
@@ -72,7 +74,8 @@ class StrictRule:
 
 
 STRICT_FRACTION = 0.9
-KETTLE_POS_TOL = 0.05  # m, 3-D distance of the kettle's free joint position to the goal position
+KETTLE_POS_TOL = 0.05  # m, horizontal distance of the kettle's free-joint position to the goal position
+KETTLE_HEIGHT_TOL = 0.02  # m: the kettle stands on the burner (one carried past the goal does not count)
 KETTLE_TILT = 0.25  # rad between the kettle's up axis and the world's
 
 STRICT_RULES: dict[str, StrictRule] = {
@@ -105,15 +108,16 @@ def loose_complete(qpos: np.ndarray, element: str) -> bool:
     return float(np.linalg.norm(np.asarray(qpos)[idx] - np.asarray(ELEMENT_GOAL[element]))) < LOOSE_THRESHOLD
 
 
-def kettle_error(qpos: np.ndarray) -> tuple[float, float]:
-    """(distance of the kettle to its goal position in m, tilt of its up axis in rad) from the full qpos."""
+def kettle_error(qpos: np.ndarray) -> tuple[float, float, float]:
+    """(horizontal distance of the kettle to its goal in m, height above/below the goal in m, tilt of its up axis in
+    rad) from the full qpos."""
     q = np.asarray(qpos, dtype=np.float64)
-    pos = q[23:26]
+    offset = q[23:26] - np.asarray(ELEMENT_GOAL["kettle"][:3])
     w, x, y, z = q[26:30]
-    dist = float(np.linalg.norm(pos - np.asarray(ELEMENT_GOAL["kettle"][:3])))
+    dist = float(np.linalg.norm(offset[:2]))
     # z component of the body's z axis for the quaternion (w, x, y, z), normalised
     up_z = 1.0 - 2.0 * (x * x + y * y) / max(float(w * w + x * x + y * y + z * z), 1e-12)
-    return dist, float(np.arccos(np.clip(up_z, -1.0, 1.0)))
+    return dist, float(offset[2]), float(np.arccos(np.clip(up_z, -1.0, 1.0)))
 
 
 def element_progress(qpos: np.ndarray, element: str) -> float:
@@ -128,8 +132,8 @@ def strict_complete(qpos: np.ndarray, element: str) -> bool:
     """PolyTask's strict rule (see StrictRule); the one demos and evaluation use."""
     rule = STRICT_RULES[element]
     if rule.joint is None:
-        dist, tilt = kettle_error(qpos)
-        return dist <= KETTLE_POS_TOL and tilt <= KETTLE_TILT
+        dist, height, tilt = kettle_error(qpos)
+        return dist <= KETTLE_POS_TOL and abs(height) <= KETTLE_HEIGHT_TOL and tilt <= KETTLE_TILT
     return element_progress(qpos, element) >= rule.fraction
 
 
