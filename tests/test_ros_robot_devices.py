@@ -72,7 +72,7 @@ def test_joy_reader_fifo_disconnect_and_reconnect(tmp_path):
             assert probe.spin_until(lambda: abs(joys[-1][1].axes[0] + 16384 / 32767) < 1e-6, 5)
             n = len(joys)
             probe.spin(0.5)  # no events: autorepeat keeps the state flowing
-            assert len(joys) - n >= 6
+            assert len(joys) - n >= 4  # 10 expected at 20 Hz; margin for a loaded machine
             assert probe.spin_until(lambda: _last_status(status).get("bad_events") == 1, 3)
             # unplug
             os.close(fd)
