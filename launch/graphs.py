@@ -133,6 +133,7 @@ TELEOP_RECORD = Graph(
                   ("reader", "joy")),
         LaunchArg("joy_device", "/dev/input/js0", "Linux joystick device (joystick:=reader)"),
         LaunchArg("rate", "10.0", "teleop command and arm control rate in Hz"),
+        LaunchArg("bag", "", "also record the session's topics into this rosbag2 MCAP folder (empty: off)"),
         XARM_IP_ARG, CAMERA_ARG,
     ),
     nodes=(
@@ -153,7 +154,9 @@ TELEOP_RECORD = Graph(
         NodeSpec("teleop_recorder", "teleop_recorder_node", params_file="config/teleop_recorder.yaml",
                  parameters=(("task", Arg("task")), ("store", Arg("store")), ("rate_hz", Arg("rate"))),
                  description="Joy -> Δxyz + gripper actions; buttons start/save/redo/cancel episodes"),
-        MONITOR,
+        NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
+                 parameters=(("task", Arg("task")), ("bag", Arg("bag", string=True))),
+                 description=MONITOR.description),
     ),
 )
 
@@ -195,13 +198,19 @@ DEPLOY = Graph(
                   "task's scripted expert"),
         LaunchArg("rviz", "true", "start RViz with rviz/polytask.rviz (when rviz2 is installed)", ("true", "false")),
         RATE_ARG, XARM_IP_ARG, CAMERA_ARG,
+        LaunchArg("summary", "", "the monitor writes what it saw (rate, latency, successes) here as JSON at "
+                  "shutdown (empty: log only)"),
+        LaunchArg("bag", "", "record the session's topics into this rosbag2 MCAP folder (empty: off)"),
     ),
     nodes=(
         SIM_BRIDGE, CAMERA, REAL_XARM,
         NodeSpec("policy_server", "policy_server_node", params_file="config/policy_server.yaml",
                  parameters=(("checkpoint", Arg("checkpoint")), ("task", Arg("task"))),
                  description="images (+ state) -> actions at camera rate; task/checkpoint switch at runtime"),
-        MONITOR,
+        NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
+                 parameters=(("task", Arg("task")), ("summary_file", Arg("summary", string=True)),
+                             ("bag", Arg("bag", string=True))),
+                 description=MONITOR.description),
         NodeSpec("rviz", "rviz2", package="rviz2", arguments=("-d", Share("rviz/polytask.rviz")),
                  when=("rviz", ("true",)), description="RViz with the PolyTask display config"),
     ),

@@ -7,6 +7,7 @@ SIGINT is escalated to SIGTERM/SIGKILL (checked on a stub process, no ROS needed
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -40,8 +41,9 @@ def test_polytask_launch_stops_the_whole_graph_on_a_signal(tmp_path, sig):
 
     with allocate_domain(70, 99) as domain:
         log = open(tmp_path / "launch.log", "w+")
-        proc = subprocess.Popen([sys.executable, "-m", "polytask.cli", "launch", "deploy", "task:=xarm/reach",
-                                 "rviz:=false"], env=child_env(domain.id), stdout=log, stderr=subprocess.STDOUT)
+        cmd = [sys.executable, "-m", "polytask.cli", "launch", "deploy", "task:=xarm/reach", "rviz:=false",
+               f"summary:={tmp_path / 'seen.json'}"]
+        proc = subprocess.Popen(cmd, env=child_env(domain.id), stdout=log, stderr=subprocess.STDOUT)
         probe = Probe(domain.id, name="launch_probe")
         try:
             actions = probe.subscribe("action")
@@ -67,6 +69,8 @@ def test_polytask_launch_stops_the_whole_graph_on_a_signal(tmp_path, sig):
     assert not [n for n, p in pids.items() if _alive(p)], "node processes outlived the launcher"
     assert "sending SIGKILL" not in text and "sending SIGTERM" not in text, "a node needed escalation"
     assert "monitor summary" in text  # the monitor's close() ran: a clean rclpy shutdown, not a kill
+    seen = json.loads((tmp_path / "seen.json").read_text())  # what `make demo` prints after its deploy run
+    assert seen["task"] == "xarm/reach" and seen["actions"] >= 10 and seen["action_rate_hz"] > 20
 
 
 def test_a_node_that_ignores_sigint_is_escalated_and_respawn_restarts_crashes(tmp_path):

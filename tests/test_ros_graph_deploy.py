@@ -189,3 +189,20 @@ def test_killed_policy_server_stops_the_arm_and_rejoins(graph):
     n = len(states)
     probe.spin(1.0)
     assert len(states) - n >= 20, "the arm did not resume after the server restarted"
+
+
+@pytest.mark.slow
+def test_one_minute_at_camera_rate_without_drops(graph):
+    _, probe, _ = graph
+    acts, imgs = probe.received["robot/action"], probe.received["camera/image_raw"]
+    before = latest_json(probe, "policy/status")
+    a0, i0 = len(acts), len(imgs)
+    probe.spin(60.0)
+    stamps = [t for t, _ in acts[a0:]]
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert rate >= 29.0, f"{rate:.2f} Hz over a minute"
+    assert len(acts) - a0 >= len(imgs) - i0 - 2
+    after = latest_json(probe, "policy/status")
+    frames, answered = after["frames"] - before["frames"], after["actions"] - before["actions"]
+    assert frames >= 29 * 60 and frames - answered <= 1, (frames, answered)
+    assert after["bad_frames"] == after["policy_errors"] == after["bad_actions"] == 0

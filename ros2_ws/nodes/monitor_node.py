@@ -5,7 +5,8 @@ server (latency, status) and training/recording progress, and publishes one `vis
 fixed rate: end-effector sphere, target sphere, action arrow, and a text block (task, robot state, action rate,
 latency, successes). It also latches `robot_description` (transient-local `std_msgs/String`, what RViz's
 RobotModel reads) when a URDF file is given. On shutdown it logs (and optionally writes as JSON) a summary of
-what it saw, which `make demo` prints.
+what it saw, which `make demo` prints. With `bag:=<folder>` it also records the session's topics into a rosbag2
+MCAP bag (polytask.bag_recording) for replay in RViz or Foxglove.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
+from polytask.bag_recording import DEFAULT_KEYS, BagError, BagRecorder
 from polytask.ros import topics
 from polytask.ros.node_base import Param, ParamError, declare_params, run_node
 
@@ -31,6 +33,9 @@ PARAMS = (
     Param("robot_description_file", "", "URDF file to latch on robot_description (empty: none published)"),
     Param("arrow_scale", 0.1, "metres of arrow per unit of action", min=0.0),
     Param("summary_file", "", "write a JSON summary of what was seen here on shutdown (empty: log only)"),
+    Param("bag", "", "record the session's topics into this rosbag2 MCAP folder (empty: no recording)"),
+    Param("bag_topics", list(DEFAULT_KEYS), "topic keys (polytask.ros.topics) recorded into the bag",
+          type="string_array"),
 )
 
 
@@ -66,6 +71,13 @@ class Monitor(Node):
             topics.subscription(self, "success", self._on_success),
         ]
         self._publish_description()
+        self.bag: BagRecorder | None = None
+        if self.p.bag:
+            try:
+                self.bag = BagRecorder(self, self.p.bag, [k for k in self.p.bag_topics if k])
+            except (BagError, KeyError) as err:
+                raise ParamError(f"node 'monitor': parameter 'bag'/'bag_topics': {err}") from err
+            self.get_logger().info(f"recording {len(self.bag.counts)} topics into {self.p.bag}")
         self.timer = self.create_timer(1.0 / self.p.rate, self._publish_markers)
 
     # --- inputs -----------------------------------------------------------------------------------------------------
@@ -189,6 +201,9 @@ class Monitor(Node):
         return "\n".join(lines)
 
     def close(self) -> None:
+        if self.bag is not None:
+            path = self.bag.close()
+            self.get_logger().info(f"bag {path}: " + ", ".join(f"{k} {n}" for k, n in self.bag.counts.items() if n))
         summary = self.summary()
         self.get_logger().info("monitor summary: " + json.dumps(summary, sort_keys=True))
         if self.p.summary_file:
