@@ -1,0 +1,84 @@
+"""Distillation throughput: samples/s fed from the episode stores vs from tensors already in memory, same run.
+
+Both feeds train the same student (same seed, config and steps) on the same relabelled stores; the store feed
+reads episode files in a background thread for every batch (nothing cached), the memory feed indexes tensors.
+Target: store feed >= 0.8x the memory feed. Without --relabelled, a small relabelled set (2 Meta-World tasks,
+scripted teachers) is built under --scratch first.
+
+  .venv/bin/python bench/bench_distill.py --relabelled /tmp/mw16/relabelled --steps 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from polytask.learning.distill import goals as G
+from polytask.learning.distill.collect import collect_noisy_store
+from polytask.learning.distill.data import StoreSampler, load_task
+from polytask.learning.distill.distill import distill
+from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
+from polytask.learning.distill_config import DistillConfig, StudentConfig
+from polytask.learning.episodes import EpisodeStore
+from polytask.sim import registry
+
+
+def build_small(scratch: Path) -> Path:
+    for t in ("metaworld/drawer-close", "metaworld/button-press"):
+        slug = t.replace("/", "_")
+        collect_noisy_store(t, scratch / "raw" / slug, 2000)
+        relabel_store(EpisodeStore(scratch / "raw" / slug), scratch / "relabelled" / slug, t,
+                      ScriptedTeacher(registry.make(t, render=False)))
+    return scratch / "relabelled"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--relabelled", default=None, help="folder of relabelled stores, one sub-folder per task")
+    p.add_argument("--scratch", default="/tmp/bench_distill")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--episodes-per-batch", type=int, default=8)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    root = Path(args.relabelled) if args.relabelled else build_small(Path(args.scratch))
+    folders = sorted(d for d in root.iterdir() if d.is_dir())
+    tasks = [EpisodeStore(d, create=False).episodes()[0].task for d in folders]
+    t = time.perf_counter()
+    data = [load_task(d, task) for d, task in zip(folders, tasks, strict=True)]
+    load_s = time.perf_counter() - t
+    ids = [registry.make(task, render=False).spec.task_id for task in tasks]
+    goals = G.goal_vectors("onehot", tasks, ids, 16)
+    cfg = DistillConfig(lr=1e-3, steps=args.steps, batch_size=args.batch, threads=args.threads,
+                        log_every=args.steps, student=StudentConfig(hidden=args.hidden, layers=args.layers))
+    rates = {}
+    for feed in ("memory", "store", "memory"):  # memory twice: the second run checks the baseline is stable
+        sampler = None
+        if feed == "store":
+            sampler = StoreSampler({task: d for task, d in zip(tasks, folders, strict=True)}, batch=args.batch,
+                                   episodes_per_batch=args.episodes_per_batch)
+        try:
+            _d, res = distill(data, goals, cfg, sampler=sampler, resume=False)
+        finally:
+            if sampler is not None:
+                sampler.close()
+        rates.setdefault(feed, []).append(res.samples_per_s)
+        print(f"{feed:6s}: {res.samples_per_s:9.0f} samples/s ({res.step} steps of {args.batch})", flush=True)
+    memory = max(rates["memory"])
+    store = rates["store"][0]
+    out = {"tasks": len(tasks), "rows": int(sum(len(d) for d in data)), "load_into_memory_s": round(load_s, 2),
+           "memory_samples_per_s": round(memory, 1), "store_samples_per_s": round(store, 1),
+           "ratio_store_over_memory": round(store / memory, 3), "target": 0.8, "hidden": args.hidden,
+           "layers": args.layers, "batch": args.batch, "threads": args.threads}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
