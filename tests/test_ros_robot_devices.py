@@ -146,3 +146,34 @@ def test_camera_without_device_keeps_running(tmp_path):
             assert probe.subscribe("image") == []
         finally:
             node.stop()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_nodes_stop_cleanly(tmp_path, sig):
+    """Ctrl-C (SIGINT) and SIGTERM end every robot-side node with exit code 0 and no traceback; the driver
+    publishes its final status on the way out."""
+    import signal as _signal
+
+    specs = {"camera_node": {"device": str(tmp_path / "none.mp4")}, "joy_reader_node": {"device": "/nonexistent"},
+             "teleop_recorder_node": {"store": str(tmp_path / "store"), "reset_on_start": False},
+             "xarm_driver_node": {"backend": "sim"}}
+    with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
+        status = probe.subscribe("robot_status")
+        nodes = [NodeProcess(m, domain_id=domain.id, log_dir=tmp_path, params=p, extra_env={"MUJOCO_GL": "egl"})
+                 for m, p in specs.items()]
+        try:
+            for key in ("camera_status", "joy_status", "recorder_status"):
+                assert probe.wait_for_publishers(key, timeout=20)
+            assert probe.spin_until(lambda: bool(status) and json.loads(status[-1][1].data)["state"] == "stale", 30)
+            n = len(status)
+            for node in nodes:
+                node.signal(getattr(_signal, sig))
+            for node in nodes:
+                node.proc.wait(15)
+                assert node.returncode == 0, node.log_text()
+                assert "Traceback" not in node.log_text()
+            assert probe.spin_until(lambda: json.loads(status[-1][1].data)["state"] == "shutdown", 2)
+            assert len(status) > n  # the driver said it was going before it left
+        finally:
+            for node in nodes:
+                node.stop()

@@ -1,6 +1,6 @@
 """The arm controller: one state machine between commands, the guard and a backend (no ROS).
 
-States: connecting -> ready <-> stale; any -> error (SDK error/warn code or a refused servo call: the arm is
+States: connecting -> ready <-> stale; close -> shutdown; any -> error (SDK error/warn code or a refused servo call: the arm is
 stopped, commands are refused); any -> estop (e-stop service: emergency stop, commands refused); connect failure
 -> disconnected. Only `reset()` leaves error, estop and disconnected. The driver node calls `tick()` at its
 control rate, `submit()` for each action message and `estop()`/`reset()` from its services; everything the
@@ -19,7 +19,7 @@ import numpy as np
 from polytask.robot.backend import ArmBackend, ArmConnectError, ArmFault, ArmReading, FaultCodes
 from polytask.robot.safety import CommandGuard, GuardConfig, Verdict
 
-STATES = ("connecting", "ready", "stale", "error", "estop", "disconnected")
+STATES = ("connecting", "ready", "stale", "error", "estop", "disconnected", "shutdown")
 
 
 class ArmController:
@@ -171,6 +171,7 @@ class ArmController:
     def close(self) -> None:
         with self._lock:
             self.guard.lock()
+            self.state = "shutdown"
             if self.backend.connected:
                 self.backend.stop(emergency=False)
             self.backend.close()

@@ -94,7 +94,8 @@ TOPICS: dict[str, Topic] = {t.key: t for t in (
           "action in [-1,1]^d; xArm: [dx, dy, dz, gripper], at most 2.5 cm per step; silence -> watchdog stop"),
     Topic("robot_status", "robot/status", "std_msgs/msg/String", "latched", _ROBOT,
           ("teleop_recorder_node", "monitor_node", "online_trainer_node"),
-          "JSON: state (connecting/ready/stale/error/estop), SDK error/warn codes, refused-command counters"),
+          "JSON: state (connecting/ready/stale/error/estop/disconnected/shutdown), SDK error/warn codes, "
+          "refused-command counters"),
     Topic("reward", "robot/reward", "std_msgs/msg/Float32", "state", ("sim_bridge_node",),
           ("online_trainer_node", "monitor_node"), "the task's reward for the last step"),
     Topic("success", "robot/success", "std_msgs/msg/Bool", "state", ("sim_bridge_node",),
