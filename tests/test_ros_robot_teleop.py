@@ -226,3 +226,50 @@ def test_bad_images_and_joy_are_reported_and_recording_continues(tmp_path):
             assert _rows(ep.action, [0.5, 0, 0, -1]) >= 3
         finally:
             node.stop()
+
+
+def test_joystick_device_to_store(tmp_path):
+    """The whole teleop chain with the default configs: js_event records on a FIFO -> joy_reader -> recorder ->
+    simulated xArm; pushing the left stick forward records +x actions and moves the arm +x."""
+    import os
+    import struct
+
+    fifo = str(tmp_path / "js0")
+    os.mkfifo(fifo)
+    ev = struct.Struct("<IhBB").pack
+    store = tmp_path / "store"
+    with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
+        nodes = [
+            NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path, extra_env={"MUJOCO_GL": "egl"},
+                        params_files=(str(CONFIG / "xarm_driver.yaml"),)),
+            NodeProcess("joy_reader_node", domain_id=domain.id, log_dir=tmp_path,
+                        params_files=(str(CONFIG / "joy_reader.yaml"),), params={"device": fifo}),
+            NodeProcess("teleop_recorder_node", domain_id=domain.id, log_dir=tmp_path,
+                        params_files=(str(CONFIG / "teleop_recorder.yaml"),), params={"store": str(store)}),
+        ]
+        try:
+            op = Operator(probe)
+            assert probe.wait_for_messages("ee_pose", 2, timeout=30), nodes[0].log_text()
+            assert probe.spin_until(lambda: op.last().get("state") == "idle", 20), nodes[2].log_text()
+            end = time.monotonic() + 10
+            while True:  # the reader holds the FIFO open once it is up
+                try:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                    break
+                except OSError:
+                    assert time.monotonic() < end
+                    probe.spin(0.05)
+            init = b"".join(ev(0, 0, 0x82, i) for i in range(8)) + b"".join(ev(0, 0, 0x81, i) for i in range(12))
+            os.write(fd, init + ev(0, 1, 1, 0))  # press A (start)
+            assert probe.spin_until(lambda: op.last().get("state") == "recording", 15), op.last()
+            os.write(fd, ev(0, 0, 1, 0) + ev(0, -32767, 2, 1))  # release A; left stick fully forward
+            probe.spin(1.2)
+            os.write(fd, ev(0, 0, 2, 1) + ev(0, 1, 1, 1))  # stick back to centre; press B (save)
+            assert probe.spin_until(lambda: op.last().get("saved") == 1, 10), op.last()
+            os.close(fd)
+            ep = load_episode(EpisodeStore(store).paths()[0])
+            assert _rows(ep.action, [1, 0, 0, -1]) >= 8, ep.action
+            assert ep.state[-1, 0] - ep.state[0, 0] > 0.1
+        finally:
+            for node in nodes:
+                node.stop()
