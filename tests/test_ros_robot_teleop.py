@@ -157,6 +157,31 @@ def test_record_redo_cancel_silent_and_resume(graph):
     assert _rows(load_episode(paths[-1]).action, [0, 1, 0, -1]) >= 3
 
 
+def test_recorder_killed_mid_episode_the_arm_stops(graph):
+    """SIGKILL of the recorder while it commands +x: the driver's watchdog stops the arm, nothing partial lands in
+    the store, and a restarted recorder resumes the count."""
+    op, probe, store = graph["op"], graph["probe"], graph["store"]
+    before = EpisodeStore(store).paths()
+    statuses = probe.subscribe("robot_status")
+    op.press(START, lambda s: s["state"] == "recording")
+    op.stream(0.5, axes={1: 1.0})
+    graph["recorder"].kill()
+    killed = time.monotonic()
+    op.stream(0.7, axes={1: 1.0})  # the operator keeps pushing; nobody turns it into commands any more
+    p0 = probe.subscribe("ee_pose")[-1][1].pose.position
+    op.stream(1.0, axes={1: 1.0})
+    p1 = probe.subscribe("ee_pose")[-1][1].pose.position
+    assert abs(p1.x - p0.x) < 0.005, "the arm kept moving after the recorder died"
+    assert any(t > killed and json.loads(m.data)["state"] == "stale" for t, m in statuses), \
+        "the driver did not report the stale command stream"
+    assert EpisodeStore(store).paths() == before and not list(store.glob(".tmp-*"))
+    op.status.clear()
+    graph["recorder"] = NodeProcess("teleop_recorder_node", domain_id=graph["domain"].id, log_dir=graph["logs"],
+                                    params=graph["rec_params"])
+    assert probe.spin_until(lambda: op.last().get("state") == "idle", 20), graph["recorder"].log_text()
+    assert op.last()["episodes_in_store"] == len(before)
+
+
 def _bad_images() -> list[Image]:
     good = numpy_to_image(np.zeros((84, 84, 3), np.uint8), "rgb8")
     out = []
