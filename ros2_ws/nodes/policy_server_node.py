@@ -99,6 +99,16 @@ def load_policy(checkpoint: str, task: str) -> LoadedPolicy:
     return LoadedPolicy(policy, checkpoint, "checkpoint", task, task_spec)
 
 
+def _expected_side(policy: Any) -> int:
+    """Frame side a pixel policy takes (its spec's obs_dim for square frames), 0 when unknown or not pixels."""
+    spec = getattr(policy, "spec", None)
+    if getattr(spec, "obs", None) == "pixels":  # a distilled student (StudentSpec)
+        return int(getattr(spec, "obs_dim", 0) or 0)
+    if getattr(spec, "obs_modality", None) == "pixels":  # an expert (NetworkSpec: obs_shape C, H, W)
+        return int(spec.obs_shape[-1])
+    return 0
+
+
 class PolicyServer(Node):
     def __init__(self) -> None:
         super().__init__("policy_server")
@@ -173,6 +183,13 @@ class PolicyServer(Node):
             return
         loaded = self.loaded  # one read: a swap in another thread changes the attribute, never this object
         spec = loaded.spec
+        want = _expected_side(loaded.policy)
+        if want and pixels.shape[:2] != (want, want):
+            self.counts["bad_frames"] += 1
+            self.last_error = (f"bad frame: {pixels.shape[1]}x{pixels.shape[0]} but the policy expects {want}x{want} "
+                               f"(set image_size:={want} to resize)")
+            self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
+            return
         state = self.state if self.state is not None and self.state.shape[0] == spec.state_dim else \
             np.zeros(spec.state_dim, np.float32)
         step = Step(state=state, pixels=pixels, reward=0.0, success=False, terminal=False, truncated=False,
@@ -183,6 +200,7 @@ class PolicyServer(Node):
                 self.need_reset = False
             action = np.asarray(loaded.policy.act(step), dtype=np.float32).reshape(-1)
         except Exception as err:  # a policy bug or a frame the policy cannot take: count, report, keep serving
+            self.need_reset = True  # its history (frame stack) may hold the frame that failed: start afresh
             self.counts["policy_errors"] += 1
             self.last_error = f"policy failed: {type(err).__name__}: {err}"
             self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
