@@ -1,0 +1,189 @@
+"""Steps/s of every registered suite without rendering, rendering at "default" quality and at "fast" quality.
+
+Rendering is the CPU bottleneck of pixel-based training here (llvmpipe through `MUJOCO_GL=egl`), so this
+measures, side by side in one process and one run, what each quality costs against the no-render baseline.
+One task per suite (the first registered), random actions in [-1, 1], resets at episode ends; each
+configuration runs for a fixed wall-clock budget after a warm-up (the first frame creates the GL context).
+
+    MUJOCO_GL=egl .venv/bin/python bench/bench_render.py --seconds 6 --write docs/benchmarks-render.md
+
+A suite that fails to import or build is reported in the table, not fatal: the others are still measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from polytask.sim import registry
+
+CONFIGS: tuple[tuple[str, bool, str], ...] = (
+    ("no render", False, "fast"),
+    ("default", True, "default"),
+    ("fast", True, "fast"),
+)
+WARMUP_STEPS = 3
+MIN_STEPS = 5
+
+
+@dataclass
+class Measurement:
+    steps_per_s: float | None
+    steps: int
+    error: str = ""
+    action_repeat: int | None = None
+
+
+def measure(name: str, render: bool, quality: str, seconds: float, seed: int = 0) -> Measurement:
+    """Agent steps per second (each = action_repeat simulator steps, plus one frame when rendering)."""
+    try:
+        task = registry.make(name, render=render, quality=quality)
+    except Exception as err:  # a suite under construction must not hide the others
+        return Measurement(None, 0, f"make failed: {type(err).__name__}: {err}")
+    rng = np.random.default_rng(seed)
+    try:
+        step = task.reset(seed=seed)
+        if render and (step.pixels is None or step.pixels.shape[-1] != 3):
+            return Measurement(None, 0, f"render=True gave pixels {None if step.pixels is None else step.pixels.shape}")
+        for _ in range(WARMUP_STEPS):
+            step = task.step(rng.uniform(-1, 1, task.spec.action_dim))
+        steps, start = 0, time.perf_counter()
+        while steps < MIN_STEPS or time.perf_counter() - start < seconds:
+            if step.done:
+                step = task.reset()  # resets count toward the time: training pays for them too
+            step = task.step(rng.uniform(-1, 1, task.spec.action_dim))
+            steps += 1
+        return Measurement(steps / (time.perf_counter() - start), steps, action_repeat=task.spec.action_repeat)
+    except Exception as err:
+        return Measurement(None, 0, f"{type(err).__name__}: {err}")
+    finally:
+        task.close()
+
+
+def load_suites() -> dict[str, str]:
+    """Import every suite module; return {module: error} for those that failed."""
+    failed = {}
+    for module in registry.SUITE_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as err:
+            failed[module] = f"{type(err).__name__}: {err}"
+    try:
+        registry.names()
+    except Exception:
+        failed.setdefault("registry", traceback.format_exc(limit=1).strip().splitlines()[-1])
+    return failed
+
+
+def representative_tasks() -> dict[str, str]:
+    first: dict[str, str] = {}
+    for name in registry.names():
+        first.setdefault(name.split("/", 1)[0], name)
+    return first
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, " \
+           f"Python {platform.python_version()}"
+
+
+def fmt(m: Measurement, base: Measurement | None) -> str:
+    if m.steps_per_s is None:
+        return "error"
+    ratio = ""
+    if base is not None and base.steps_per_s:
+        ratio = f" ({m.steps_per_s / base.steps_per_s:.3f}x)"
+    return f"{m.steps_per_s:,.1f}{ratio}"
+
+
+def run(seconds: float) -> tuple[str, list[str]]:
+    failed = load_suites()
+    tasks = representative_tasks()
+    lines = ["| suite | task | repeat | no render | default quality | fast quality | fast / default |",
+             "|---|---|---|---|---|---|---|"]
+    errors = [f"- `{module}` did not import: {err}" for module, err in failed.items()]
+    for suite, name in tasks.items():
+        results = {label: measure(name, render, quality, seconds) for label, render, quality in CONFIGS}
+        base = results["no render"]
+        default, fast = results["default"], results["fast"]
+        speedup = (f"{fast.steps_per_s / default.steps_per_s:.1f}x"
+                   if fast.steps_per_s and default.steps_per_s else "n/a")
+        repeat = next((str(m.action_repeat) for m in results.values() if m.action_repeat), "?")
+        lines.append(f"| {suite} | `{name}` | {repeat} | {fmt(base, None)} | {fmt(default, base)} | "
+                     f"{fmt(fast, base)} | {speedup} |")
+        errors += [f"- `{name}` {label}: {m.error}" for label, m in results.items() if m.error]
+        print(lines[-1], flush=True)
+    return "\n".join(lines), errors
+
+
+def write_doc(path: Path, table: str, errors: list[str], seconds: float, command: str, elapsed: float) -> None:
+    text = f"""# Rendering cost per suite: no render vs default vs fast quality
+
+Produced by `{command}` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, in one run ({elapsed:.0f} s).
+Machine: {machine()}.
+
+Figures are **agent steps per second** (one agent step = `repeat` simulator steps, plus one 84x84 frame when
+rendering), for the first registered task of each suite, random actions, episode resets included; each
+configuration runs ~{seconds:g} s after a warm-up. Ratios in brackets are against the no-render baseline of the
+same task, measured in the same run. "fast" = `polytask.sim.mujoco_render.apply_render_quality(model, "fast")`:
+no shadow casting, no reflective materials, no off-screen multisampling (set before the first render);
+"default" = each model as its authors made it.
+
+{table}
+
+{"Problems:" + chr(10) + chr(10).join(errors) if errors else "No suite failed to import or run."}
+
+Reading the table: at 84x84 on a CPU, the frame costs far more than the physics for every suite, and most of the
+frame's cost is shadows, reflections and multisampling, which a policy at 84x84 does not need. Training on CPU
+therefore uses `quality="fast"` (the default of `polytask.sim.registry.make`); use "default" only to compare with
+images rendered elsewhere. The machine is shared with other jobs, so figures vary by ~10-20% between runs;
+the ratios within one run are the reliable part.
+"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="wall-clock budget per configuration")
+    parser.add_argument("--write", type=Path, help="write the table into this markdown file (atomically)")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0:
+        parser.error(f"--seconds must be > 0, got {args.seconds}")
+    start = time.perf_counter()
+    print(f"machine: {machine()}")
+    table, errors = run(args.seconds)
+    for line in errors:
+        print(line)
+    if args.write:
+        command = "MUJOCO_GL=egl .venv/bin/python bench/bench_render.py " + " ".join(sys.argv[1:] if argv is None
+                                                                                      else argv)
+        write_doc(args.write, table, errors, args.seconds, command.strip(), time.perf_counter() - start)
+        print(f"wrote {args.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
