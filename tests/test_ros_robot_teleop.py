@@ -240,12 +240,16 @@ def test_bad_images_and_joy_are_reported_and_recording_continues(tmp_path):
             store.rename(aside)
             store.write_text("not a folder")
             op.press(SAVE, lambda s: s["save_errors"] == 1)
-            assert "saving the episode failed" in op.last()["last_error"] and op.last()["state"] == "recording"
+            failed = op.last()
+            assert "saving the episode failed" in failed["last_error"] and failed["state"] == "saving"
             store.unlink()
             aside.rename(store)
-            feed()
+            for _ in range(5):  # the episode is over: more ticks must not add steps while the save is pending
+                feed()
+                op.stream(0.1, axes={1: 0.5})
             op.press(SAVE, lambda s: s["saved"] == 1)  # the kept episode is saved on the retry
             ep = load_episode(EpisodeStore(store).paths()[0])
+            assert len(ep) == failed["steps"]
             assert ep.pixels.shape[1:] == (84, 84, 3) and np.all(ep.pixels[:, :, :, 2] == 255)
             assert np.all(ep.pixels[:, :, :, 0] == 0) and ep.state.shape[1] == 5
             assert _rows(ep.action, [0.5, 0, 0, -1]) >= 3

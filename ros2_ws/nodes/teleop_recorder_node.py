@@ -11,8 +11,9 @@ A joystick silent for more than `joy_timeout_s` gives the zero action, never the
 each tick stores (image, state, action); state = [ee xyz (m), joint positions (rad)].
 
 Bad inputs (undecodable images, Joy without the configured axes, NaN) are counted and reported on
-recorder/status; the node keeps running. A failed save (disk full) keeps the episode in memory and reports the
-error; pressing save again retries.
+recorder/status; the node keeps running. After `save` the episode is over (state `saving`: nothing more is
+recorded, the arm is held); a failed write (disk full) keeps the episode in memory and reports the error, and
+pressing save again retries (redo/cancel discard it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from typing import Any
 
 import cv2
 import numpy as np
@@ -53,7 +55,7 @@ PARAMS = (
     Param("reset_timeout_s", 10.0, "give up on a reset that does not answer", min=0.1, max=120.0),
 )
 
-IDLE, RESETTING, RECORDING = "idle", "resetting", "recording"
+IDLE, RESETTING, RECORDING, SAVING = "idle", "resetting", "recording", "saving"
 
 
 class TeleopRecorderNode(Node):
@@ -105,8 +107,8 @@ class TeleopRecorderNode(Node):
         self._publish_status()
 
     @staticmethod
-    def _empty_buffer() -> dict[str, list]:
-        return {"pixels": [], "state": [], "action": []}
+    def _empty_buffer() -> dict[str, Any]:
+        return {"pixels": [], "state": [], "action": [], "final": None}
 
     def _warn(self, key: str, text: str) -> None:
         self.last_error = text
@@ -161,12 +163,12 @@ class TeleopRecorderNode(Node):
         p = self.p
         if p.button_start in pressed and self.state == IDLE:
             self._begin()
-        elif p.button_save in pressed and self.state == RECORDING:
+        elif p.button_save in pressed and self.state in (RECORDING, SAVING):
             self._save()
-        elif p.button_redo in pressed and self.state in (RECORDING, RESETTING):
+        elif p.button_redo in pressed and self.state in (RECORDING, RESETTING, SAVING):
             self._discard("redo")
             self._begin()
-        elif p.button_cancel in pressed and self.state in (RECORDING, RESETTING):
+        elif p.button_cancel in pressed and self.state in (RECORDING, RESETTING, SAVING):
             self._discard("cancel")
             self.state = IDLE
         self._publish_status()
@@ -211,7 +213,7 @@ class TeleopRecorderNode(Node):
             self._publish_status()
 
     def _discard(self, why: str) -> None:
-        if self._buffer["action"] or self.state == RECORDING:
+        if self._buffer["action"] or self.state in (RECORDING, SAVING):
             self.counters["discarded"] += 1
             self.get_logger().info(f"{why}: discarded an episode of {len(self._buffer['action'])} steps")
         self._buffer = self._empty_buffer()
@@ -226,16 +228,20 @@ class TeleopRecorderNode(Node):
         return self._image, np.concatenate([self._ee, self._joints]).astype(np.float32)
 
     def _save(self) -> None:
-        obs = self._observation()
+        """End the episode (no more steps are recorded, the arm is held) and write it; retried on failure."""
         buf = self._buffer
         if not buf["action"]:
             self._warn("save", "save pressed on an episode with no recorded steps; discarded")
             self._discard("empty")
             self.state = IDLE
             return
-        if obs is None:
-            self._warn("save", "no fresh image/state for the final observation; press save again")
-            return
+        self.state = SAVING
+        if buf["final"] is None:
+            buf["final"] = self._observation()
+            if buf["final"] is None:  # retried from the tick until image and state are fresh again
+                self._warn("save", "waiting for a fresh image and robot state for the final observation")
+                return
+        obs = buf["final"]
         states = [*buf["state"], obs[1]]
         if len({s.shape for s in states}) != 1:
             self._warn("save", f"the robot state changed size during the episode ({sorted({s.shape for s in states})})"
@@ -253,6 +259,7 @@ class TeleopRecorderNode(Node):
         except (OSError, EpisodeError) as err:
             self.counters["save_errors"] += 1
             self._warn("save", f"saving the episode failed ({err}); it is kept in memory, press save to retry")
+            buf["write_failed"] = True
             return
         self.counters["saved"] += 1
         self.last_error = ""
@@ -285,8 +292,11 @@ class TeleopRecorderNode(Node):
                 self._buffer["pixels"].append(obs[0])
                 self._buffer["state"].append(obs[1])
                 self._buffer["action"].append(action)
-        elif self.state == RESETTING:
-            action = np.zeros(4, dtype=np.float32)
+        elif self.state in (RESETTING, SAVING):
+            action = np.zeros(4, dtype=np.float32)  # the episode is over or not begun: hold the arm
+            if self.state == SAVING and self._buffer["final"] is None and not self._buffer.get("write_failed"):
+                self._save()
+                self._publish_status()
         msg = topics.load_type(topics.topic("action").msg_type)()
         msg.data = [float(v) for v in action]
         self.pub_action.publish(msg)
