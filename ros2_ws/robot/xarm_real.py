@@ -90,12 +90,16 @@ class XArmReal(ArmBackend):
             raise ArmConnectError(f"xArm at {self.ip}:{self.port} is not reachable ({err})") from err
         api = self._api_factory(self.ip)
         result: dict[str, Any] = {}
+        abandoned = threading.Event()
 
         def work() -> None:
             try:
                 api.connect()
                 if not api.connected:
                     raise ArmConnectError("the SDK did not connect")
+                if abandoned.is_set():  # the controller answered after our deadline: do not leave it connected
+                    self._quiet_disconnect(api)
+                    return
                 self._enable(api)
                 result["ok"] = True
             except BaseException as err:
@@ -105,6 +109,7 @@ class XArmReal(ArmBackend):
         worker.start()
         worker.join(max(0.0, deadline - time.monotonic()))
         if worker.is_alive() or not result.get("ok"):
+            abandoned.set()
             threading.Thread(target=self._quiet_disconnect, args=(api,), daemon=True).start()
             if worker.is_alive():
                 raise ArmConnectError(f"xArm at {self.ip} accepted TCP but did not answer within the connect "
