@@ -205,20 +205,21 @@ class WaypointExpert:
         return 2.0 * float(np.arccos(min(1.0, dot)))
 
 
-def _progress_at_least(fraction: float) -> Callable[[object], bool]:
-    """A waypoint end condition: the task's target joint covered `fraction` of its way to the goal."""
+def _progress_at_least(fraction: float, element: str) -> Callable[[object], bool]:
+    """A waypoint end condition: the element's joint covered `fraction` of its way to the goal."""
     from polytask.sim.kitchen_suite import element_progress
 
-    return lambda task: element_progress(task.data.qpos, task.element) >= fraction
+    return lambda task: element_progress(task.data.qpos, element) >= fraction
 
 
 def slide_cabinet(task) -> WaypointExpert:
-    """Put the fingers left of the handle and push it to the right (+x) past the goal."""
+    """Put the fingers left of the handle, push it to the right (+x) past the goal, back off."""
     a = "slide_site"
     return WaypointExpert(task, [
         Waypoint((-0.07, -0.15, 0.0), a, gripper=-1.0),
         Waypoint((-0.07, 0.0, 0.0), a, gripper=-1.0),
-        Waypoint((0.35, 0.0, 0.0), a, gripper=-1.0, max_steps=80),
+        Waypoint((0.35, 0.0, 0.0), a, gripper=-1.0, max_steps=60),
+        Waypoint((0.0, -0.15, 0.0), None, gripper=-1.0, relative_to_hand=True),
     ])
 
 
@@ -228,7 +229,7 @@ def light_switch(task) -> WaypointExpert:
     return WaypointExpert(task, [
         Waypoint((0.07, -0.15, 0.0), a, gripper=-1.0),
         Waypoint((0.07, 0.0, 0.0), a, gripper=-1.0),
-        Waypoint((-0.12, -0.01, 0.0), a, gripper=-1.0, max_steps=60, done=_progress_at_least(1.0)),
+        Waypoint((-0.12, -0.01, 0.0), a, gripper=-1.0, max_steps=60, done=_progress_at_least(1.0, "light switch")),
         Waypoint((0.0, -0.15, 0.0), None, gripper=-1.0, relative_to_hand=True),
     ])
 
@@ -266,7 +267,7 @@ def microwave(task) -> WaypointExpert:
         Waypoint((0.0, 0.0, lift), a, gripper=1.0, tol=0.01),
         Waypoint((0.0, 0.0, lift), a, gripper=-1.0, tol=0.0, max_steps=8, min_steps=8),
         Waypoint((0.0, 0.0, 0.0), gripper=-1.0, tol=0.0, target_fn=along_arc, max_steps=120,
-                 done=_progress_at_least(1.2)),
+                 done=_progress_at_least(1.2, "microwave")),
         Waypoint((0.0, 0.0, 0.0), gripper=1.0, tol=0.0, relative_to_hand=True, max_steps=6, min_steps=6),
         Waypoint((0.0, -0.12, 0.0), gripper=1.0, relative_to_hand=True),
     ])
@@ -276,7 +277,7 @@ KNOB_TWIST = 1.1  # rad the hand turns about the knob axis; the goals are -0.88 
 KNOB_STANDOFF = -0.048  # m in y from the knob's site: fingertips stop just short of the knob's disc
 
 
-def _burner(site: str) -> Callable[[object], WaypointExpert]:
+def _burner(site: str, element: str) -> Callable[[object], WaypointExpert]:
     """Grasp the knob's vertical bar between the fingers and turn the wrist about the knob's axis (world y)."""
 
     def make(task) -> WaypointExpert:
@@ -286,7 +287,7 @@ def _burner(site: str) -> Callable[[object], WaypointExpert]:
             Waypoint((0.0, KNOB_STANDOFF, 0.0), site, gripper=1.0, tol=0.008),
             Waypoint((0.0, KNOB_STANDOFF, 0.0), site, gripper=-1.0, tol=0.0, max_steps=8, min_steps=8),
             Waypoint((0.0, KNOB_STANDOFF, 0.0), site, gripper=-1.0, tol=0.0, rot=turn, max_steps=40,
-                     done=_progress_at_least(1.1)),
+                     done=_progress_at_least(1.1, element)),
             Waypoint((0.0, 0.0, 0.0), gripper=1.0, tol=0.0, rot=turn, relative_to_hand=True, max_steps=6,
                      min_steps=6),
             Waypoint((0.0, -0.12, 0.0), gripper=1.0, rot=turn, relative_to_hand=True),
@@ -326,8 +327,8 @@ EXPERTS: dict[str, Callable[[object], WaypointExpert]] = {
     "slide cabinet": slide_cabinet,
     "light switch": light_switch,
     "microwave": microwave,
-    "bottom burner": _burner("knob2_site"),
-    "top burner": _burner("knob4_site"),
+    "bottom burner": _burner("knob2_site", "bottom burner"),
+    "top burner": _burner("knob4_site", "top burner"),
     "kettle": kettle,
 }
 
