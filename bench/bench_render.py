@@ -3,7 +3,8 @@
 Rendering is the CPU bottleneck of pixel-based training here (llvmpipe through `MUJOCO_GL=egl`), so this
 measures, side by side in one process and one run, what each quality costs against the no-render baseline.
 One task per suite (the first registered), random actions in [-1, 1], resets at episode ends; each
-configuration runs for a fixed wall-clock budget after a warm-up (the first frame creates the GL context).
+configuration runs for a fixed wall-clock budget after a warm-up (the first frame creates the GL context), in
+interleaved slices (no render, default, fast, no render, ...) so that load from other jobs hits all three alike.
 
     MUJOCO_GL=egl .venv/bin/python bench/bench_render.py --seconds 6 --write docs/benchmarks-render.md
 
@@ -45,30 +46,67 @@ class Measurement:
     action_repeat: int | None = None
 
 
-def measure(name: str, render: bool, quality: str, seconds: float, seed: int = 0) -> Measurement:
-    """Agent steps per second (each = action_repeat simulator steps, plus one frame when rendering)."""
+class Runner:
+    """One configuration of one task: a built task stepping random actions, timed in slices."""
+
+    def __init__(self, name: str, render: bool, quality: str, seed: int = 0) -> None:
+        self.task = None
+        self.steps, self.elapsed, self.error = 0, 0.0, ""
+        self.rng = np.random.default_rng(seed)
+        try:
+            self.task = registry.make(name, render=render, quality=quality)
+            self.step = self.task.reset(seed=seed)
+            if render and (self.step.pixels is None or self.step.pixels.shape[-1] != 3):
+                shape = None if self.step.pixels is None else self.step.pixels.shape
+                raise RuntimeError(f"render=True gave pixels {shape}")
+            for _ in range(WARMUP_STEPS):  # the first frames create the GL context and fill caches
+                self._one()
+        except Exception as err:  # a suite under construction must not hide the others
+            self.error = f"{type(err).__name__}: {err}"
+            self.close()
+
+    def _one(self) -> None:
+        if self.step.done:
+            self.step = self.task.reset()  # resets count toward the time: training pays for them too
+        self.step = self.task.step(self.rng.uniform(-1, 1, self.task.spec.action_dim))
+
+    def run_for(self, seconds: float, min_steps: int) -> None:
+        if self.task is None:
+            return
+        try:
+            steps, start = 0, time.perf_counter()
+            while steps < min_steps or time.perf_counter() - start < seconds:
+                self._one()
+                steps += 1
+            self.elapsed += time.perf_counter() - start
+            self.steps += steps
+        except Exception as err:
+            self.error = f"{type(err).__name__}: {err}"
+            self.close()
+
+    def result(self) -> Measurement:
+        if self.error or not self.elapsed:
+            return Measurement(None, self.steps, self.error or "no steps timed")
+        repeat = self.task.spec.action_repeat if self.task is not None else None
+        return Measurement(self.steps / self.elapsed, self.steps, action_repeat=repeat)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.close()
+            self.task = None
+
+
+def measure_task(name: str, seconds: float, rounds: int) -> dict[str, Measurement]:
+    """All configurations of one task, interleaved in `rounds` slices so that load drift hits them alike."""
+    runners = {label: Runner(name, render, quality) for label, render, quality in CONFIGS}
     try:
-        task = registry.make(name, render=render, quality=quality)
-    except Exception as err:  # a suite under construction must not hide the others
-        return Measurement(None, 0, f"make failed: {type(err).__name__}: {err}")
-    rng = np.random.default_rng(seed)
-    try:
-        step = task.reset(seed=seed)
-        if render and (step.pixels is None or step.pixels.shape[-1] != 3):
-            return Measurement(None, 0, f"render=True gave pixels {None if step.pixels is None else step.pixels.shape}")
-        for _ in range(WARMUP_STEPS):
-            step = task.step(rng.uniform(-1, 1, task.spec.action_dim))
-        steps, start = 0, time.perf_counter()
-        while steps < MIN_STEPS or time.perf_counter() - start < seconds:
-            if step.done:
-                step = task.reset()  # resets count toward the time: training pays for them too
-            step = task.step(rng.uniform(-1, 1, task.spec.action_dim))
-            steps += 1
-        return Measurement(steps / (time.perf_counter() - start), steps, action_repeat=task.spec.action_repeat)
-    except Exception as err:
-        return Measurement(None, 0, f"{type(err).__name__}: {err}")
+        for _ in range(rounds):
+            for runner in runners.values():
+                runner.run_for(seconds / rounds, max(1, MIN_STEPS // rounds))
+        return {label: runner.result() for label, runner in runners.items()}
     finally:
-        task.close()
+        for runner in runners.values():
+            runner.close()
 
 
 def load_suites() -> dict[str, str]:
@@ -102,8 +140,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPU cores ({cpu}), MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, " \
-           f"Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"{os.cpu_count()} CPU cores ({cpu}), MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')}, "
+            f"Python {platform.python_version()}, load average {load}")
 
 
 def fmt(m: Measurement, base: Measurement | None) -> str:
@@ -115,14 +154,14 @@ def fmt(m: Measurement, base: Measurement | None) -> str:
     return f"{m.steps_per_s:,.1f}{ratio}"
 
 
-def run(seconds: float) -> tuple[str, list[str]]:
+def run(seconds: float, rounds: int) -> tuple[str, list[str]]:
     failed = load_suites()
     tasks = representative_tasks()
     lines = ["| suite | task | repeat | no render | default quality | fast quality | fast / default |",
              "|---|---|---|---|---|---|---|"]
     errors = [f"- `{module}` did not import: {err}" for module, err in failed.items()]
     for suite, name in tasks.items():
-        results = {label: measure(name, render, quality, seconds) for label, render, quality in CONFIGS}
+        results = measure_task(name, seconds, rounds)
         base = results["no render"]
         default, fast = results["default"], results["fast"]
         speedup = (f"{fast.steps_per_s / default.steps_per_s:.1f}x"
@@ -143,10 +182,11 @@ Machine: {machine()}.
 
 Figures are **agent steps per second** (one agent step = `repeat` simulator steps, plus one 84x84 frame when
 rendering), for the first registered task of each suite, random actions, episode resets included; each
-configuration runs ~{seconds:g} s after a warm-up. Ratios in brackets are against the no-render baseline of the
-same task, measured in the same run. "fast" = `polytask.sim.mujoco_render.apply_render_quality(model, "fast")`:
-no shadow casting, no reflective materials, no off-screen multisampling (set before the first render);
-"default" = each model as its authors made it.
+configuration runs ~{seconds:g} s after a warm-up, in interleaved slices. Ratios in brackets are against the
+no-render baseline of the same task, measured in the same run.
+"fast" = `polytask.sim.mujoco_render.apply_render_quality(model, "fast")`: no shadow casting, no reflective
+materials, no off-screen multisampling (set before the first render); "default" = each model as its authors
+made it.
 
 {table}
 
@@ -168,13 +208,14 @@ the ratios within one run are the reliable part.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="wall-clock budget per configuration")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved slices per configuration")
     parser.add_argument("--write", type=Path, help="write the table into this markdown file (atomically)")
     args = parser.parse_args(argv)
-    if args.seconds <= 0:
-        parser.error(f"--seconds must be > 0, got {args.seconds}")
+    if args.seconds <= 0 or args.rounds < 1:
+        parser.error(f"--seconds must be > 0 and --rounds >= 1, got {args.seconds} and {args.rounds}")
     start = time.perf_counter()
     print(f"machine: {machine()}")
-    table, errors = run(args.seconds)
+    table, errors = run(args.seconds, args.rounds)
     for line in errors:
         print(line)
     if args.write:
