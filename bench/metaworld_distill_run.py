@@ -66,10 +66,11 @@ class Run:
         self.t0 = time.perf_counter()
         self.specs = {t: registry.make(t, render=False) for t in self.tasks}
         self.cfg = DistillConfig(
-            goal="onehot", buffer_per_task=args.transitions, lr=args.lr, lr_schedule=args.lr_schedule,
+            goal="onehot", buffer_per_task=30000, lr=args.lr, lr_schedule=args.lr_schedule,
             warmup_steps=args.warmup, batch_size=args.batch, steps=args.steps, seed=args.seed, threads=1,
             checkpoint_every=2000, log_every=1000,
-            student=StudentConfig(hidden=args.hidden, layers=args.layers, goal_capacity=len(self.tasks)))
+            student=StudentConfig(hidden=args.hidden, layers=args.layers, goal_capacity=len(registry.names("metaworld/*")),
+                                  feature_dim=args.feature_dim))
         self._data: dict[str, Any] | None = None
 
     def log(self, msg: str) -> None:
@@ -115,7 +116,7 @@ class Run:
         out = {}
         for t in self.tasks:
             r = relabel_store(EpisodeStore(self.root / "raw" / slug(t)), self.root / "relabelled" / slug(t), t,
-                              ScriptedTeacher(self.specs[t]), cap=self.args.transitions)
+                              ScriptedTeacher(self.specs[t]), cap=self.cfg.buffer_per_task)
             out[t] = {"episodes": r.episodes, "transitions": r.transitions, "source_episodes": r.source_episodes}
             self.log(f"relabel {t}: {r.episodes}/{r.source_episodes} episodes, {r.transitions} transitions, "
                      f"{r.seconds:.1f}s")
@@ -123,14 +124,14 @@ class Run:
 
     def data(self) -> dict[str, Any]:
         if self._data is None:
-            self._data = {t: load_task(self.root / "relabelled" / slug(t), t, cap=self.args.transitions)
+            self._data = {t: load_task(self.root / "relabelled" / slug(t), t, cap=self.cfg.buffer_per_task)
                           for t in self.tasks}
         return self._data
 
     def goals(self, kind: str) -> dict:
         ids = [self.specs[t].spec.task_id for t in self.tasks]
         if kind == "onehot":
-            return G.goal_vectors("onehot", self.tasks, ids, len(self.tasks))
+            return G.goal_vectors("onehot", self.tasks, ids, self.cfg.student.goal_capacity)
         if kind == "sinusoid":
             return G.goal_vectors("sinusoid", self.tasks, ids, self.cfg.student.sinusoid_dim)
         if kind == "language":
@@ -247,15 +248,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--root", default="/tmp/mw16", help="run root (stores, runs, report); stages cached here")
     p.add_argument("--tasks", default="metaworld/*")
     p.add_argument("--transitions", type=int, default=15000, help="exploratory transitions per task (cap 30000)")
-    p.add_argument("--steps", type=int, default=30000, help="distillation steps of the main one-hot student")
-    p.add_argument("--modality-steps", type=int, default=15000)
+    p.add_argument("--steps", type=int, default=40000, help="distillation steps of the main one-hot student")
+    p.add_argument("--modality-steps", type=int, default=12000)
     p.add_argument("--modalities", nargs="*", default=["language", "sinusoid", "image"])
-    p.add_argument("--gcbc-steps", type=int, default=5000)
-    p.add_argument("--lifelong-steps", type=int, default=1000, help="steps per added task")
-    p.add_argument("--lifelong-lr", type=float, default=3e-4)
-    p.add_argument("--lifelong-eval-episodes", type=int, default=5, help="episodes per task at stages < 16")
-    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--gcbc-steps", type=int, default=3000)
+    p.add_argument("--lifelong-steps", type=int, default=500, help="steps per added task")
+    p.add_argument("--lifelong-lr", type=float, default=5e-4)
+    p.add_argument("--lifelong-eval-episodes", type=int, default=3, help="episodes per task at stages < 16")
+    p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--feature-dim", type=int, default=64, help="goal-image trunk width (image goals only)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"])
     p.add_argument("--warmup", type=int, default=500)
