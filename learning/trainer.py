@@ -52,6 +52,7 @@ from polytask.sim.task import Task
 
 log = logging.getLogger(__name__)
 
+REPO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "expert.yaml"  # the documented defaults
 EVAL_SEED = 1_000_000  # evaluation placements never coincide with training ones
 LATEST = "latest.safetensors"
 EXPERT = "expert.safetensors"

@@ -165,3 +165,19 @@ def test_cli_names_a_missing_demo_store(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "polytask.cli", "train-expert", "--task", TASK, "--demos",
                           str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+def test_config_file_holds_the_paper_defaults_and_typos_are_named(tmp_path):
+    from polytask.learning.config import ConfigError
+    from polytask.learning.trainer import REPO_CONFIG
+
+    assert load_config(ExpertConfig, REPO_CONFIG) == ExpertConfig()
+    cfg = ExpertConfig()
+    assert (cfg.agent.lr, cfg.agent.critic_tau, cfg.agent.bc_alpha, cfg.agent.bc_lambda) == (1e-4, 0.01, 0.3, 0.25)
+    assert (cfg.replay.capacity, cfg.train.seed_frames, cfg.reward.target_update_steps) == (150000, 12000, 20000)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("agent:\n  lrr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'agent\.lrr' is unknown"):
+        load_config(ExpertConfig, bad)
+    with pytest.raises(ConfigError, match=r"reward\.kind"):
+        load_config(ExpertConfig, None, {"reward.kind": "sparse"})
