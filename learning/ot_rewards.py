@@ -149,7 +149,10 @@ class OTRewarder:
         return torch.cat(out)
 
     def episode_rewards(self, obs: np.ndarray) -> np.ndarray:
-        """Rewards of the T transitions of an episode with observations obs (T+1, ...): r_t = ot[t+1]."""
+        """Rewards of the T transitions of an episode with observations obs (T+1, ...): r_t = ot[t+1].
+
+        `obs` and the demos are in the layout of `replay.episode_obs` ((T+1, 3, H, W) frames or (T+1, D) states).
+        """
         if self._demo_feats is None:
             self._demo_feats = [self.features(d) for d in self.demo_obs]
         per_obs, self.last_best, _ = ot_rewards_torch(self.features(obs), self._demo_feats, self.reg, self.iters)

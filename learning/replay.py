@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from polytask.learning.episodes import Episode, EpisodeStore
-from polytask.learning.frames import stack_window
+from polytask.learning.frames import frames_chw, stack_window, stack_window_into
 
 
 @dataclass
 class _Stored:
-    obs: np.ndarray  # (T+1, H, W, 3) uint8 or (T+1, D) float32
+    obs: np.ndarray  # (T+1, 3, H, W) uint8 (channels-first, see frames_chw) or (T+1, D) float32
     action: np.ndarray  # (T, A)
     reward: np.ndarray  # (T,)
     terminal: bool
@@ -35,10 +35,11 @@ class _Stored:
 
 
 def episode_obs(episode: Episode, pixels: bool, where: str = "episode") -> np.ndarray:
+    """What the agent observes of an episode, in the layout `stack_window` reads: (T+1, 3, H, W) or (T+1, D)."""
     if pixels:
         if episode.pixels is None:
             raise ValueError(f"{where}: task {episode.task} episode has no pixels, but the agent observes pixels")
-        return episode.pixels
+        return frames_chw(episode.pixels)
     return episode.state
 
 
@@ -118,14 +119,23 @@ class ReplayBuffer:
         return sum(e.obs.nbytes + e.action.nbytes + e.reward.nbytes for e in self._episodes)
 
     def _pick(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform over stored transitions, returned grouped by episode (batch order carries no meaning for an
+        update) so each episode's rows are one contiguous slice that frames are gathered into without a copy."""
         if not self._episodes:
             raise ValueError("replay is empty: nothing to sample")
         lengths = np.array([e.length for e in self._episodes])
         ends = np.cumsum(lengths)
-        flat = self.rng.integers(0, ends[-1], size=batch)
+        flat = np.sort(self.rng.integers(0, ends[-1], size=batch))
         ep = np.searchsorted(ends, flat, side="right")
         t = flat - (ends[ep] - lengths[ep])
         return ep, t
+
+    def _groups(self, ep_idx: np.ndarray):
+        bounds = np.flatnonzero(np.diff(ep_idx)) + 1
+        starts = np.concatenate([[0], bounds])
+        stops = np.concatenate([bounds, [len(ep_idx)]])
+        for a, b in zip(starts, stops, strict=True):
+            yield int(ep_idx[a]), slice(int(a), int(b))
 
     def sample(self, batch: int) -> dict[str, np.ndarray]:
         """n-step transitions: obs, action, reward (B,1), discount (B,1), next_obs."""
@@ -139,8 +149,7 @@ class ReplayBuffer:
         discount = np.empty((batch, 1), dtype=np.float32)
         n = self.n_step
         powers = self.gamma ** np.arange(n)
-        for e in np.unique(ep_idx):
-            rows = np.nonzero(ep_idx == e)[0]
+        for e, rows in self._groups(ep_idx):
             st = self._episodes[e]
             t = t_idx[rows]
             n_eff = np.minimum(n, st.length - t)
@@ -152,8 +161,8 @@ class ReplayBuffer:
             if st.terminal:
                 disc = np.where(t + n_eff >= st.length, 0.0, disc)
             discount[rows, 0] = disc
-            obs[rows] = stack_window(st.obs, t, self.frame_stack, self.pixels)
-            next_obs[rows] = stack_window(st.obs, t + n_eff, self.frame_stack, self.pixels)
+            stack_window_into(obs[rows], st.obs, t, self.frame_stack)
+            stack_window_into(next_obs[rows], st.obs, t + n_eff, self.frame_stack)
             action[rows] = st.action[t]
         return {"obs": obs, "action": action, "reward": reward, "discount": discount, "next_obs": next_obs}
 
@@ -164,10 +173,9 @@ class ReplayBuffer:
         obs_shape = stack_window(first.obs, 0, self.frame_stack, self.pixels).shape
         obs = np.empty((batch, *obs_shape), dtype=np.uint8 if self.pixels else np.float32)
         action = np.empty((batch, first.action.shape[1]), dtype=np.float32)
-        for e in np.unique(ep_idx):
-            rows = np.nonzero(ep_idx == e)[0]
+        for e, rows in self._groups(ep_idx):
             st = self._episodes[e]
-            obs[rows] = stack_window(st.obs, t_idx[rows], self.frame_stack, self.pixels)
+            stack_window_into(obs[rows], st.obs, t_idx[rows], self.frame_stack)
             action[rows] = st.action[t_idx[rows]]
         return {"obs": obs, "action": action}
 

@@ -42,7 +42,7 @@ from polytask.learning.config import ConfigError, dump_yaml, load_config, to_dic
 from polytask.learning.episodes import Episode, EpisodeStore
 from polytask.learning.expert_config import ExpertConfig
 from polytask.learning.expert_policy import KIND, ExpertPolicy
-from polytask.learning.frames import FrameStacker, goal_image_chw
+from polytask.learning.frames import FrameStacker, frames_chw, goal_image_chw
 from polytask.learning.networks import NetworkSpec
 from polytask.learning.ot_rewards import OTRewarder
 from polytask.learning.replay import ReplayBuffer, episode_obs
@@ -380,7 +380,7 @@ class ExpertTrainer:
         extra: dict[str, Any] = {"terminal": bool(last_step.terminal), "env_return": float(env_reward.sum()),
                                  "episode_index": self.state.episode}
         if self.rewarder is not None:
-            reward = self.rewarder.episode_rewards(obs)
+            reward = self.rewarder.episode_rewards(frames_chw(obs) if self.pixels else obs)
             extra["ot_demo"] = self.rewarder.last_best
             extra["ot_scale"] = self.rewarder.scale
         return Episode(task=self.cfg.train.task, task_id=self.task.spec.task_id,

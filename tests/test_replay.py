@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from polytask.learning.episodes import Episode, EpisodeStore
-from polytask.learning.frames import FrameStacker, stack_window
+from polytask.learning.frames import FrameStacker, frames_chw, stack_window
 from polytask.learning.replay import ReplayBuffer
 
 
@@ -48,7 +48,7 @@ def test_replay_stacking_equals_online_stacking():
     ep = _episode(7, pixels=True)
     stacker = FrameStacker(3, pixels=True)
     online = [stacker.reset(ep.pixels[0])] + [stacker.push(f) for f in ep.pixels[1:]]
-    replayed = stack_window(ep.pixels, np.arange(8), 3, pixels=True)
+    replayed = stack_window(frames_chw(ep.pixels), np.arange(8), 3, pixels=True)
     assert replayed.shape == (8, 9, 8, 8)
     for t in range(8):
         assert np.array_equal(online[t], replayed[t]), t
