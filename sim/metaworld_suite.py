@@ -15,8 +15,9 @@ What the authors' code does, and what we keep (their `suite/metaworld.py`, `meta
   upside down; we rotate their frames by 180 degrees, which gives the true upright view. The rotation is derived
   from the camera's orientation, not from its name.
 - Scripted experts: `metaworld.policies` on the 39-D state only, so stored states can be relabelled offline.
-  door-open and bin-picking get corrected policies (`DoorOpenPolicy`, `BinPickingPolicy`), and five tasks stop the
-  hand once the goal is reached (`SETTLE`): see docs/results-metaworld.md.
+  door-open, bin-picking and plate-slide-side get corrected policies (`DoorOpenPolicy`, `BinPickingPolicy`,
+  `PlateSlideSidePolicy`), and five tasks stop the hand once the goal is reached (`SETTLE`): see
+  docs/results-metaworld.md.
 """
 
 from __future__ import annotations
@@ -123,12 +124,11 @@ class Settle:
 
 
 # Per-task settling, as data; radii inside each success band (plates 0.07, door 0.08, button 0.02), chosen by
-# sweeping all 50 placements (bench/metaworld_scripted.py). plate-slide-side's stock policy pushes along y=0.6
-# whatever the goal's y (0.54..0.66), so the plate never gets much closer than the goal's y offset: its radius
-# has to sit near the band's edge.
+# sweeping all 50 placements (bench/metaworld_scripted.py --placements all). plate-slide-side's plate still ends
+# ~1-2 cm off the goal's y (see PlateSlideSidePolicy), hence its wider radius; 0.055..0.065 all give 50/50.
 SETTLE: dict[str, Settle] = {
     "plate-slide-back": Settle(_obj_to_goal, 0.04),
-    "plate-slide-side": Settle(_obj_to_goal, 0.065),
+    "plate-slide-side": Settle(_obj_to_goal, 0.06),
     "plate-slide-back-side": Settle(_obj_to_goal, 0.03),
     "coffee-button": Settle(_button_to_goal, 0.008),
     "door-open": Settle(_door_to_goal, 0.03),
@@ -207,8 +207,37 @@ class BinPickingPolicy:
         return np.append(_toward(hand, target), grip)
 
 
+class PlateSlideSidePolicy:
+    """plate-slide-side expert: the stock `SawyerPlateSlideSideV3Policy` steered toward the goal's y.
+
+    The stock policy pushes the plate along y = 0.6 whatever the goal, but MT1 places the goal at y in
+    [0.54, 0.66]; for goals below y ~0.55 the plate passes 6.5 cm or more from the goal and the success flag
+    (distance <= 0.07) is on for only 2-6 steps (7 of 50 placements fail). Here the push aims at
+    y = 0.6 + 0.7 * (goal_y - 0.6): all 50 placements succeed (0.6..0.8 all do; 1.0 drags the plate off the hand).
+    """
+
+    STEER = 0.7
+
+    def get_action(self, state: np.ndarray) -> np.ndarray:
+        hand, goal = state[:3], state[36:39]
+        behind_plate = state[4:7] + np.array([0.07, 0.0, -0.005])
+        if np.linalg.norm(hand[:2] - behind_plate[:2]) > 0.04:
+            target = behind_plate + np.array([0.0, 0.0, 0.1])
+        elif abs(hand[2] - behind_plate[2]) > 0.04:
+            target = behind_plate
+        elif hand[0] > -0.2:
+            target = np.array([hand[0] - 0.1, 0.6 + self.STEER * (goal[1] - 0.6), hand[2]])
+        else:
+            target = behind_plate + np.array([-0.1, 0.0, 0.0])
+        return np.append(_toward(hand, target), 1.0)
+
+
 # Tasks whose stock policy we replace (see each class for why); the rest use metaworld.policies as shipped.
-POLICY_OVERRIDES: dict[str, Callable[[], Any]] = {"door-open": DoorOpenPolicy, "bin-picking": BinPickingPolicy}
+POLICY_OVERRIDES: dict[str, Callable[[], Any]] = {
+    "door-open": DoorOpenPolicy,
+    "bin-picking": BinPickingPolicy,
+    "plate-slide-side": PlateSlideSidePolicy,
+}
 
 
 class ScriptedExpert:
