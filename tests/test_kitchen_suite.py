@@ -165,3 +165,21 @@ def test_init_noise_perturbs_the_start_reproducibly():
         task.close()
     np.testing.assert_allclose(a, b, atol=0.01)  # observation noise only
     assert np.abs(a - c).max() > 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("init_noise", [0.0, 0.1])
+def test_scripted_expert_succeeds_on_8_of_10_seeds(name, init_noise):
+    """The acceptance bar (>= 80 % under the strict threshold); bench/kitchen_scripted_success.py prints the table."""
+    task = registry.make(name, render=False, init_noise=init_noise)
+    wins = 0
+    try:
+        for seed in range(10):
+            step = task.reset(seed=seed)
+            while not step.done:
+                step = task.step(task.scripted_action(step))
+            wins += int(task.episode_success() and task.score() == 1.0)
+    finally:
+        task.close()
+    assert wins >= 8, f"{name}: scripted expert succeeded on {wins}/10 seeds"
