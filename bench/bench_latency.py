@@ -8,9 +8,10 @@ node, `polytask.nodes.policy_server_node`, with a pixel unified-policy checkpoin
 `image_size:=84`, so 640x480 frames are resized as on the robot). The server answers every frame with one action,
 so the k-th action belongs to the k-th frame; drops are counted, not hidden.
 
-Baselines measured in this same process on the same frames and checkpoint: `inference` (policy.act on an
-84x84 frame) and `decode+resize+inference` (Image message -> numpy -> resize -> act, what the server does per
-frame). The cross-process figure minus the second is the cost of DDS transport and scheduling.
+Baselines measured in this same process on the same frames and checkpoint, paced at the camera rate like the
+server's work: `inference` (policy.act on an 84x84 frame) and `decode+resize+inference` (Image message -> numpy
+-> resize -> act, what the server does per frame). The cross-process figure minus the second is the cost of
+DDS transport and scheduling.
 Fast DDS transports: `default` and `LARGE_DATA` (FASTDDS_BUILTIN_TRANSPORTS, set for both processes).
 """
 
@@ -77,10 +78,18 @@ def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str
     for i in range(10):  # warm-up
         loaded.policy.act(step_of(small[i % 8]))
     act_ms, full_ms = [], []
+    period = 1.0 / RATE_HZ
+
+    def paced() -> None:
+        # at the camera rate: on a loaded machine a busy loop is descheduled far more than a 30 Hz callback
+        time.sleep(period)
+
     for i in range(repeats):
+        paced()
         t0 = time.perf_counter()
         loaded.policy.act(step_of(small[i % 8]))
         act_ms.append((time.perf_counter() - t0) * 1e3)
+        paced()
         t0 = time.perf_counter()
         px = image_to_rgb8(msgs[i % 8])
         if px.shape[:2] != (84, 84):
@@ -157,7 +166,7 @@ def run(seconds: float, sizes: list[tuple[int, int]], transports: list[str], hid
     results = {"seconds": seconds, "rate_hz": RATE_HZ, "hidden": hidden, "feature_dim": feature_dim, "rows": [],
                "cpus": os.cpu_count(), "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
     for size in sizes:
-        base = inference_alone(ckpt, size, repeats=200)
+        base = inference_alone(ckpt, size, repeats=int(seconds * RATE_HZ / 2))
         for transport in transports:
             e2e = across_processes(ckpt, size, transport, seconds, domain_id, work)
             results["rows"].append({"size": f"{size[1]}x{size[0]}", "transport": transport, "camera_to_action": e2e,

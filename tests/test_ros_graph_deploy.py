@@ -185,6 +185,8 @@ def test_killed_policy_server_stops_the_arm_and_rejoins(graph):
     assert stale_after < 2.0
     # the launcher restarts the server; it rejoins and the arm moves again
     assert probe.spin_until(lambda: json.loads(status[-1][1].data)["state"] == "running", 60)
+    print(f"\nfault: policy_server SIGKILL -> bridge stale after {stale_after:.2f} s, "
+          f"running again after {time.monotonic() - killed_at:.2f} s (respawn delay 0.5 s)")
     assert launcher.procs["policy_server"].pid != old_pid
     n = len(states)
     probe.spin(1.0)

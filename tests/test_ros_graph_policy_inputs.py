@@ -92,3 +92,39 @@ def test_bad_startup_parameters_exit_with_one_clear_line(tmp_path, params, messa
         text = server.log_path.read_text()
     assert server.returncode == 2, text
     assert message in text and "Traceback" not in text, text
+
+
+def test_a_policy_producing_nan_publishes_nothing(tmp_path):
+    import torch
+
+    from polytask.learning.distill.goals import onehot
+    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.ros.testing import NodeProcess, Probe, allocate_domain
+
+    student = StudentNet(StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=32,
+                                     feature_dim=16))
+    with torch.no_grad():
+        for p in student.parameters():
+            p.fill_(float("nan"))  # a corrupted-but-well-formed checkpoint: every action is NaN
+    ckpt = save_student(tmp_path / "nan.safetensors", student, {"xarm/reach": onehot(0, 16)}, ["xarm/reach"], step=0)
+    with allocate_domain(70, 99) as domain:
+        server = NodeProcess("policy_server_node", domain_id=domain.id, log_dir=tmp_path,
+                             params={"checkpoint": str(ckpt), "task": "xarm/reach", "use_state": False})
+        probe = Probe(domain.id, name="nan_probe")
+        try:
+            pub = probe.publisher("image")
+            status = probe.subscribe("policy_status")
+            actions = probe.subscribe("action")
+            assert probe.spin_until(lambda: pub.get_subscription_count() >= 1, 30)
+            frame = _image(84, 84, data=np.full((84, 84, 3), 7, np.uint8).tobytes())
+            for _ in range(10):
+                pub.publish(frame)
+                probe.spin(0.05)
+            assert probe.spin_until(lambda: bool(status) and json.loads(status[-1][1].data)["bad_actions"] >= 10, 10)
+            final = json.loads(status[-1][1].data)
+            assert server.alive
+        finally:
+            probe.close()
+            server.stop()
+    assert actions == [] and final["actions"] == 0
+    assert "invalid action" in final["last_error"] and "not published" in final["last_error"]
