@@ -467,6 +467,19 @@ def markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_readme(text: str) -> str:
+    """`text` (a README) with the part between README_BEGIN and README_END replaced by `markdown()`.
+
+    A README without the markers is an error: add the two marker lines where the launch section belongs, then
+    `polytask launch --write-readme README.md` keeps it current.
+    """
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"README has no launch section markers; add the lines\n{README_BEGIN}\n{README_END}")
+    head, rest = text.split(README_BEGIN, 1)
+    _old, tail = rest.split(README_END, 1)
+    return f"{head}{README_BEGIN}\n{markdown()}{README_END}{tail}"
+
+
 def _doc_value(v: Value) -> str:
     if isinstance(v, Arg):
         return f"`$({v.name})`"

@@ -274,8 +274,21 @@ def test_markdown_lists_every_graph_argument_and_node():
             assert f"| `{n.name}` |" in text
     readme = REPO / "README.md"
     if readme.is_file() and graphs.README_BEGIN in readme.read_text():
-        body = readme.read_text().split(graphs.README_BEGIN, 1)[1].split(graphs.README_END, 1)[0]
-        assert body.strip() == text.strip(), "README launch section is stale: run `polytask launch --markdown`"
+        assert graphs.render_readme(readme.read_text()) == readme.read_text(), \
+            "README launch section is stale: run `polytask launch --write-readme README.md`"
+
+
+def test_readme_section_is_rewritten_between_its_markers(tmp_path):
+    from polytask.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Launch\n{graphs.README_BEGIN}\nold text\n{graphs.README_END}\n\n## After\n")
+    assert main(["launch", "--write-readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "old text" not in text and "### `deploy`" in text and text.endswith("## After\n")
+    assert graphs.render_readme(text) == text  # idempotent
+    with pytest.raises(ValueError, match="no launch section markers"):
+        graphs.render_readme("# no markers\n")
 
 
 OWN_NODES = {"sim_bridge": "sim_bridge_node", "policy_server": "policy_server_node", "monitor": "monitor_node",

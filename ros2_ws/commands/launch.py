@@ -3,6 +3,7 @@
     polytask launch deploy robot:=sim task:=xarm/reach checkpoint:=runs/distill/unified.safetensors
     polytask launch deploy --dry-run          # print the node command lines only
     polytask launch --markdown                # the README section describing every graph
+    polytask launch --write-readme README.md  # rewrite that section between its markers
 
 The graphs are the ones `ros2 launch polytask <name>.launch.py` starts (both read polytask.launch.graphs).
 """
@@ -25,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the node commands and exit")
     parser.add_argument("--show", action="store_true", help="print the graph's arguments and nodes and exit")
     parser.add_argument("--markdown", action="store_true", help="print the README section for all graphs")
+    parser.add_argument("--write-readme", metavar="README", default=None,
+                        help="rewrite the launch section between the markers of this README file")
     parser.add_argument("--respawn", action="store_true", help="restart any node that exits")
     parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
@@ -35,6 +38,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.markdown:
         sys.stdout.write(graphs.markdown())
+        return 0
+    if args.write_readme:
+        import os
+        import tempfile
+        from pathlib import Path
+
+        path = Path(args.write_readme)
+        new = graphs.render_readme(path.read_text())
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(new)
+        os.replace(tmp, path)
+        print(f"updated the launch section of {path}")
         return 0
     if not args.graph:
         for g in graphs.GRAPHS.values():
