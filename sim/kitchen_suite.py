@@ -212,8 +212,9 @@ class KitchenTask(Task):
         obs, _, _, _, _ = self.env.step(np.asarray(action, dtype=np.float64))
         newly = self._update_completions(self._t + 1)
         success = self._target_check(self.data.qpos, self.element)
+        progress = element_progress(self.data.qpos, self.element)
         info = {"completed": sorted(self.completed), "newly_completed": sorted(newly),
-                "target_progress": element_progress(self.data.qpos, self.element)}
+                "target_progress": None if np.isnan(progress) else progress}  # None for the kettle
         return np.asarray(obs["observation"], dtype=np.float32), float(success), success, False, info
 
     def _update_completions(self, t: int) -> set[str]:
