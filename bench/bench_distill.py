@@ -1,7 +1,8 @@
 """Distillation throughput: samples/s fed from the episode stores vs from tensors already in memory, same run.
 
 Both feeds train the same student (same seed, config and steps) on the same relabelled stores; the store feed
-reads episode files in a background thread for every batch (nothing cached), the memory feed indexes tensors.
+reads episode files in a background thread (a bounded cache of decompressed episodes per task, refreshed every
+batch; the first fill is part of the timing), the memory feed indexes tensors.
 Target: store feed >= 0.8x the memory feed. Without --relabelled, a small relabelled set (2 Meta-World tasks,
 scripted teachers) is built under --scratch first.
 
@@ -45,7 +46,8 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--episodes-per-batch", type=int, default=8)
+    p.add_argument("--cache-episodes", type=int, default=64, help="decompressed episodes kept per task")
+    p.add_argument("--refresh", type=int, default=2, help="episode files read per batch")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(args.relabelled) if args.relabelled else build_small(Path(args.scratch))
@@ -63,7 +65,8 @@ def main() -> None:
         sampler = None
         if feed == "store":
             sampler = StoreSampler({task: d for task, d in zip(tasks, folders, strict=True)}, batch=args.batch,
-                                   episodes_per_batch=args.episodes_per_batch)
+                                   cache_episodes=args.cache_episodes,
+                                   refresh=args.refresh)
         try:
             _d, res = distill(data, goals, cfg, sampler=sampler, resume=False)
         finally:

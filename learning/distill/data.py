@@ -125,29 +125,31 @@ class MemorySampler:
 
 
 class StoreSampler:
-    """Batches read from the episode files during training.
+    """Batches read from the episode files during training, with bounded memory (DrQ-v2's replay-loader idea).
 
-    A background thread keeps a queue of ready batches per task: for each batch it loads `episodes_per_batch`
-    random episode files of the task (decompress + validate) and draws rows uniformly from them. Nothing is kept
-    between batches, so memory stays flat however large the stores are.
+    Per task, a cache of `cache_episodes` decompressed episodes lives in fixed slots; a background thread keeps a
+    queue of ready batches, and before each batch it replaces `refresh` random slots with freshly read random
+    episode files (decompress + validate). Rows are drawn uniformly from the cached episodes. Memory is
+    `cache_episodes` episodes per task however large the stores are; over a run every file is read many times.
     """
 
-    def __init__(self, store_roots: dict[str, str | Path], batch: int, episodes_per_batch: int = 8,
+    def __init__(self, store_roots: dict[str, str | Path], batch: int, cache_episodes: int = 64, refresh: int = 2,
                  prefetch: int = 4, seed: int = 0, cap: int = 30000) -> None:
         self.tasks = list(store_roots)
         self.batch = batch
-        self.episodes_per_batch = episodes_per_batch
+        self.refresh = refresh
         self._paths: list[list[Path]] = []
         for task, root in store_roots.items():
             store = EpisodeStore(root, create=False)
-            paths = [p for p in store.paths()]
-            lengths = [(p, int(p.stem.rsplit("_", 1)[-1])) for p in paths]
+            lengths = [(p, int(p.stem.rsplit("_", 1)[-1])) for p in store.paths()]
             chosen = [p for p, _ in select_recent(lengths, cap)] if lengths else []
             if not chosen:
                 raise ValueError(f"relabelled store {root}: no episodes for task {task!r}")
             self._paths.append(chosen)
-        self._queues = [queue.Queue(maxsize=prefetch) for _ in self.tasks]
         self._rng = np.random.default_rng(seed)
+        self._slots = [min(cache_episodes, len(p)) for p in self._paths]
+        self._cache: list[dict[str, np.ndarray] | None] = [None] * len(self.tasks)
+        self._queues = [queue.Queue(maxsize=prefetch) for _ in self.tasks]
         self._stop = threading.Event()
         self._want: queue.Queue[int] = queue.Queue()
         for k in range(len(self.tasks)):
@@ -156,19 +158,37 @@ class StoreSampler:
         self._thread = threading.Thread(target=self._worker, daemon=True)
         self._thread.start()
 
+    def _read(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        path = self._paths[k][int(self._rng.integers(len(self._paths[k])))]
+        return episode_rows(load_episode(path), str(path))
+
+    def _put(self, cache: dict[str, np.ndarray], slot: int, s: np.ndarray, a: np.ndarray) -> None:
+        width = cache["states"].shape[1]
+        n = min(len(s), width)
+        cache["states"][slot, :n] = s[:n]
+        cache["actions"][slot, :n] = a[:n]
+        cache["lengths"][slot] = n
+
+    def _fill(self, k: int) -> dict[str, np.ndarray]:
+        first = [self._read(k) for _ in range(self._slots[k])]
+        width = max(len(s) for s, _ in first) + 32  # room for slightly longer episodes read later
+        cache = {"states": np.zeros((self._slots[k], width, first[0][0].shape[1]), np.float32),
+                 "actions": np.zeros((self._slots[k], width, first[0][1].shape[1]), np.float32),
+                 "lengths": np.zeros(self._slots[k], np.int64)}
+        for i, (s, a) in enumerate(first):
+            self._put(cache, i, s, a)
+        return cache
+
     def _make_batch(self, k: int) -> tuple[Tensor, Tensor]:
-        paths = self._paths[k]
-        picks = self._rng.integers(len(paths), size=self.episodes_per_batch)
-        states, actions = [], []
-        for i in picks:
-            ep = load_episode(paths[i])
-            s, a = episode_rows(ep, str(paths[i]))
-            states.append(s)
-            actions.append(a)
-        s = np.concatenate(states)
-        a = np.concatenate(actions)
-        rows = self._rng.integers(s.shape[0], size=self.batch)
-        return torch.from_numpy(s[rows]), torch.from_numpy(a[rows])
+        cache = self._cache[k]
+        if cache is None:
+            cache = self._cache[k] = self._fill(k)
+        else:
+            for slot in self._rng.integers(self._slots[k], size=self.refresh):
+                self._put(cache, int(slot), *self._read(k))
+        slots = self._rng.integers(self._slots[k], size=self.batch)
+        rows = (self._rng.random(self.batch) * cache["lengths"][slots]).astype(np.int64)
+        return torch.from_numpy(cache["states"][slots, rows]), torch.from_numpy(cache["actions"][slots, rows])
 
     def _worker(self) -> None:
         while not self._stop.is_set():
