@@ -77,7 +77,7 @@ def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str
     loaded.policy.reset(step_of(small[0]))
     for i in range(10):  # warm-up
         loaded.policy.act(step_of(small[i % 8]))
-    act_ms, full_ms = [], []
+    act_ms, full_ms, act_cpu_ms = [], [], []
     period = 1.0 / RATE_HZ
 
     def paced() -> None:
@@ -86,9 +86,10 @@ def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str
 
     for i in range(repeats):
         paced()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         loaded.policy.act(step_of(small[i % 8]))
         act_ms.append((time.perf_counter() - t0) * 1e3)
+        act_cpu_ms.append((time.thread_time() - c0) * 1e3)  # CPU time: what the wall time is without preemption
         paced()
         t0 = time.perf_counter()
         px = image_to_rgb8(msgs[i % 8])
@@ -96,7 +97,8 @@ def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str
             px = cv2.resize(px, (84, 84), interpolation=cv2.INTER_AREA)
         loaded.policy.act(step_of(px))
         full_ms.append((time.perf_counter() - t0) * 1e3)
-    return {"inference": percentiles(act_ms), "decode+resize+inference": percentiles(full_ms)}
+    return {"inference": percentiles(act_ms), "inference_cpu": percentiles(act_cpu_ms),
+            "decode+resize+inference": percentiles(full_ms)}
 
 
 def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds: float, domain_id: int,
@@ -118,6 +120,10 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
     probe = Probe(domain_id, name="latency_bench")
     try:
         received: list[float] = []
+        server_ms: list[float] = []
+        probe.node.create_subscription(topics.load_type(topics.topic("policy_latency").msg_type),
+                                       topics.topic("policy_latency").name,
+                                       lambda m: server_ms.append(float(m.data)), topics.qos_profile("state", 100))
         probe.node.create_subscription(Float32MultiArray, topics.topic("action").name,
                                        lambda _m: received.append(time.perf_counter()),
                                        topics.qos_profile("command", depth=100))
@@ -134,6 +140,7 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
             probe.spin(period)
         probe.spin(0.5)
         received.clear()
+        server_ms.clear()
         sent: list[float] = []
         n = int(seconds * RATE_HZ)
         t_next = time.perf_counter()
@@ -149,7 +156,8 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
         lat = [(r - s) * 1e3 for s, r in zip(sent[:m], received[:m])]
         rate = (len(received) - 1) / (received[-1] - received[0]) if len(received) > 1 else 0.0
         return {**percentiles(lat), "sent": len(sent), "answered": len(received),
-                "dropped": len(sent) - len(received), "rate_hz": round(rate, 2)}
+                "dropped": len(sent) - len(received), "rate_hz": round(rate, 2),
+                "in_server": percentiles(server_ms) if server_ms else None}
     finally:
         probe.close()
         server.stop()
@@ -177,12 +185,15 @@ def run(seconds: float, sizes: list[tuple[int, int]], transports: list[str], hid
 
 def markdown(results: dict) -> str:
     lines = ["| frame | transport | camera->action p50 / p99 (ms) | answered / sent | action rate (Hz) | "
-             "inference p50 / p99 (ms) | decode+resize+inference p50 / p99 (ms) |",
-             "|---|---|---|---|---|---|---|"]
+             "in the server: decode+inference+publish p50 / p99 (ms) | inference alone p50 / p99 (ms) | "
+             "inference CPU time p50 (ms) | decode+resize+inference alone p50 / p99 (ms) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
-        e, i, d = r["camera_to_action"], r["inference"], r["decode+resize+inference"]
+        e, i, d, c = r["camera_to_action"], r["inference"], r["decode+resize+inference"], r["inference_cpu"]
+        srv = e.get("in_server") or {"p50_ms": "-", "p99_ms": "-"}
         lines.append(f"| {r['size']} | {r['transport']} | {e['p50_ms']} / {e['p99_ms']} | {e['answered']} / "
-                     f"{e['sent']} | {e['rate_hz']} | {i['p50_ms']} / {i['p99_ms']} | {d['p50_ms']} / {d['p99_ms']} |")
+                     f"{e['sent']} | {e['rate_hz']} | {srv['p50_ms']} / {srv['p99_ms']} | {i['p50_ms']} / "
+                     f"{i['p99_ms']} | {c['p50_ms']} | {d['p50_ms']} / {d['p99_ms']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -346,3 +346,24 @@ def test_rviz_displays_match_the_topic_table_and_deploy_publishers():
         assert path in by_path, f"rviz shows {path}, which is not in the topic table"
         assert by_path[path].msg_type == msg_type
         assert any(p.split(" ")[0] in deploy_exes for p in by_path[path].publishers), path
+
+
+def test_every_parameter_a_graph_passes_is_declared_by_its_node():
+    """Guards against drift between the graphs and the nodes (an undeclared `-p` would be silently ignored)."""
+    import importlib
+
+    for g in graphs.GRAPHS.values():
+        for n in g.nodes:
+            if n.external:
+                continue
+            module = importlib.import_module(n.module)
+            declared = {p.name: p for p in module.PARAMS}
+            for key, value in n.parameters:
+                assert key in declared, f"graph {g.name}: node {n.name} has no parameter {key!r}"
+                choices = declared[key].choices
+                if choices and not isinstance(value, graphs.Arg | graphs.Share):
+                    assert value in choices, f"graph {g.name}: {n.name}.{key}={value!r} not in {choices}"
+                if choices and isinstance(value, graphs.Arg):
+                    arg = g.argument(value.name)
+                    allowed = set(arg.choices) if arg.choices else {arg.default}
+                    assert allowed <= set(choices), f"graph {g.name}: {arg.name} values {allowed} vs {choices}"
