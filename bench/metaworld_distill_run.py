@@ -46,7 +46,7 @@ from polytask.learning.episodes import EpisodeStore
 from polytask.learning.evaluate import evaluate
 from polytask.sim import registry
 
-STAGES = ("collect", "demos", "relabel", "polytask", "gcbc", "goals", "lifelong", "report")
+STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "lifelong", "report")
 
 
 def slug(task: str) -> str:
@@ -69,8 +69,8 @@ class Run:
             goal="onehot", buffer_per_task=30000, lr=args.lr, lr_schedule=args.lr_schedule,
             warmup_steps=args.warmup, batch_size=args.batch, steps=args.steps, seed=args.seed, threads=1,
             checkpoint_every=2000, log_every=1000,
-            student=StudentConfig(hidden=args.hidden, layers=args.layers, goal_capacity=len(registry.names("metaworld/*")),
-                                  feature_dim=args.feature_dim))
+            student=StudentConfig(hidden=args.hidden, layers=args.layers, feature_dim=args.feature_dim,
+                                  goal_capacity=len(registry.names(self.tasks[0].split("/")[0] + "/*"))))
         self._data: dict[str, Any] | None = None
 
     def log(self, msg: str) -> None:
@@ -82,7 +82,7 @@ class Run:
         os.replace(tmp, self.results_path)
 
     def stage(self, name: str, fn) -> None:
-        if name in self.results.get("stages", {}):
+        if name in self.results.get("stages", {}) and name != "report":  # the report is always redrawn
             self.log(f"stage {name}: cached ({self.results['stages'][name]['seconds']:.0f}s when run)")
             return
         if name not in self.args.stages:
@@ -144,6 +144,19 @@ class Run:
         n = episodes or self.args.eval_episodes
         return {t: evaluate(policy, t, episodes=n, seed=self.args.eval_seed).mean_score for t in self.tasks}
 
+    def teachers(self) -> dict:
+        """The clean scripted teachers on the same evaluation episodes (the experts' row)."""
+        from polytask.learning.policy import ScriptedPolicy
+
+        scores = {}
+        for t in self.tasks:
+            task = registry.make(t, render=False)
+            scores[t] = evaluate(ScriptedPolicy(task), t, episodes=self.args.eval_episodes, seed=self.args.eval_seed,
+                                 task=task).mean_score
+        eff = sum(scores.values())
+        self.log(f"scripted teachers: effective tasks {eff:.2f} / {len(self.tasks)}")
+        return {"scores": scores, "effective": eff}
+
     # --- students ----------------------------------------------------------------------------------
     def train_eval(self, name: str, kind: str, steps: int, gcbc_demos: bool = False) -> dict:
         goals = self.goals(kind)
@@ -197,6 +210,8 @@ class Run:
         st = self.results["stages"]
         out_dir = self.root / "report"
         methods = {"polytask (one-hot)": st["polytask"]["scores"], "gcbc (1 demo)": st["gcbc"]["scores"]}
+        if "teachers" in st:
+            methods = {"scripted teachers": st["teachers"]["scores"], **methods}
         for kind, r in st.get("goals", {}).get("modalities", {}).items():
             methods[f"polytask ({kind})"] = r["scores"]
         if "lifelong" in st:
@@ -232,6 +247,7 @@ class Run:
         self.stage("collect", self.collect)
         self.stage("demos", self.demos)
         self.stage("relabel", self.relabel)
+        self.stage("teachers", self.teachers)
         self.stage("polytask", self.polytask)
         self.stage("gcbc", self.gcbc)
         self.stage("goals", self.goal_modalities)
