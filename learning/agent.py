@@ -141,7 +141,13 @@ class ExpertAgent:
     @torch.no_grad()
     def act(self, obs: np.ndarray, step: int, eval_mode: bool) -> np.ndarray:
         o = torch.as_tensor(obs, device=self.device)[None]
-        obs_f, goal_f = self.nets.features(o, self._goal_batch(1))
+        goal = self._goal_batch(1)
+        if goal is not None and goal.dim() == 4:
+            # obs and goal image through the encoder in one call: one conv pass over a batch of 2
+            tiled = goal.repeat(1, self.spec.frame_stack, 1, 1) if goal.shape[1] == 3 else goal
+            obs_f, goal_f = self.nets.encoder(torch.cat([o, tiled])).split(1)
+        else:
+            obs_f, goal_f = self.nets.features(o, goal)
         mu = self.nets.actor(obs_f, goal_f)
         if eval_mode:
             action = mu

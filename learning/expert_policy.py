@@ -36,6 +36,7 @@ class ExpertPolicy:
         self.pixels = spec.obs_modality == "pixels"
         self.stacker = FrameStacker(spec.frame_stack, self.pixels)
         self._fresh = False
+        self._goal_f: Tensor | None = None
 
     def _obs(self, step: Step) -> np.ndarray:
         if self.pixels:
@@ -46,19 +47,24 @@ class ExpertPolicy:
         return step.state
 
     def reset(self, step: Step) -> None:
+        """Start an episode. The goal's features are computed here once (an image goal costs a full encoder pass),
+        so the weights must not change during the episode (true for evaluation and deployment)."""
         self.stacker.reset(self._obs(step))
         self._fresh = True
+        obs = torch.as_tensor(self.stacker.current(), device=self.device)[None]
+        with torch.no_grad():
+            self._goal_f = goal_features(self.encoder, self.spec, self.goal, obs)
 
     @torch.no_grad()
     def act(self, step: Step) -> np.ndarray:
+        if self._goal_f is None:
+            raise RuntimeError("ExpertPolicy.act before reset")
         if self._fresh:
             self._fresh = False  # the reset step's observation is already in the stack
         else:
             self.stacker.push(self._obs(step))
         obs = torch.as_tensor(self.stacker.current(), device=self.device)[None]
-        obs_f = self.encoder(obs)
-        goal_f = goal_features(self.encoder, self.spec, self.goal, obs)
-        return self.actor(obs_f, goal_f)[0].cpu().numpy().astype(np.float32)
+        return self.actor(self.encoder(obs), self._goal_f)[0].cpu().numpy().astype(np.float32)
 
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu", task: str | None = None) -> ExpertPolicy:

@@ -163,3 +163,26 @@ def test_pixel_update_with_augmented_goal(pixel_demos):
     m_ref = ref.update(buf2.sample(8), demo2, step=0)
     for k in ("critic_loss", "actor_loss", "bc_loss"):
         assert m_fused[k] == pytest.approx(m_ref[k], rel=1e-4, abs=1e-5), k
+
+
+def test_expert_policy_acts_like_the_agent_on_replayed_frames(pixel_demos):
+    """Online stacking (ExpertPolicy) and replay stacking feed the actor the same input: same actions."""
+    from polytask.learning.expert_policy import ExpertPolicy
+    from polytask.learning.frames import frames_chw, stack_window
+    from polytask.sim.task import Goal, Step
+
+    ep = pixel_demos[0]
+    spec = NetworkSpec("pixels", (3, 84, 84), 4, "image", frame_stack=3, hidden=32, feature_dim=32, actor_layers=2)
+    torch.manual_seed(0)
+    agent = ExpertAgent(spec, AgentConfig(), goal=goal_image_chw(ep.goal_pixels))
+    policy = ExpertPolicy(agent.nets.encoder, agent.nets.actor, spec, agent.goal[0])
+    frames = frames_chw(ep.pixels)
+    goal = Goal(task_id=0, name=TASK)
+    for t in range(6):
+        step = Step(state=ep.state[t], pixels=ep.pixels[t], reward=0.0, success=False, terminal=False,
+                    truncated=False, goal=goal)
+        if t == 0:
+            policy.reset(step)
+        online = policy.act(step)
+        replayed = agent.act(stack_window(frames, t, 3, pixels=True), step=10**6, eval_mode=True)
+        assert np.allclose(online, replayed, atol=1e-5), t
