@@ -44,6 +44,7 @@ class Measurement:
     steps: int
     error: str = ""
     action_repeat: int | None = None
+    horizon: int | None = None
 
 
 class Runner:
@@ -87,8 +88,9 @@ class Runner:
     def result(self) -> Measurement:
         if self.error or not self.elapsed:
             return Measurement(None, self.steps, self.error or "no steps timed")
-        repeat = self.task.spec.action_repeat if self.task is not None else None
-        return Measurement(self.steps / self.elapsed, self.steps, action_repeat=repeat)
+        spec = self.task.spec if self.task is not None else None
+        return Measurement(self.steps / self.elapsed, self.steps, action_repeat=spec and spec.action_repeat,
+                           horizon=spec and spec.horizon)
 
     def close(self) -> None:
         if self.task is not None:
@@ -157,8 +159,8 @@ def fmt(m: Measurement, base: Measurement | None) -> str:
 def run(seconds: float, rounds: int) -> tuple[str, list[str]]:
     failed = load_suites()
     tasks = representative_tasks()
-    lines = ["| suite | task | repeat | no render | default quality | fast quality | fast / default |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| suite | task | repeat | no render | default quality | fast quality | fast / default "
+             "| one episode: default / fast |", "|---|---|---|---|---|---|---|---|"]
     errors = [f"- `{module}` did not import: {err}" for module, err in failed.items()]
     for suite, name in tasks.items():
         results = measure_task(name, seconds, rounds)
@@ -167,11 +169,22 @@ def run(seconds: float, rounds: int) -> tuple[str, list[str]]:
         speedup = (f"{fast.steps_per_s / default.steps_per_s:.1f}x"
                    if fast.steps_per_s and default.steps_per_s else "n/a")
         repeat = next((str(m.action_repeat) for m in results.values() if m.action_repeat), "?")
+        horizon = next((m.horizon for m in results.values() if m.horizon), None)
+        episode = " / ".join(f"{horizon / m.steps_per_s:,.0f} s" if horizon and m.steps_per_s else "n/a"
+                             for m in (default, fast))
         lines.append(f"| {suite} | `{name}` | {repeat} | {fmt(base, None)} | {fmt(default, base)} | "
-                     f"{fmt(fast, base)} | {speedup} |")
+                     f"{fmt(fast, base)} | {speedup} | {episode} |")
         errors += [f"- `{name}` {label}: {m.error}" for label, m in results.items() if m.error]
         print(lines[-1], flush=True)
     return "\n".join(lines), errors
+
+
+def _load_note() -> str:
+    if not hasattr(os, "getloadavg") or os.getloadavg()[0] <= (os.cpu_count() or 1):
+        return ""
+    return ("The load average was above the core count: other jobs shared the CPU during the run, so absolute "
+            "figures are lower than on an idle machine (llvmpipe renders with one thread per core, so rendering "
+            "loses more than physics); the ratios measured in the same run are the comparable part.\n\n")
 
 
 def write_doc(path: Path, table: str, errors: list[str], seconds: float, command: str, elapsed: float) -> None:
@@ -183,7 +196,8 @@ Machine: {machine()}.
 Figures are **agent steps per second** (one agent step = `repeat` simulator steps, plus one 84x84 frame when
 rendering), for the first registered task of each suite, random actions, episode resets included; each
 configuration runs ~{seconds:g} s after a warm-up, in interleaved slices. Ratios in brackets are against the
-no-render baseline of the same task, measured in the same run.
+no-render baseline of the same task, measured in the same run. The last column is the wall time of one
+episode (`TaskSpec.horizon` agent steps) with pixels.
 "fast" = `polytask.sim.mujoco_render.apply_render_quality(model, "fast")`: no shadow casting, no reflective
 materials, no off-screen multisampling (set before the first render); "default" = each model as its authors
 made it.
@@ -192,11 +206,10 @@ made it.
 
 {"Problems:" + chr(10) + chr(10).join(errors) if errors else "No suite failed to import or run."}
 
-Reading the table: at 84x84 on a CPU, the frame costs far more than the physics for every suite, and most of the
-frame's cost is shadows, reflections and multisampling, which a policy at 84x84 does not need. Training on CPU
-therefore uses `quality="fast"` (the default of `polytask.sim.registry.make`); use "default" only to compare with
-images rendered elsewhere. The machine is shared with other jobs, so figures vary by ~10-20% between runs;
-the ratios within one run are the reliable part.
+{_load_note()}Reading the table: at 84x84 on a CPU the frame, not the physics, bounds every suite's step rate with
+pixels; "fast / default" is how much of that frame cost is shadows, reflections and multisampling, which an
+84x84 policy does not need. Training on CPU therefore uses `quality="fast"` (the default of
+`polytask.sim.registry.make`); use "default" only to compare with images rendered elsewhere.
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
