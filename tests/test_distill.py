@@ -194,3 +194,20 @@ def test_lr_schedule_and_student_checkpoint_round_trip(tmp_path):
     assert header["step"] == 7 and back.num_parameters() == net.num_parameters()
     with pytest.raises(ValueError, match="goal"):
         StudentSpec(obs="state", obs_dim=39, action_dim=4, goal="onehot", goal_dim=0)
+
+
+def test_progressive_grows_a_column_and_never_forgets(stores, tmp_path):
+    from polytask.learning.distill.baselines import get
+    from polytask.learning.distill.progressive import load_progressive
+
+    _root, paths = stores
+    data = {t: load_task(paths[t][1], t) for t in TASKS}
+    run = get("progressive").runner
+    s1 = run(tmp_path, data, TASKS, hidden=32, layers=2, steps=100, eval_episodes=1, log=lambda _m: None)
+    net1, _ = load_progressive(s1.checkpoint)
+    s2 = run(tmp_path, data, TASKS, hidden=32, layers=2, steps=100, eval_episodes=1, log=lambda _m: None)
+    net2, cols2 = load_progressive(s2.checkpoint)
+    assert cols2 == {TASKS[0]: 0, TASKS[1]: 1} and s2.parameters > s1.parameters  # grows, unlike the student
+    x = torch.from_numpy(data[TASKS[0]].states[:50])
+    torch.testing.assert_close(net2(x, 0), net1(x, 0))  # column 0 frozen: task 1 is not forgotten
+    assert not torch.allclose(net2(x, 1), net2(x, 0))
