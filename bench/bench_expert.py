@@ -81,7 +81,7 @@ def eager_update(agent: ExpertAgent, batch: dict, demo: dict, step: int) -> floa
     with torch.no_grad():
         for p, tp in zip(nets.critic.parameters(), agent.critic_target.parameters(), strict=True):
             tp.data.copy_(cfg.critic_tau * p.data + (1 - cfg.critic_tau) * tp.data)
-    return float(critic_loss)
+    return float(critic_loss.detach())
 
 
 def _batches(spec: NetworkSpec, batch: int, rng: np.random.Generator) -> tuple[dict, dict]:
@@ -154,6 +154,69 @@ def bench_env(task_name: str, pixels: bool, steps: int, device: str) -> dict:
     return out
 
 
+def bench_act(iters: int, device: str) -> dict:
+    """Acting with an image goal: obs and goal through the encoder separately (eager) vs in one call (ours)."""
+    spec = NetworkSpec("pixels", (3, 84, 84), 4, "image", frame_stack=3)
+    agent = ExpertAgent(spec, AgentConfig(num_expl_steps=0), device, goal=np.zeros((3, 84, 84), np.uint8))
+    x = np.random.default_rng(0).integers(0, 256, (9, 84, 84), dtype=np.uint8)
+
+    @torch.no_grad()
+    def eager() -> np.ndarray:
+        o = torch.as_tensor(x, device=agent.device)[None]
+        obs_f, goal_f = agent.nets.features(o, agent._goal_batch(1))
+        return agent.nets.actor(obs_f, goal_f)[0].cpu().numpy()
+
+    fns = {"eager": eager, "ours": lambda: agent.act(x, 10**6, eval_mode=True)}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(iters):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {f"{k}_ms": 1000 * float(np.median(v)) for k, v in times.items()}
+    out["speedup"] = out["eager_ms"] / out["ours_ms"]
+    return out
+
+
+def bench_replay(iters: int) -> dict:
+    """Sampling 256 stacked 84x84x9 transitions: stack-then-scatter per episode (eager) vs in-place gather (ours)."""
+    from polytask.learning.episodes import Episode
+    from polytask.learning.frames import stack_window
+    from polytask.learning.replay import ReplayBuffer
+
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(150000, pixels=True, frame_stack=3, n_step=3)
+    for _ in range(100):
+        buf.add(Episode(task="bench/x", state=np.zeros((126, 3), np.float32), action=np.zeros((125, 4), np.float32),
+                        reward=np.zeros(125, np.float32), success=np.zeros(125, bool), source="replay",
+                        pixels=rng.integers(0, 256, (126, 84, 84, 3), dtype=np.uint8)), persist=False)
+
+    def eager() -> None:
+        ep_idx, t_idx = buf._pick(256)
+        obs = np.empty((256, 9, 84, 84), np.uint8)
+        nxt = np.empty_like(obs)
+        for e in np.unique(ep_idx):
+            rows = np.nonzero(ep_idx == e)[0]
+            st = buf._episodes[e]
+            obs[rows] = stack_window(st.obs, t_idx[rows], 3, True)
+            nxt[rows] = stack_window(st.obs, np.minimum(t_idx[rows] + 3, st.length), 3, True)
+
+    fns = {"eager": eager, "ours": lambda: buf.sample(256)}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(iters):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {f"{k}_ms": 1000 * float(np.median(v)) for k, v in times.items()}
+    out["speedup"] = out["eager_ms"] / out["ours_ms"]
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -170,6 +233,9 @@ def main() -> None:
                f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch threads "
                f"{torch.get_num_threads()}")
     res: dict = {"device": args.device, "machine": machine, "torch": torch.__version__}
+    res["act_pixels_image_goal"] = bench_act(30, args.device)
+    res["replay_sample_b256_84x84x9"] = bench_replay(20)
+    print(json.dumps(res, indent=1), flush=True)
     state_spec = NetworkSpec("state", (17,), 6, "sinusoid", goal_dim=16)
     res["state_update_b256_obs17"] = bench_updates(state_spec, np.zeros(16, np.float32), 256, args.state_iters,
                                                    args.device)
