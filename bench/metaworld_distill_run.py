@@ -46,7 +46,7 @@ from polytask.learning.episodes import EpisodeStore
 from polytask.learning.evaluate import evaluate
 from polytask.sim import registry
 
-STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "lifelong", "report")
+STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "lifelong", "progressive", "report")
 
 
 def slug(task: str) -> str:
@@ -206,6 +206,20 @@ class Run:
                            [s["effective"] for s in hist], "parameters": [s["parameters"] for s in hist]}
         return {"lifelong": out}
 
+    def progressive(self) -> dict:
+        from polytask.learning.distill.progressive import add_task_progressive
+
+        method_dir = self.root / "lifelong" / "progressive"
+        while len(read_history(method_dir)) < len(self.tasks):
+            k = len(read_history(method_dir))
+            episodes = self.args.eval_episodes if k + 1 == len(self.tasks) else self.args.lifelong_eval_episodes
+            add_task_progressive(method_dir, self.data(), self.tasks, self.args.progressive_hidden, self.args.layers,
+                                 self.args.lifelong_steps, lr=self.args.lifelong_lr, batch=self.args.batch,
+                                 eval_episodes=episodes, eval_seed=self.args.eval_seed, log=self.log)
+        hist = read_history(method_dir)
+        return {"final_effective": hist[-1]["effective"], "effective_per_stage": [s["effective"] for s in hist],
+                "parameters": [s["parameters"] for s in hist]}
+
     def report(self) -> dict:
         st = self.results["stages"]
         out_dir = self.root / "report"
@@ -214,10 +228,10 @@ class Run:
             methods = {"scripted teachers": st["teachers"]["scores"], **methods}
         for kind, r in st.get("goals", {}).get("modalities", {}).items():
             methods[f"polytask ({kind})"] = r["scores"]
-        if "lifelong" in st:
-            for method in ("polytask", "finetune"):
-                hist = read_history(self.root / "lifelong" / method)
-                methods[f"lifelong {method}"] = hist[-1]["scores"]
+        lifelong = [m for m in ("polytask", "finetune", "progressive")
+                    if len(read_history(self.root / "lifelong" / m)) == len(self.tasks)]
+        for method in lifelong:
+            methods[f"lifelong {method}"] = read_history(self.root / "lifelong" / method)[-1]["scores"]
         report.table(report.per_task_rows(methods, self.tasks), out_dir / "per_task",
                      "Meta-World 16, state, 10 episodes per task")
         rows = [{"goal": "onehot", "effective": st["polytask"]["effective"], "steps": st["polytask"]["steps"]}]
@@ -227,15 +241,15 @@ class Run:
         params = [{"model": k, "parameters": st[k]["parameters"]} for k in ("polytask", "gcbc")]
         params += [{"model": f"polytask-{k}", "parameters": r["parameters"]}
                    for k, r in st.get("goals", {}).get("modalities", {}).items()]
-        if "lifelong" in st:
-            for method, r in st["lifelong"]["lifelong"].items():
-                params.append({"model": f"lifelong-{method} (every stage)", "parameters": r["parameters"][-1],
-                               "grew": len(set(r["parameters"])) > 1})
-            report.forgetting_plot({m: read_history(self.root / "lifelong" / m) for m in ("polytask", "finetune")},
-                                   self.tasks, out_dir / "forgetting.png")
-            rows = [{"stage": i + 1, "polytask": p, "finetune": f} for i, (p, f) in enumerate(zip(
-                st["lifelong"]["lifelong"]["polytask"]["effective_per_stage"],
-                st["lifelong"]["lifelong"]["finetune"]["effective_per_stage"], strict=True))]
+        if lifelong:
+            hists = {m: read_history(self.root / "lifelong" / m) for m in lifelong}
+            for method, hist in hists.items():
+                sizes = [s["parameters"] for s in hist]
+                params.append({"model": f"lifelong-{method} (after 16 tasks)", "parameters": sizes[-1],
+                               "after 1 task": sizes[0], "grew": len(set(sizes)) > 1})
+            report.forgetting_plot(hists, self.tasks, out_dir / "forgetting.png")
+            rows = [{"stage": i + 1, **{m: h[i]["effective"] for m, h in hists.items()}}
+                    for i in range(len(self.tasks))]
             report.table(rows, out_dir / "lifelong_effective", "lifelong: effective tasks after each addition")
         report.table(params, out_dir / "parameters", "parameter counts")
         return {}
@@ -252,6 +266,7 @@ class Run:
         self.stage("gcbc", self.gcbc)
         self.stage("goals", self.goal_modalities)
         self.stage("lifelong", self.lifelong)
+        self.stage("progressive", self.progressive)
         self.stage("report", self.report)
         self.results["wall_seconds_this_invocation"] = time.perf_counter() - self.t0
         self.save()
@@ -273,6 +288,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lifelong-eval-episodes", type=int, default=3, help="episodes per task at stages < 16")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--progressive-hidden", type=int, default=64,
+                   help="width of each progressive column (laterals make its size grow ~quadratically with tasks)")
     p.add_argument("--feature-dim", type=int, default=64, help="goal-image trunk width (image goals only)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"])
