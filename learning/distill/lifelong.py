@@ -111,7 +111,8 @@ def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskDat
     policy = StudentPolicy(distiller.student, {t: goals[t] for t in seen})
     scores = {}
     for t in seen:
-        scores[t] = evaluate(policy, t, episodes=eval_episodes, seed=eval_seed).mean_score
+        scores[t] = evaluate(policy, t, episodes=eval_episodes, seed=eval_seed,
+                             render=cfg.obs == "pixels").mean_score
     stage = Stage(index=k + 1, task=new, tasks=seen, scores=scores, effective=float(sum(scores.values())),
                   parameters=before, checkpoint=str(ckpt), seconds=time.perf_counter() - start, train_steps=steps)
     _write_json(method_dir / HISTORY, [*history, stage.to_dict()])

@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     known = json.loads(known_path.read_text()) if known_path.exists() else []
     tasks = list(known) + [t for t in new_tasks if t not in known] if args.lifelong else list(dict.fromkeys(new_tasks))
     known_path.write_text(json.dumps(tasks))
-    data = {t: load_task(out / "relabelled" / t.replace("/", "_"), t, cap=cfg.buffer_per_task) for t in tasks}
+    data = {t: load_task(out / "relabelled" / t.replace("/", "_"), t, cap=cfg.buffer_per_task,
+                         pixels=cfg.obs == "pixels", frame_stack=cfg.student.frame_stack) for t in tasks}
     specs = {t: registry.make(t, render=False).spec for t in tasks}
     suite = specs[tasks[0]].suite
     capacity = cfg.student.goal_capacity or len(registry.names(f"{suite}/*")) or len(tasks)
@@ -164,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
           f"{res.samples_per_s:.0f} samples/s)")
     if args.eval_episodes > 0:
         policy = StudentPolicy(distiller.student, goals)
-        results = {t: evaluate(policy, t, episodes=args.eval_episodes, seed=args.eval_seed) for t in tasks}
+        results = {t: evaluate(policy, t, episodes=args.eval_episodes, seed=args.eval_seed,
+                               render=cfg.obs == "pixels") for t in tasks}
         write_csv(results, out / "eval.csv")
         for t, r in results.items():
             print(f"  {t:45s} {r.mean_score:.2f}")
