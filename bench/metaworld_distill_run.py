@@ -46,7 +46,8 @@ from polytask.learning.episodes import EpisodeStore
 from polytask.learning.evaluate import evaluate
 from polytask.sim import registry
 
-STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "lifelong", "progressive", "report")
+STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "onehot_same_steps", "lifelong",
+          "progressive", "report")
 
 
 def slug(task: str) -> str:
@@ -190,6 +191,10 @@ class Run:
             out[kind] = self.train_eval(f"polytask-{kind}", kind, self.args.modality_steps)
         return {"modalities": out}
 
+    def onehot_same_steps(self) -> dict:
+        """One-hot at the modality table's step count, so the four goal modalities compare like for like."""
+        return self.train_eval(f"polytask-onehot-{self.args.modality_steps}", "onehot", self.args.modality_steps)
+
     def lifelong(self) -> dict:
         goals = self.goals("onehot")
         cfg = replace(self.cfg, lr_schedule="constant", warmup_steps=0, lr=self.args.lifelong_lr)
@@ -235,6 +240,9 @@ class Run:
         report.table(report.per_task_rows(methods, self.tasks), out_dir / "per_task",
                      "Meta-World 16, state, 10 episodes per task")
         rows = [{"goal": "onehot", "effective": st["polytask"]["effective"], "steps": st["polytask"]["steps"]}]
+        if "onehot_same_steps" in st:
+            r = st["onehot_same_steps"]
+            rows.append({"goal": "onehot", "effective": r["effective"], "steps": r["steps"]})
         for kind, r in st.get("goals", {}).get("modalities", {}).items():
             rows.append({"goal": kind, "effective": r["effective"], "steps": r["steps"]})
         report.table(rows, out_dir / "goal_modalities", "effective tasks by goal modality")
@@ -265,6 +273,7 @@ class Run:
         self.stage("polytask", self.polytask)
         self.stage("gcbc", self.gcbc)
         self.stage("goals", self.goal_modalities)
+        self.stage("onehot_same_steps", self.onehot_same_steps)
         self.stage("lifelong", self.lifelong)
         self.stage("progressive", self.progressive)
         self.stage("report", self.report)
