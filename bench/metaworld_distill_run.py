@@ -5,11 +5,14 @@ Stages (each cached in the run root, so an interrupted run continues where it st
             every reset (what an RL replay buffer holds), `--transitions` per task
   demos     one clean successful scripted demo per task (rendered: its last frame is the image goal)
   relabel   every stored state gets the clean teacher action (scripted teacher = the task's scripted policy)
+  teachers  the clean scripted teachers on the same evaluation episodes (the experts' row)
   polytask  the student distilled from all 16 relabelled stores (one-hot goals), evaluated 10 episodes per task
   gcbc      the same student network trained on the 1 demo per task, same evaluation
-  goals     the student with language, sinusoid and image goals
+  goals     the student with language, sinusoid and image goals (--modality-steps)
+  onehot_same_steps  one-hot again at --modality-steps, for a like-for-like modality table
   lifelong  16 tasks added one at a time: PolyTask (stores 1..N+1) vs Fine-tuning (store N+1 only)
-  report    per-task table, modality table, forgetting plot, parameter counts (CSV + PNG), results.json
+  progressive  Progressive Nets over the same 16 additions (a column per task)
+  report    per-task table, modality table, forgetting plot, parameter counts (CSV + PNG); always redrawn
 
 Usage (one process, one torch thread; see docs/results-distill.md for the figures of the documented run):
   .venv/bin/python bench/metaworld_distill_run.py --root /tmp/mw16 2>&1 | tee /tmp/mw16.log
