@@ -61,11 +61,12 @@ def run(args: argparse.Namespace) -> int:
         stage_demos(out, args.episodes)
     from polytask.commands import _demo_stages
 
+    student = None
     if "distill" not in args.skip:
         _banner("2/3 behaviour distillation (state, scripted Meta-World teachers)")
-        _demo_stages.stage_distill(out)
+        student = _demo_stages.stage_distill(out).student_path
     if "deploy" not in args.skip:
         _banner("3/3 deployment graph (sim bridge + policy server + monitor)")
-        _demo_stages.stage_deploy(out, args.deploy_seconds)
+        _demo_stages.stage_deploy(out, args.deploy_seconds, student_path=student)
     print(f"\ndemo finished; everything is under {out}")
     return 0
