@@ -290,12 +290,20 @@ class MetaWorldTask(Task):
         self.fixed_placement = None if fixed_placement is None else int(fixed_placement)
         self._mt1 = metaworld.MT1(self.info.env_name, seed=BENCHMARK_SEED)
         env_cls = self._mt1.train_classes[self.info.env_name]
-        self._env = env_cls(render_mode="rgb_array" if render else None, camera_name=self.camera,
-                            width=image_size, height=image_size)
+        # No gymnasium renderer: its OffScreenViewer never makes its GL context current before drawing, so with
+        # two tasks in one process (train + eval, or 16 tasks in a multi-task evaluation) every frame is drawn
+        # into the LAST created context and comes out as garbage. mujoco.Renderer makes its context current.
+        self._env = env_cls(render_mode=None)
         self._env.max_path_length = NO_ENV_LIMIT
+        self._renderer = None
         _OPEN_TASKS.add(self)
-        apply_render_quality(self._env.model, quality)  # before the first render
+        apply_render_quality(self._env.model, quality)  # before the renderer creates its GL context
         self._rotate_180 = _camera_upside_down(self._env, self.camera)
+        if render:
+            import mujoco
+
+            self._renderer = mujoco.Renderer(self._env.model, height=image_size, width=image_size)
+            _register_exit_hook()
         self._rng = np.random.default_rng(seed)
         self._policy = ScriptedExpert(name)
         self.placement: int | None = None
@@ -319,10 +327,10 @@ class MetaWorldTask(Task):
         return obs, float(reward), bool(info.get("success", False)), False, info
 
     def _render(self) -> np.ndarray:
-        frame = self._env.render()
-        _register_exit_hook()
-        if frame is None:
-            raise RuntimeError(f"{self.spec.name}: the Meta-World env returned no frame (render_mode is None?)")
+        if self._renderer is None:
+            raise RuntimeError(f"{self.spec.name}: built with render=False, so it has no camera to render")
+        self._renderer.update_scene(self._env.data, camera=self.camera)
+        frame = self._renderer.render()
         if self._rotate_180:
             frame = frame[::-1, ::-1]
         return np.ascontiguousarray(frame, dtype=np.uint8)
@@ -339,6 +347,9 @@ class MetaWorldTask(Task):
         return self._policy.get_action(state)
 
     def close(self) -> None:
+        renderer, self._renderer = getattr(self, "_renderer", None), None
+        if renderer is not None:
+            renderer.close()
         env, self._env = getattr(self, "_env", None), None
         if env is not None:
             env.close()
@@ -350,8 +361,9 @@ class MetaWorldTask(Task):
 
 
 # Tasks still open at interpreter exit are closed before EGL tears down; otherwise the renderer's __del__ runs
-# after the GL display is gone and prints EGLError tracebacks. The hook is registered at the first render, i.e.
-# after mujoco.egl registered its own teardown, so that (atexit being last-in, first-out) ours runs first.
+# after the GL display is gone and prints EGLError tracebacks. The hook is registered once the first renderer
+# exists, i.e. after mujoco.egl registered its own teardown, so that (atexit being last-in, first-out) ours runs
+# first.
 _OPEN_TASKS: weakref.WeakSet[MetaWorldTask] = weakref.WeakSet()
 _exit_hook = {"registered": False}
 

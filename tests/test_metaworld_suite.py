@@ -210,3 +210,22 @@ def test_scripted_success_is_at_least_9_of_10_on_every_task():
         finally:
             task.close()
         assert wins >= 9, f"{info.name}: {wins}/10"
+
+
+def test_two_tasks_rendering_in_one_process_do_not_draw_into_each_others_context():
+    """Regression: gymnasium's viewer never made its GL context current, so the first task drew garbage."""
+    first = registry.make("metaworld/door-open", render=True)
+    try:
+        first.reset(seed=0)
+        alone = first.step(np.zeros(4)).pixels.copy()
+        first.reset(seed=0)
+        second = registry.make("metaworld/hammer", render=True)
+        try:
+            second.reset(seed=0)
+            second.step(np.zeros(4))
+            together = first.step(np.zeros(4)).pixels
+        finally:
+            second.close()
+        assert np.abs(alone.astype(int) - together).mean() < 2.0
+    finally:
+        first.close()
