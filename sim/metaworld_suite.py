@@ -349,7 +349,18 @@ class MetaWorldTask(Task):
     def close(self) -> None:
         renderer, self._renderer = getattr(self, "_renderer", None), None
         if renderer is not None:
-            renderer.close()
+            try:
+                renderer.close()
+            except Exception:
+                if not _exit_hook["exiting"]:
+                    raise
+                # At exit another library (dm_control) may have terminated the shared EGL display first: drop the
+                # dead contexts so that the renderer's __del__ does not try to free them again and print errors.
+                gl_context = getattr(renderer, "_gl_context", None)
+                if gl_context is not None and hasattr(gl_context, "_context"):
+                    gl_context._context = None
+                renderer._gl_context = None
+                renderer._mjr_context = None
         env, self._env = getattr(self, "_env", None), None
         if env is not None:
             env.close()
@@ -365,10 +376,11 @@ class MetaWorldTask(Task):
 # exists, i.e. after mujoco.egl registered its own teardown, so that (atexit being last-in, first-out) ours runs
 # first.
 _OPEN_TASKS: weakref.WeakSet[MetaWorldTask] = weakref.WeakSet()
-_exit_hook = {"registered": False}
+_exit_hook = {"registered": False, "exiting": False}
 
 
 def _close_open_tasks() -> None:
+    _exit_hook["exiting"] = True
     for task in list(_OPEN_TASKS):
         task.close()
 
