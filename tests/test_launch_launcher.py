@@ -48,7 +48,7 @@ def test_polytask_launch_stops_the_whole_graph_on_a_signal(tmp_path, sig):
         try:
             actions = probe.subscribe("action")
             markers = probe.subscribe("markers")
-            up = probe.spin_until(lambda: len(actions) >= 10 and len(markers) >= 2, 60)
+            up = probe.spin_until(lambda: len(actions) >= 60 and len(markers) >= 2, 60)  # ~2 s of streaming
             log.flush()
             text = (tmp_path / "launch.log").read_text()
             pids = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}

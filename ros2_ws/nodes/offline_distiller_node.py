@@ -86,6 +86,7 @@ class OfflineDistiller(Node):
                 node.state.update(step=int(row["step"]), loss=float(row["loss"]),
                                   samples_per_s=round(float(row["samples_per_s"]), 1))
                 node.state.setdefault("first_loss", float(row["loss"]))
+                node._publish()  # every logged row reaches the topic, however fast the distillation runs
                 if on_log is not None:
                     on_log(row)
 
