@@ -214,9 +214,11 @@ def record_play(elements: list[str] | tuple[str, ...], *, seed: int = 0, render:
                 quality: str = "fast") -> PlayTrajectory:
     """One play trajectory that does `elements` in order with the scripted experts, one after the other.
 
-    Each expert starts from wherever the previous one left the arm; it hands over once its element is strictly
-    complete and it has been on its last waypoint (backing off) for `settle_steps` steps, or after
-    `max_steps_per_element`. Which elements were achieved is in `extra["achieved"]` (the segmenter does not use it).
+    Each expert after the first starts from wherever the previous one left the arm and first brings the hand back
+    to its start pose (`make_expert(..., from_anywhere=True)`); it hands over once its element is strictly complete
+    and it has been on its last waypoint (backing off) for `settle_steps` steps, or after `max_steps_per_element`.
+    `extra["achieved"]` lists the elements that were strictly complete at some step of their own subtask (the
+    segmenter does not use it).
     """
     from polytask.sim import registry
     from polytask.sim.kitchen_scripted import make_expert
@@ -230,9 +232,9 @@ def record_play(elements: list[str] | tuple[str, ...], *, seed: int = 0, render:
         step = task.reset(seed=seed)
         qpos, states, actions, frames = [task.data.qpos.copy()], [step.state], [], [step.pixels]
         achieved = []
-        for element in elements:
-            expert = make_expert(element, task)
-            settled = 0
+        for i, element in enumerate(elements):
+            expert = make_expert(element, task, from_anywhere=i > 0)
+            settled, hit = 0, False
             for _ in range(max_steps_per_element):
                 action = expert.act()
                 step = task.step(action)
@@ -240,11 +242,13 @@ def record_play(elements: list[str] | tuple[str, ...], *, seed: int = 0, render:
                 qpos.append(task.data.qpos.copy())
                 states.append(step.state)
                 frames.append(step.pixels)
-                if strict_complete(task.data.qpos, element) and expert.index == len(expert.waypoints) - 1:
+                done = strict_complete(task.data.qpos, element)
+                hit = hit or done
+                if done and expert.index == len(expert.waypoints) - 1:
                     settled += 1
                     if settled >= settle_steps:
                         break
-            if strict_complete(task.data.qpos, element):
+            if hit:
                 achieved.append(element)
         return PlayTrajectory(
             qpos=np.stack(qpos), actions=np.stack(actions).astype(np.float64), states=np.stack(states),

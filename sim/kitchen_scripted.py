@@ -107,20 +107,33 @@ class ArmIK:
         return np.clip(act, -1.0, 1.0)
 
 
-def nominal_hand_quat(task) -> np.ndarray:
-    """The hand's orientation in the env's own start pose (gripper pointing +y, fingers along x).
+def _joint_action(ik: ArmIK, q_target: np.ndarray, gripper: float, max_step: float) -> np.ndarray:
+    """Move the arm joints straight towards `q_target` (at most `max_step` rad per step), gravity compensated."""
+    q = ik.data.qpos[:ARM_DOF]
+    dq = np.clip(np.asarray(q_target) - q, -max_step, max_step)
+    act = np.zeros(9)
+    act[:ARM_DOF] = (dq + ik.data.qfrc_bias[:ARM_DOF] / ik.kp) / CTRL_PER_ACTION
+    act[7:] = float(gripper)
+    return np.clip(act, -1.0, 1.0)
 
-    Experts hold this orientation rather than the one they start in, so a perturbed start (`init_noise`) does not
-    leave the hand in a tilt that pushes the wrist to its limits.
-    """
+
+def nominal_hand_pose(task) -> tuple[np.ndarray, np.ndarray]:
+    """The hand's position and orientation in the env's own start pose (gripper pointing +y, fingers along x)."""
     import mujoco
 
     scratch = mujoco.MjData(task.model)
     scratch.qpos[:] = task.env.robot_env.init_qpos
     mujoco.mj_kinematics(task.model, scratch)
+    site = task.model.site(EE_SITE).id
     quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, scratch.site_xmat[task.model.site(EE_SITE).id])
-    return quat
+    mujoco.mju_mat2Quat(quat, scratch.site_xmat[site])
+    return scratch.site_xpos[site].copy(), quat
+
+
+def nominal_hand_quat(task) -> np.ndarray:
+    """The start orientation of the hand. Experts hold it rather than the one they start in, so a perturbed start
+    (`init_noise`) does not leave the hand in a tilt that pushes the wrist to its limits."""
+    return nominal_hand_pose(task)[1]
 
 
 @dataclass
@@ -143,6 +156,7 @@ class Waypoint:
     rot_tol: float = 0.1  # rad: the hand's orientation must be this close too before moving on
     speed: float | None = None  # m per agent step at most (None: the controller's default)
     relative_to_hand: bool = False  # offset from the hand's position when the waypoint starts (anchor ignored)
+    joints: tuple[float, ...] | None = None  # a joint-space target for the 7 arm joints instead of a hand pose
     # a live target (position, quaternion) computed from the task; replaces offset/anchor/rot when set
     target_fn: Callable[[WaypointExpert], tuple[np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
     done: Callable[[object], bool] | None = field(default=None, repr=False)
@@ -181,10 +195,15 @@ class WaypointExpert:
             quat = _quat_mul(_axis_angle_quat(np.asarray(wp.rot[0]), wp.rot[1]), quat)
         return base + np.asarray(wp.offset), quat
 
+    def _reached(self, wp: Waypoint, target: np.ndarray, quat: np.ndarray) -> bool:
+        if wp.joints is not None:
+            return float(np.abs(self.task.data.qpos[:ARM_DOF] - np.asarray(wp.joints)).max()) <= JOINT_TOL
+        return bool(np.linalg.norm(target - self.ik.pos()) <= wp.tol and self._rot_error(quat) <= wp.rot_tol)
+
     def act(self) -> np.ndarray:
         wp = self.waypoints[self.index]
         target, quat = self._target(wp)
-        reached = np.linalg.norm(target - self.ik.pos()) <= wp.tol and self._rot_error(quat) <= wp.rot_tol
+        reached = self._reached(wp, target, quat)
         if wp.done is not None:
             reached = reached or bool(wp.done(self.task))
         if self.index < len(self.waypoints) - 1 and self.steps_in >= wp.min_steps and (
@@ -196,6 +215,8 @@ class WaypointExpert:
             wp = self.waypoints[self.index]
             target, quat = self._target(wp)
         self.steps_in += 1
+        if wp.joints is not None:
+            return _joint_action(self.ik, np.asarray(wp.joints), wp.gripper, JOINT_STEP).astype(np.float32)
         self.ik.max_pos_step = self.default_speed if wp.speed is None else wp.speed
         return self.ik.action(target, quat, wp.gripper).astype(np.float32)
 
@@ -333,8 +354,24 @@ EXPERTS: dict[str, Callable[[object], WaypointExpert]] = {
 }
 
 
-def make_expert(element: str, task) -> WaypointExpert:
-    """The scripted expert for one kitchen element, bound to a freshly reset KitchenTask."""
+JOINT_TOL = 0.05  # rad: a joint-space waypoint is reached when every arm joint is this close
+JOINT_STEP = 0.08  # rad per agent step at most on a joint-space waypoint
+
+
+def make_expert(element: str, task, from_anywhere: bool = False) -> WaypointExpert:
+    """The scripted expert for one kitchen element, bound to a freshly reset KitchenTask.
+
+    `from_anywhere=True` (chained play, where the arm is wherever the previous subtask left it) first backs the hand
+    off, then drives the joints straight back to the env's start posture, so every subtask begins where the
+    single-task experts were tuned (homing by hand pose alone left the wrist near its limit after the cabinet).
+    """
     if element not in EXPERTS:
         raise NotImplementedError(f"no scripted kitchen expert for element {element!r}; have {sorted(EXPERTS)}")
-    return EXPERTS[element](task)
+    expert = EXPERTS[element](task)
+    if from_anywhere:
+        ik = expert.ik
+        ik.q_home = np.clip(np.asarray(task.env.robot_env.init_qpos[:ARM_DOF]), ik.lo, ik.hi)
+        lift = Waypoint((0.0, -0.1, 0.05), None, gripper=1.0, relative_to_hand=True, tol=0.02, max_steps=15)
+        home = Waypoint((0.0, 0.0, 0.0), gripper=1.0, joints=tuple(ik.q_home), max_steps=60)
+        expert.waypoints = [lift, home, *expert.waypoints]
+    return expert
