@@ -210,6 +210,11 @@ made it.
 pixels; "fast / default" is how much of that frame cost is shadows, reflections and multisampling, which an
 84x84 policy does not need. Training on CPU therefore uses `quality="fast"` (the default of
 `polytask.sim.registry.make`); use "default" only to compare with images rendered elsewhere.
+
+Measuring the three configurations in one process is only valid because every suite's renderer makes its own GL
+context current before drawing. Meta-World through gymnasium's `OffScreenViewer` did not: every task drew into
+the last-created context (garbage frames in multi-task processes, and "default" timed with the "fast" context's
+buffers). The suite now renders with `mujoco.Renderer`; `tests/test_metaworld_suite.py` guards it.
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
