@@ -278,6 +278,9 @@ class MetaWorldTask(Task):
         if fixed_placement is not None and not 0 <= int(fixed_placement) < N_PLACEMENTS:
             raise ValueError(f"metaworld/{name}: fixed_placement={fixed_placement} out of range, expected an MT1 "
                              f"train task index in [0, {N_PLACEMENTS - 1}] or None (drawn at every reset)")
+        if not isinstance(image_size, int) or isinstance(image_size, bool) or not 8 <= image_size <= 2048:
+            raise ValueError(f"metaworld/{name}: image_size={image_size!r}, expected an int in [8, 2048] (84 in the "
+                             f"paper)")
         self.info = TASK_BY_NAME[name]
         spec = TaskSpec(name=f"{SUITE}/{name}", suite=SUITE, task_id=TASKS.index(self.info), state_dim=STATE_DIM,
                         action_dim=ACTION_DIM, horizon=self.info.horizon, action_repeat=ACTION_REPEAT,

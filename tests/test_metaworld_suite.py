@@ -104,6 +104,8 @@ def test_placement_is_drawn_at_every_reset_and_fixed_on_request():
 def test_fixed_placement_out_of_range_is_refused_with_the_valid_range():
     with pytest.raises(ValueError, match=r"fixed_placement=50.*\[0, 49\]"):
         MetaWorldTask("door-open", render=False, fixed_placement=N_PLACEMENTS)
+    with pytest.raises(ValueError, match=r"image_size=0, expected an int in \[8, 2048\]"):
+        MetaWorldTask("door-open", render=False, image_size=0)
     with pytest.raises(KeyError, match="unknown Meta-World task"):
         MetaWorldTask("door-open-v3", render=False)
 
