@@ -269,7 +269,8 @@ class ExpertAgent:
         load_module(self.nets.actor, tensors, "actor", where)
         load_module(self.nets.critic, tensors, "critic", where)
         load_module(self.critic_target, tensors, "critic_target", where)
+        # Tensors may stay on the CPU: load_state_dict copies weights to the modules' device, and Adam moves its
+        # moments to each parameter's device while keeping non-capturable step counters on the CPU, as it expects.
         for name, opt in (("actor_opt", self.actor_opt), ("critic_opt", self.critic_opt)):
             if name in meta:
-                load_optimizer(opt, {k: v.to(self.device) for k, v in tensors.items()}, meta[name], f"optim/{name}",
-                               where)
+                load_optimizer(opt, tensors, meta[name], f"optim/{name}", where)

@@ -18,7 +18,6 @@ import logging
 import math
 import random
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,7 +235,7 @@ class ExpertTrainer:
                                                         "task": self.cfg.train.task}, device="cpu")
         fields = {f.name for f in dataclasses.fields(RunState)}
         self.state = RunState(**{k: v for k, v in header["run_state"].items() if k in fields})
-        self.agent.load_state_tensors({k: v.to(self.device) for k, v in tensors.items()}, header["agent"], str(path))
+        self.agent.load_state_tensors(tensors, header["agent"], str(path))
         if self.rewarder is not None:
             load_module(self.rewarder.target, tensors, "ot_target", str(path))
             self.rewarder.scale = self.state.ot_scale
@@ -402,9 +401,3 @@ def train_expert(cfg: ExpertConfig) -> dict[str, Any]:
         return trainer.run()
     finally:
         trainer.close()
-
-
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
