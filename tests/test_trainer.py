@@ -72,6 +72,12 @@ def test_state_expert_improves_over_its_start(demos, tmp_path):
     assert res.mean_return == pytest.approx(returns[-1], rel=1e-4)
     with pytest.raises(CheckpointError, match="task mismatch"):
         load_policy(run / "checkpoints" / "expert.safetensors", task="xarm/push")
+    # demos recorded from the expert (how DMC demos are made): the store holds the expert's mean actions
+    rep = record_demos(TASK, 2, tmp_path / "expert_demos", render=False, policy=policy, source="expert",
+                       keep_failed=True, max_attempts=2, progress=False)
+    assert rep.attempted == 2
+    eps = EpisodeStore(tmp_path / "expert_demos").episodes(TASK)
+    assert len(eps) == 2 and all(e.source == "expert" for e in eps)
 
 
 def test_kill_and_resume_reproduces_the_next_update_bit_for_bit(demos, tmp_path):
