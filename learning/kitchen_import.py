@@ -21,7 +21,7 @@ import numpy as np
 
 from polytask.learning.episodes import Episode, EpisodeStore
 from polytask.sim import registry
-from polytask.sim.kitchen_play import Snippet, render_qpos, segment, states_from_qpos
+from polytask.sim.kitchen_play import ELEMENT_TASK, Snippet, record_play, render_qpos, segment, states_from_qpos
 from polytask.sim.kitchen_suite import kitchen_score
 
 log = logging.getLogger(__name__)
@@ -102,4 +102,20 @@ def import_play(trajectories: Iterable, store: EpisodeStore | None = None, *, th
         for task in made.values():
             task.close()
     log.info("imported %d kitchen play snippets", len(episodes))
+    return episodes
+
+
+def record_play_snippets(n_chains: int, store: EpisodeStore | None = None, *, chain_length: int = 4, seed: int = 0,
+                         init_noise: float = 0.1, render: bool = False, quality: str = "fast") -> list[Episode]:
+    """The paper's Kitchen demo protocol on play data made here: `n_chains` random chains of `chain_length`
+    distinct elements (scripted, see `record_play`), segmented and imported as task snippets."""
+    if not 1 <= chain_length <= len(ELEMENT_TASK):
+        raise ValueError(f"chain_length={chain_length}, expected 1..{len(ELEMENT_TASK)}")
+    rng = np.random.default_rng(seed)
+    elements = list(ELEMENT_TASK)
+    episodes = []
+    for i in range(n_chains):
+        order = [str(e) for e in rng.choice(elements, size=chain_length, replace=False)]
+        traj = record_play(order, seed=seed + i, init_noise=init_noise, render=render, quality=quality)
+        episodes.extend(import_play([traj], store, render=False, quality=quality))
     return episodes

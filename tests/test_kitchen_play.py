@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from polytask.learning.episodes import EpisodeStore
-from polytask.learning.kitchen_import import import_play, resample_indices
+from polytask.learning.kitchen_import import import_play, record_play_snippets, resample_indices
 from polytask.sim.kitchen_play import (
     PlayFormatError,
     PlayTrajectory,
@@ -150,3 +150,15 @@ def test_kinematic_playback_renders_the_recorded_states(play):
         task.close()
     assert frames.shape == (2, 84, 84, 3) and frames.dtype == np.uint8
     assert np.abs(frames[0].astype(int) - frames[1]).mean() > 0.5  # arm and cabinet moved
+
+
+def test_record_play_snippets_labels_every_snippet_with_its_element(tmp_path):
+    store = EpisodeStore(tmp_path / "snips")
+    episodes = record_play_snippets(1, store, chain_length=2, seed=3)
+    assert len(episodes) == 2 and len(store) == 2
+    tasks = {e.task for e in episodes}
+    assert len(tasks) == 2 and tasks <= {f"kitchen/{n}" for n in ("bottom-burner", "top-burner", "light-switch",
+                                                                    "slide-cabinet", "microwave", "kettle")}
+    for ep in episodes:
+        element = ep.extra["element"]
+        assert ep.task.endswith(element.replace(" ", "-")) and ep.success[-1]
