@@ -37,8 +37,6 @@ def graph(tmp_path_factory):
     domain = allocate_domain(70, 99)
     log = open(tmp_path_factory.mktemp("deploy") / "graph.log", "w")
     nodes = resolve("deploy", [f"task:={TASK}", "rviz:=false"])
-    bridge = next(n for n in nodes if n.name == "sim_bridge")
-    bridge.parameters.update(ee_state_index="0", target_state_index="36")  # Meta-World's hand and goal in the state
     launcher = Launcher(nodes, env=child_env(domain.id), respawn=True, respawn_delay=0.5, output=log)
     launcher.start()
     probe = Probe(domain.id, name="deploy_probe")
@@ -88,6 +86,9 @@ def test_the_arm_moves_and_episodes_succeed(graph):
     states = probe.task_state
     hand = np.stack([s[:3] for _, s in states[-200:]])  # Meta-World state: hand xyz first
     assert np.ptp(hand, axis=0).max() > 0.02, "the hand did not move"
+    poses = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]
+                      for _, m in probe.received["robot/ee_pose"][-200:]])
+    assert np.ptp(poses, axis=0).max() > 0.02, "robot/ee_pose did not follow the hand"
     assert probe.spin_until(lambda: (latest_json(probe, "robot/status").get("successes") or 0) >= 1, 30), \
         latest_json(probe, "robot/status")
 
@@ -105,6 +106,7 @@ def test_every_rviz_display_topic_is_published_with_its_type(graph):
         assert probe.wait_for_messages(key, 1, timeout=5), f"{path} shown in RViz but nothing published"
         assert by_path[path].msg_type in types.get(path, []), f"{path}: {types.get(path)}"
     markers = probe.received["monitor/markers"][-1][1].markers
+    assert {m.ns for m in markers} == {"end_effector", "target", "action", "status"}
     text = next(m.text for m in markers if m.ns == "status")
     assert TASK in text and "Hz" in text
 

@@ -38,11 +38,31 @@ PARAMS = (
     Param("frame_id", "camera", "frame_id of the camera images"),
     Param("world_frame", "world", "frame_id of the end-effector pose"),
     Param("status_period_s", 1.0, "period of the status heartbeat", min=0.05),
-    Param("ee_state_index", -1, "first of 3 state entries holding the end-effector xyz (Meta-World: 0); -1: the "
-          "task's own end effector (step info 'ee' or task.arm), if any", min=-1),
-    Param("target_state_index", -1, "first of 3 state entries holding the target xyz (Meta-World: 36); -1: the "
-          "task's goal_pos attribute, if any", min=-1),
+    Param("ee_state_index", -1, "first of 3 state entries holding the end-effector xyz; -1: from `state_layouts`, "
+          "else the task's own end effector (step info 'ee' or task.arm), if any", min=-1),
+    Param("target_state_index", -1, "first of 3 state entries holding the target xyz; -1: from `state_layouts`, "
+          "else the task's goal_pos attribute, if any", min=-1),
+    Param("state_layouts", ["metaworld:0:36"], "per suite `suite:ee_index:target_index` (-1: none): where the "
+          "monitor's end-effector and target markers come from in that suite's state vector", type="string_array"),
 )
+
+
+def parse_state_layouts(items: list[str]) -> dict[str, tuple[int, int]]:
+    """["metaworld:0:36"] -> {"metaworld": (0, 36)}; a malformed item is a ParamError naming it."""
+    out = {}
+    for item in items:
+        if not item.strip():
+            continue
+        parts = item.split(":")
+        try:
+            suite, ee, target = parts[0], int(parts[1]), int(parts[2])
+            if len(parts) != 3 or not suite or ee < -1 or target < -1:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ParamError(f"node 'sim_bridge': parameter 'state_layouts' item {item!r}: expected "
+                             f"suite:ee_index:target_index with indices >= -1") from None
+        out[suite] = (ee, target)
+    return out
 
 
 class SimBridge(Node):
@@ -78,7 +98,12 @@ class SimBridge(Node):
         self.last_error = ""
         self.episode_seed = int(self.p.seed)
         self._target: np.ndarray | None = None
-        if self.p.ee_state_index + 3 > self.spec.state_dim or self.p.target_state_index + 3 > self.spec.state_dim:
+        self.ee_index, self.target_index = self.p.ee_state_index, self.p.target_state_index
+        layout = parse_state_layouts(self.p.state_layouts).get(self.spec.suite)
+        if layout is not None:
+            self.ee_index = self.ee_index if self.ee_index >= 0 else layout[0]
+            self.target_index = self.target_index if self.target_index >= 0 else layout[1]
+        if self.ee_index + 3 > self.spec.state_dim or self.target_index + 3 > self.spec.state_dim:
             raise ParamError(f"node 'sim_bridge': ee_state_index/target_state_index must leave 3 entries in the "
                              f"{self.spec.state_dim}-D state of {self.spec.name}")
         self._new_episode()
@@ -166,13 +191,13 @@ class SimBridge(Node):
         if with_reward:
             self.pub_reward.publish(self._Float32(data=float(step.reward)))
             self.pub_success.publish(self._Bool(data=bool(step.success)))
-        ee = self._vector(step.state, self.p.ee_state_index)
-        if ee is None and self.p.ee_state_index < 0:
+        ee = self._vector(step.state, self.ee_index)
+        if ee is None and self.ee_index < 0:
             ee = step.info.get("ee") if isinstance(step.info, dict) else None
             if ee is None:
                 ee = getattr(getattr(self.task, "arm", None), "ee_position", lambda: None)()
-        self._target = self._vector(step.state, self.p.target_state_index)
-        if self._target is None and self.p.target_state_index < 0:
+        self._target = self._vector(step.state, self.target_index)
+        if self._target is None and self.target_index < 0:
             goal = getattr(self.task, "goal_pos", None)
             self._target = None if goal is None else np.asarray(goal, dtype=np.float64).reshape(-1)[:3]
         if ee is not None:
