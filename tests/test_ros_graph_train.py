@@ -81,3 +81,54 @@ def test_train_task_graph_writes_replay_and_checkpoint_and_reports_progress(tmp_
     header = read_header(run_dir / "checkpoints" / "expert.safetensors")
     assert header["task"] == TASK and header["step"] >= 100
     assert final["checkpoint"].endswith("expert.safetensors")
+
+
+def _run_graph(nodes, tmp_path, domain_id, name):
+    from polytask.launcher import Launcher
+    from polytask.ros.node_base import child_env
+    from polytask.ros.testing import Probe
+
+    with open(tmp_path / f"{name}.log", "w") as log:
+        launcher = Launcher(nodes, env=child_env(domain_id, extra={"OMP_NUM_THREADS": "1"}), output=log)
+        launcher.start()
+        probe = Probe(domain_id, name=name)
+        try:
+            progress = probe.subscribe("training_progress")
+
+            def latest() -> dict:
+                return json.loads(progress[-1][1].data) if progress else {}
+
+            probe.spin_until(lambda: latest().get("done", False) or "online_trainer" not in launcher.alive(), 240)
+            return latest(), (tmp_path / f"{name}.log").read_text()
+        finally:
+            probe.close()
+            launcher.shutdown()
+
+
+def test_inprocess_training_and_resume_through_the_graph(tmp_path):
+    """robot:=inprocess: no bridge, the trainer steps its own simulator; a second launch on the same run folder
+    resumes from the checkpoint and continues the step count to the new budget."""
+    from polytask.launch.graphs import resolve
+    from polytask.learning.demos import record_demos
+    from polytask.learning.episodes import EpisodeStore
+    from polytask.ros.testing import allocate_domain
+
+    demos = tmp_path / "demos"
+    record_demos(TASK, 2, demos, render=False, progress=False)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    run_dir = tmp_path / "run"
+
+    def graph(steps: int):
+        return resolve("train_task", ["robot:=inprocess", f"task:={TASK}", f"demos:={demos}", f"run_dir:={run_dir}",
+                                      f"steps:={steps}", f"config:={cfg}"])
+
+    assert [n.name for n in graph(50)] == ["online_trainer", "monitor"]
+    with allocate_domain(70, 99) as domain:
+        first, log1 = _run_graph(graph(50), tmp_path, domain.id, "first")
+        second, log2 = _run_graph(graph(100), tmp_path, domain.id, "second")
+    assert first.get("done") and first["error"] == "" and first["step"] == 50 and first["env"] == "inprocess", log1
+    assert second.get("done") and second["error"] == "" and second["step"] == 100, log2
+    assert "resuming" in log2
+    episodes = EpisodeStore(run_dir / "replay", create=False).episodes()
+    assert len(episodes) == 2 and all(len(ep) == 50 for ep in episodes)
