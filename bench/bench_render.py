@@ -183,8 +183,8 @@ def _load_note() -> str:
     if not hasattr(os, "getloadavg") or os.getloadavg()[0] <= (os.cpu_count() or 1):
         return ""
     return ("The load average was above the core count: other jobs shared the CPU during the run, so absolute "
-            "figures are lower than on an idle machine (llvmpipe renders with one thread per core, so rendering "
-            "loses more than physics); the ratios measured in the same run are the comparable part.\n\n")
+            "figures are lower than on an idle machine; the ratios measured in the same run are the comparable "
+            "part.\n\n")
 
 
 def write_doc(path: Path, table: str, errors: list[str], seconds: float, command: str, elapsed: float) -> None:
