@@ -132,3 +132,28 @@ def test_inprocess_training_and_resume_through_the_graph(tmp_path):
     assert "resuming" in log2
     episodes = EpisodeStore(run_dir / "replay", create=False).episodes()
     assert len(episodes) == 2 and all(len(ep) == 50 for ep in episodes)
+
+
+@pytest.mark.slow
+def test_ot_rewards_against_the_bridge(tmp_path):
+    """reward:=ot through the topics, as on the real arm: the stored rewards are the OT ones, not the bridge's."""
+    from polytask.launch.graphs import resolve
+    from polytask.learning.demos import record_demos
+    from polytask.learning.episodes import EpisodeStore
+    from polytask.ros.testing import allocate_domain
+
+    demos = tmp_path / "demos"
+    record_demos(TASK, 2, demos, render=False, progress=False)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    run_dir = tmp_path / "run"
+    nodes = resolve("train_task", [f"task:={TASK}", f"demos:={demos}", f"run_dir:={run_dir}", "steps:=100",
+                                   f"config:={cfg}", "rate:=100", "reward:=ot"])
+    with allocate_domain(70, 99) as domain:
+        final, log = _run_graph(nodes, tmp_path, domain.id, "ot")
+    assert final.get("done") and final["error"] == "" and final["step"] == 100, log[-3000:]
+    episodes = EpisodeStore(run_dir / "replay", create=False).episodes()
+    assert len(episodes) == 2
+    for ep in episodes:
+        assert "ot_scale" in ep.extra and np.all(ep.reward <= 1e-6)
+        assert not np.isclose(float(ep.reward.sum()), ep.extra["env_return"])
