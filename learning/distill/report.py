@@ -95,10 +95,11 @@ def forgetting_plot(histories: Mapping[str, Sequence[Mapping[str, Any]]], order:
     import matplotlib.pyplot as plt
 
     methods = list(histories)
-    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.2 * (len(methods) + 1), 4.6))
+    fig, axes = plt.subplots(1, len(methods) + 1, figsize=(4.0 * (len(methods) + 1) + 1.5, 4.8),
+                             layout="constrained")
     axes = np.atleast_1d(axes)
     n = len(order)
-    for ax, m in zip(axes, methods, strict=False):
+    for col, (ax, m) in enumerate(zip(axes, methods, strict=False)):
         grid = np.full((n, n), np.nan)
         for j, stage in enumerate(histories[m]):
             for i, t in enumerate(order):
@@ -108,8 +109,8 @@ def forgetting_plot(histories: Mapping[str, Sequence[Mapping[str, Any]]], order:
         ax.set_title(f"{m}: success after each addition", fontsize=9)
         ax.set_xlabel("tasks added")
         ax.set_xticks(range(n), [str(i + 1) for i in range(n)], fontsize=6)
-        ax.set_yticks(range(n), [t.split("/", 1)[-1] for t in order], fontsize=6)
-    fig.colorbar(im, ax=axes[: len(methods)].tolist(), fraction=0.02)
+        ax.set_yticks(range(n), [t.split("/", 1)[-1] for t in order] if col == 0 else [], fontsize=6)
+    fig.colorbar(im, ax=axes[len(methods) - 1], fraction=0.05, label="success rate")
     ax = axes[-1]
     for m in methods:
         eff = [s["effective"] for s in histories[m]]
