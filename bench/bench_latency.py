@@ -12,7 +12,8 @@ Baselines measured in this same process on the same frames and checkpoint, paced
 server's work: `inference` (policy.act on an 84x84 frame) and `decode+resize+inference` (Image message -> numpy
 -> resize -> act, what the server does per frame). The cross-process figure minus the second is the cost of
 DDS transport and scheduling.
-Fast DDS transports: `default` and `LARGE_DATA` (FASTDDS_BUILTIN_TRANSPORTS, set for both processes).
+Fast DDS transports: `default` and `LARGE_DATA` (FASTDDS_BUILTIN_TRANSPORTS, set for both processes; the camera
+side runs in a fresh process per configuration because Fast DDS reads the setting once per process).
 """
 
 from __future__ import annotations
@@ -111,9 +112,9 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
     from polytask.ros.testing import NodeProcess, Probe
 
     extra = {} if transport == "default" else {"FASTDDS_BUILTIN_TRANSPORTS": transport}
-    old = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
-    os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    os.environ.update(extra)  # this process's participant must use the same transport
+    if os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default") != transport:
+        raise RuntimeError(f"camera side runs with FASTDDS_BUILTIN_TRANSPORTS="
+                           f"{os.environ.get('FASTDDS_BUILTIN_TRANSPORTS')!r}, expected {transport!r}")
     server = NodeProcess("policy_server_node", domain_id=domain_id, log_dir=log_dir, extra_env=extra,
                          params={"checkpoint": str(ckpt), "task": TASK, "image_size": 84, "use_state": False,
                                  "threads": 1})
@@ -161,22 +162,38 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
     finally:
         probe.close()
         server.stop()
-        os.environ.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-        if old is not None:
-            os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = old
+
+
+def camera_side(ckpt: Path, size: tuple[int, int], transport: str, seconds: float, domain_id: int,
+                log_dir: Path) -> dict[str, float]:
+    """Run `across_processes` in a fresh process: Fast DDS reads its transport setting once per process."""
+    import subprocess
+
+    env = dict(os.environ)
+    env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
+    if transport != "default":
+        env["FASTDDS_BUILTIN_TRANSPORTS"] = transport
+    args = json.dumps({"ckpt": str(ckpt), "size": list(size), "transport": transport, "seconds": seconds,
+                       "domain": domain_id, "log_dir": str(log_dir)})
+    out = subprocess.run([sys.executable, __file__, "--camera-side", args], env=env, capture_output=True, text=True,
+                         timeout=seconds + 180)
+    if out.returncode != 0:
+        raise RuntimeError(f"camera side for {size} {transport} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run(seconds: float, sizes: list[tuple[int, int]], transports: list[str], hidden: int, feature_dim: int,
         domain_id: int) -> dict:
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     work = Path(tempfile.mkdtemp(prefix="polytask-bench-"))
     ckpt = make_checkpoint(work / "student.safetensors", hidden, feature_dim)
-    results = {"seconds": seconds, "rate_hz": RATE_HZ, "hidden": hidden, "feature_dim": feature_dim, "rows": [],
+    results = {"seconds": seconds, "rate_hz": RATE_HZ,
+               "discovery_range": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE"), "hidden": hidden,
+               "feature_dim": feature_dim, "rows": [],
                "cpus": os.cpu_count(), "loadavg_before": [round(v, 2) for v in os.getloadavg()]}
     for size in sizes:
         base = inference_alone(ckpt, size, repeats=int(seconds * RATE_HZ / 2))
         for transport in transports:
-            e2e = across_processes(ckpt, size, transport, seconds, domain_id, work)
+            e2e = camera_side(ckpt, size, transport, seconds, domain_id, work)
             results["rows"].append({"size": f"{size[1]}x{size[0]}", "transport": transport, "camera_to_action": e2e,
                                     **base})
     results["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
@@ -206,7 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--feature-dim", type=int, default=512)
     p.add_argument("--domain", type=int, default=0, help="ROS domain id (0: pick a free one in 70..99)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--discovery-range", default="LOCALHOST", choices=("LOCALHOST", "SUBNET"),
+                   help="ROS_AUTOMATIC_DISCOVERY_RANGE for both processes")
+    p.add_argument("--camera-side", default=None, help=argparse.SUPPRESS)  # internal: one configuration
     args = p.parse_args(argv)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = args.discovery_range
+    if args.camera_side:
+        a = json.loads(args.camera_side)
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        res = across_processes(Path(a["ckpt"]), tuple(a["size"]), a["transport"], a["seconds"], a["domain"],
+                               Path(a["log_dir"]))
+        print(json.dumps(res))
+        return 0
     sizes = []
     for s in args.sizes:
         w, h = (int(v) for v in s.lower().split("x"))
@@ -219,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         domain.release()
     sys.stdout.write(markdown(results))
-    print(f"cpus {results['cpus']}, load average before {results['loadavg_before']}, after {results['loadavg_after']}")
+    print(f"discovery range {results['discovery_range']}, cpus {results['cpus']}, load average before "
+          f"{results['loadavg_before']}, after {results['loadavg_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
