@@ -10,6 +10,7 @@ Stages (each cached in the run root, so an interrupted run continues where it st
   gcbc      the same student network trained on the 1 demo per task, same evaluation
   goals     the student with language, sinusoid and image goals (--modality-steps)
   onehot_same_steps  one-hot again at --modality-steps, for a like-for-like modality table
+  pcgrad    PolyTask-PCGrad (one-hot, --modality-steps, 4 tasks per step)
   lifelong  16 tasks added one at a time: PolyTask (stores 1..N+1) vs Fine-tuning (store N+1 only)
   progressive  Progressive Nets over the same 16 additions (a column per task)
   report    per-task table, modality table, forgetting plot, parameter counts (CSV + PNG); always redrawn
@@ -49,8 +50,8 @@ from polytask.learning.episodes import EpisodeStore
 from polytask.learning.evaluate import evaluate
 from polytask.sim import registry
 
-STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "onehot_same_steps", "lifelong",
-          "progressive", "report")
+STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "onehot_same_steps", "pcgrad",
+          "lifelong", "progressive", "report")
 
 
 def slug(task: str) -> str:
@@ -162,9 +163,9 @@ class Run:
         return {"scores": scores, "effective": eff}
 
     # --- students ----------------------------------------------------------------------------------
-    def train_eval(self, name: str, kind: str, steps: int, gcbc_demos: bool = False) -> dict:
+    def train_eval(self, name: str, kind: str, steps: int, gcbc_demos: bool = False, pcgrad: bool = False) -> dict:
         goals = self.goals(kind)
-        cfg = replace(self.cfg, goal=kind, steps=steps)
+        cfg = replace(self.cfg, goal=kind, steps=steps, pcgrad=pcgrad)
         run_dir = self.root / "runs" / name
         if gcbc_demos:
             demos = demo_datasets(EpisodeStore(self.root / "demos"), self.tasks, 1)
@@ -197,6 +198,11 @@ class Run:
     def onehot_same_steps(self) -> dict:
         """One-hot at the modality table's step count, so the four goal modalities compare like for like."""
         return self.train_eval(f"polytask-onehot-{self.args.modality_steps}", "onehot", self.args.modality_steps)
+
+    def pcgrad(self) -> dict:
+        """PolyTask-PCGrad: each step takes 4 tasks (a batch each) and projects their conflicting gradients."""
+        return self.train_eval(f"polytask-pcgrad-{self.args.modality_steps}", "onehot", self.args.modality_steps,
+                               pcgrad=True)
 
     def lifelong(self) -> dict:
         goals = self.goals("onehot")
@@ -232,6 +238,10 @@ class Run:
         st = self.results["stages"]
         out_dir = self.root / "report"
         methods = {"polytask (one-hot)": st["polytask"]["scores"], "gcbc (1 demo)": st["gcbc"]["scores"]}
+        if "onehot_same_steps" in st:
+            methods[f"polytask (one-hot, {st['onehot_same_steps']['steps']} steps)"] = st["onehot_same_steps"]["scores"]
+        if "pcgrad" in st:
+            methods[f"polytask-pcgrad ({st['pcgrad']['steps']} steps)"] = st["pcgrad"]["scores"]
         if "teachers" in st:
             methods = {"scripted teachers": st["teachers"]["scores"], **methods}
         for kind, r in st.get("goals", {}).get("modalities", {}).items():
@@ -277,6 +287,7 @@ class Run:
         self.stage("gcbc", self.gcbc)
         self.stage("goals", self.goal_modalities)
         self.stage("onehot_same_steps", self.onehot_same_steps)
+        self.stage("pcgrad", self.pcgrad)
         self.stage("lifelong", self.lifelong)
         self.stage("progressive", self.progressive)
         self.stage("report", self.report)
