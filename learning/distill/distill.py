@@ -162,7 +162,7 @@ class Distiller:
                 g = torch.autograd.grad(loss, params, allow_unused=True)
                 grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
                                         for x, p in zip(g, params, strict=True)]))
-                losses.append(float(loss))
+                losses.append(loss.item())
             flat = pcgrad_combine(grads, self.rng)
             offset = 0
             for p in params:
