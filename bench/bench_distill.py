@@ -47,7 +47,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache-episodes", type=int, default=64, help="decompressed episodes kept per task")
-    p.add_argument("--refresh", type=int, default=2, help="episode files read per batch")
+    p.add_argument("--refresh", type=int, default=1, help="episode files read per batch")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(args.relabelled) if args.relabelled else build_small(Path(args.scratch))

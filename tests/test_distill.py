@@ -156,6 +156,20 @@ def test_samplers_draw_rows_of_the_sampled_task(stores):
     assert all(tuple(r) in rows for r in s_obs.numpy().round(5))
 
 
+def test_store_feed_refuses_damaged_and_unrelabelled_files(stores, tmp_path):
+    from polytask.learning.distill.data import read_rows
+    from polytask.learning.episodes import EpisodeError
+
+    _root, paths = stores
+    bad = tmp_path / "000000_x_63.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(EpisodeError, match=r"000000_x_63\.npz"):
+        read_rows(bad)
+    raw_episode = EpisodeStore(paths[TASKS[0]][0]).paths()[0]  # a store that was never relabelled
+    with pytest.raises(EpisodeError, match="expert_action"):
+        read_rows(raw_episode)
+
+
 def test_goal_modalities():
     a, b = G.onehot(3, 16), G.sinusoid(3, 64)
     assert a.sum() == 1 and a[3] == 1 and b.shape == (64,)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from polytask.learning.distill.relabel import select_recent
-from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore, load_episode
+from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore
 
 
 @dataclass
@@ -124,6 +124,29 @@ class MemorySampler:
         pass
 
 
+def read_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Only the two arrays training needs (states, teacher actions) from one relabelled episode file, checked.
+
+    The hot path of the store feed: skips the pixels and metadata a full `load_episode` decodes, but still refuses
+    a file whose arrays are missing, of the wrong dtype or shape, or not finite (the error names the file).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "state" not in data.files or "expert_action" not in data.files:
+                raise EpisodeError(f"{path}: needs 'state' and 'expert_action' (relabel the store first)")
+            s, a = data["state"], data["expert_action"]
+    except EpisodeError:
+        raise
+    except Exception as err:  # zipfile/zlib/OS errors of a damaged file
+        raise EpisodeError(f"{path}: unreadable episode file ({type(err).__name__}: {err})") from err
+    if s.dtype != np.float32 or a.dtype != np.float32 or s.ndim != 2 or a.ndim != 2 or len(s) != len(a):
+        raise EpisodeError(f"{path}: state {s.dtype}{s.shape} / expert_action {a.dtype}{a.shape}, expected float32 "
+                           "(T+1, state_dim) and (T+1, action_dim)")
+    if not (np.isfinite(s).all() and np.isfinite(a).all()):
+        raise EpisodeError(f"{path}: state or expert_action contains NaN or inf")
+    return s, a
+
+
 class StoreSampler:
     """Batches read from the episode files during training, with bounded memory (DrQ-v2's replay-loader idea).
 
@@ -133,7 +156,7 @@ class StoreSampler:
     `cache_episodes` episodes per task however large the stores are; over a run every file is read many times.
     """
 
-    def __init__(self, store_roots: dict[str, str | Path], batch: int, cache_episodes: int = 64, refresh: int = 2,
+    def __init__(self, store_roots: dict[str, str | Path], batch: int, cache_episodes: int = 64, refresh: int = 1,
                  prefetch: int = 4, seed: int = 0, cap: int = 30000) -> None:
         self.tasks = list(store_roots)
         self.batch = batch
@@ -159,8 +182,7 @@ class StoreSampler:
         self._thread.start()
 
     def _read(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        path = self._paths[k][int(self._rng.integers(len(self._paths[k])))]
-        return episode_rows(load_episode(path), str(path))
+        return read_rows(self._paths[k][int(self._rng.integers(len(self._paths[k])))])
 
     def _put(self, cache: dict[str, np.ndarray], slot: int, s: np.ndarray, a: np.ndarray) -> None:
         width = cache["states"].shape[1]
