@@ -225,3 +225,19 @@ def test_progressive_grows_a_column_and_never_forgets(stores, tmp_path):
     x = torch.from_numpy(data[TASKS[0]].states[:50])
     torch.testing.assert_close(net2(x, 0), net1(x, 0))  # column 0 frozen: task 1 is not forgotten
     assert not torch.allclose(net2(x, 1), net2(x, 0))
+
+
+def test_cli_lifelong_adds_one_task_per_command(stores, tmp_path, capsys):
+    from polytask.cli import main
+
+    _root, paths = stores
+    out = tmp_path / "ll"
+    common = ["--experts", "scripted", "--out", str(out), "--lifelong", "--steps", "40", "--eval-episodes", "1",
+              "--no-progress", "--set", "student.hidden=32", "student.layers=2", "lr=1e-3"]
+    for t in TASKS:
+        assert main(["distill", "--stores", str(paths[t][0]), *common]) == 0
+    hist = read_history(out / "lifelong" / "polytask")
+    assert [s["task"] for s in hist] == TASKS  # the second command added the second task
+    assert hist[0]["parameters"] == hist[1]["parameters"]
+    assert sorted(hist[1]["scores"]) == sorted(TASKS)  # the new policy is evaluated on every task seen so far
+    assert "lifelong polytask: 2 tasks" in capsys.readouterr().out
