@@ -59,9 +59,14 @@ def table_png(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = 
     cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.5 * len(cols)), 0.35 * (len(rows) + 2)))
     ax.axis("off")
-    table = ax.table(cellText=cells, colLabels=cols, loc="center", cellLoc="center")
+    labels = [c.replace(" (", "\n(") for c in cols]  # two-line headers keep wide tables readable
+    table = ax.table(cellText=cells, colLabels=labels, loc="center", cellLoc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
+    table.auto_set_column_width(col=list(range(len(cols))))
+    for (row, _col), cell in table.get_celld().items():
+        if row == 0:
+            cell.set_height(cell.get_height() * 2)
     if title:
         ax.set_title(title, fontsize=10)
     out = _save_fig(fig, Path(path))
