@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from polytask.learning.policy import Policy
 from polytask.sim import registry
 from polytask.sim.task import Task
