@@ -241,3 +241,31 @@ def test_cli_lifelong_adds_one_task_per_command(stores, tmp_path, capsys):
     assert hist[0]["parameters"] == hist[1]["parameters"]
     assert sorted(hist[1]["scores"]) == sorted(TASKS)  # the new policy is evaluated on every task seen so far
     assert "lifelong polytask: 2 tasks" in capsys.readouterr().out
+
+
+def test_expert_checkpoint_teacher_relabels_through_the_cli(stores, tmp_path):
+    """A (random) expert checkpoint in the experts' format is a valid teacher: the relabelled actions are exactly
+    what the loaded expert policy does on the stored states, replayed in order."""
+    from polytask.cli import main
+    from polytask.learning.checkpoint import module_tensors, save_checkpoint
+    from polytask.learning.distill.relabel import _step_at
+    from polytask.learning.expert_policy import load_policy
+    from polytask.learning.networks import Actor, Encoder, NetworkSpec
+
+    _root, paths = stores
+    t = TASKS[0]
+    spec = NetworkSpec(obs_modality="state", obs_shape=(39,), action_dim=4, hidden=32, actor_layers=2)
+    torch.manual_seed(0)
+    tensors = {**module_tensors("encoder", Encoder(spec)), **module_tensors("actor", Actor(spec))}
+    ckpt = save_checkpoint(tmp_path / "expert.safetensors", tensors,
+                           {"kind": "expert", "network": spec.to_dict(), "task": t, "tasks": [t], "step": 0})
+    out = tmp_path / "run"
+    assert main(["distill", "--experts", str(ckpt), "--stores", str(paths[t][0]), "--out", str(out), "--steps", "1",
+                 "--eval-episodes", "0", "--no-progress", "--set", "student.hidden=16", "student.layers=1"]) == 0
+    rel = load_episode(EpisodeStore(out / "relabelled" / t.replace("/", "_")).paths()[0])
+    policy = load_policy(ckpt, task=t)
+    goal = registry.make(t, render=False).goal
+    steps = [_step_at(rel, i, goal) for i in range(len(rel) + 1)]
+    policy.reset(steps[0])
+    expected = np.stack([policy.act(s) for s in steps])
+    np.testing.assert_allclose(rel.expert_action, np.clip(expected, -1, 1), atol=1e-6)
