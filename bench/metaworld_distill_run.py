@@ -13,6 +13,7 @@ Stages (each cached in the run root, so an interrupted run continues where it st
   pcgrad    PolyTask-PCGrad (one-hot, --modality-steps, 4 tasks per step)
   lifelong  16 tasks added one at a time: PolyTask (stores 1..N+1) vs Fine-tuning (store N+1 only)
   progressive  Progressive Nets over the same 16 additions (a column per task)
+  sizes     the one-hot student at other widths (--size-hidden, --modality-steps)
   report    per-task table, modality table, forgetting plot, parameter counts (CSV + PNG); always redrawn
 
 Usage (one process, one torch thread; see docs/results-distill.md for the figures of the documented run):
@@ -51,7 +52,7 @@ from polytask.learning.evaluate import evaluate
 from polytask.sim import registry
 
 STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "onehot_same_steps", "pcgrad",
-          "lifelong", "progressive", "report")
+          "lifelong", "progressive", "sizes", "report")
 
 
 def slug(task: str) -> str:
@@ -163,9 +164,12 @@ class Run:
         return {"scores": scores, "effective": eff}
 
     # --- students ----------------------------------------------------------------------------------
-    def train_eval(self, name: str, kind: str, steps: int, gcbc_demos: bool = False, pcgrad: bool = False) -> dict:
+    def train_eval(self, name: str, kind: str, steps: int, gcbc_demos: bool = False, pcgrad: bool = False,
+                   hidden: int | None = None) -> dict:
         goals = self.goals(kind)
         cfg = replace(self.cfg, goal=kind, steps=steps, pcgrad=pcgrad)
+        if hidden is not None:
+            cfg = replace(cfg, student=replace(cfg.student, hidden=hidden))
         run_dir = self.root / "runs" / name
         if gcbc_demos:
             demos = demo_datasets(EpisodeStore(self.root / "demos"), self.tasks, 1)
@@ -234,6 +238,12 @@ class Run:
         return {"final_effective": hist[-1]["effective"], "effective_per_stage": [s["effective"] for s in hist],
                 "parameters": [s["parameters"] for s in hist]}
 
+    def sizes(self) -> dict:
+        """Student width does not matter much (paper: 0.1M-20M parameters): one-hot at other widths."""
+        return {"sizes": {str(h): self.train_eval(f"polytask-onehot-h{h}-{self.args.modality_steps}", "onehot",
+                                                  self.args.modality_steps, hidden=h)
+                          for h in self.args.size_hidden}}
+
     def report(self) -> dict:
         st = self.results["stages"]
         out_dir = self.root / "report"
@@ -242,6 +252,8 @@ class Run:
             methods[f"polytask (one-hot, {st['onehot_same_steps']['steps']} steps)"] = st["onehot_same_steps"]["scores"]
         if "pcgrad" in st:
             methods[f"polytask-pcgrad ({st['pcgrad']['steps']} steps)"] = st["pcgrad"]["scores"]
+        for h, r in st.get("sizes", {}).get("sizes", {}).items():
+            methods[f"polytask (one-hot, 3x{h}, {r['steps']} steps)"] = r["scores"]
         if "teachers" in st:
             methods = {"scripted teachers": st["teachers"]["scores"], **methods}
         for kind, r in st.get("goals", {}).get("modalities", {}).items():
@@ -260,6 +272,8 @@ class Run:
             rows.append({"goal": kind, "effective": r["effective"], "steps": r["steps"]})
         report.table(rows, out_dir / "goal_modalities", "effective tasks by goal modality")
         params = [{"model": k, "parameters": st[k]["parameters"]} for k in ("polytask", "gcbc")]
+        params += [{"model": f"polytask-3x{h}", "parameters": r["parameters"]}
+                   for h, r in st.get("sizes", {}).get("sizes", {}).items()]
         params += [{"model": f"polytask-{k}", "parameters": r["parameters"]}
                    for k, r in st.get("goals", {}).get("modalities", {}).items()]
         if lifelong:
@@ -290,6 +304,7 @@ class Run:
         self.stage("pcgrad", self.pcgrad)
         self.stage("lifelong", self.lifelong)
         self.stage("progressive", self.progressive)
+        self.stage("sizes", self.sizes)
         self.stage("report", self.report)
         self.results["wall_seconds_this_invocation"] = time.perf_counter() - self.t0
         self.save()
@@ -313,6 +328,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=3)
     p.add_argument("--progressive-hidden", type=int, default=64,
                    help="width of each progressive column (laterals make its size grow ~quadratically with tasks)")
+    p.add_argument("--size-hidden", type=int, nargs="*", default=[1024], help="student widths of the sizes stage")
     p.add_argument("--feature-dim", type=int, default=64, help="goal-image trunk width (image goals only)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"])
