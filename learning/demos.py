@@ -10,11 +10,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from polytask.learning.episodes import EpisodeStore
 from polytask.learning.policy import Policy, ScriptedPolicy
 from polytask.learning.rollout import rollout
 from polytask.sim import registry
-from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+
 from polytask.learning.episodes import Episode, EpisodeStore
 
 _ALLOWED = {

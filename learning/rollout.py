@@ -7,6 +7,7 @@ bookkeeping (observation/action alignment, success verdict, score) is written on
 from __future__ import annotations
 
 import numpy as np
+
 from polytask.learning.episodes import Episode
 from polytask.learning.policy import Policy
 from polytask.sim.task import Task

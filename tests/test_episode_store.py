@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore, load_episode, save_episode
 
 
