@@ -1,0 +1,72 @@
+"""The tree installs as one ament_python package: executables in lib/polytask, launch/config/rviz in
+share/polytask, the ament index marker, and one import namespace (no top-level `sim` or `learning`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_package_xml_is_format3_ament_python_with_ros_deps() -> None:
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert root.get("format") == "3" and root.findtext("name") == "polytask"
+    assert root.findtext("export/build_type") == "ament_python"
+    deps = {e.text for e in root.findall("exec_depend")}
+    assert {"rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "visualization_msgs", "std_srvs",
+            "python3-numpy", "python3-opencv", "python3-yaml"} <= deps
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """What colcon's ament_python build does: `setup.py install` with setup.cfg's script dir, into a prefix."""
+    src = tmp_path_factory.mktemp("src")
+    for item in ("setup.py", "setup.cfg", "package.xml", "resource", "ros2_ws", "sim", "learning", "launch",
+                 "config", "rviz"):
+        (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
+    prefix = tmp_path_factory.mktemp("install")
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "install", f"--prefix={prefix}",
+                           "--single-version-externally-managed", "--root=/"], cwd=src, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return prefix
+
+
+def test_install_layout_matches_ros2_conventions(installed: Path) -> None:
+    share = installed / "share" / "polytask"
+    assert (installed / "share/ament_index/resource_index/packages/polytask").is_file()
+    assert (share / "package.xml").is_file()
+    launch_files = sorted(p.name for p in (share / "launch").glob("*.launch.py"))
+    assert launch_files == sorted(p.name for p in (REPO / "launch").glob("*.launch.py"))
+    assert {"teleop_record.launch.py", "train_task.launch.py", "deploy.launch.py"} <= set(launch_files)
+    assert (share / "rviz" / "polytask.rviz").is_file()
+    assert sorted(p.name for p in (share / "config").glob("*.yaml")) == \
+        sorted(p.name for p in (REPO / "config").glob("*.yaml"))
+    executables = {p.name for p in (installed / "lib" / "polytask").iterdir()}
+    nodes = {p.stem for p in (REPO / "ros2_ws" / "nodes").glob("*_node.py")}
+    assert nodes and nodes <= executables and "polytask" in executables
+
+
+def test_one_import_namespace(installed: Path) -> None:
+    site = next(installed.glob("lib/python3*/site-packages"))
+    top = {p.name for p in site.iterdir()}
+    assert "polytask" in top
+    assert not top & {"sim", "learning", "launch", "ros2_ws"}, top
+    for sub in ("sim", "learning", "launch", "nodes", "commands", "ros", "robot"):
+        assert (site / "polytask" / sub / "__init__.py").is_file(), sub
+
+
+def test_every_graph_executable_is_installed(installed: Path) -> None:
+    from polytask.launch.graphs import GRAPHS
+
+    executables = {p.name for p in (installed / "lib" / "polytask").iterdir()}
+    for graph in GRAPHS.values():
+        for node in graph.nodes:
+            if node.package == "polytask":
+                assert node.executable in executables, (graph.name, node.executable)
