@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         # Errors from validation name the file/key; show them plainly instead of a traceback.
         if args.verbose:
             raise
-        print(f"polytask {args.command}: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"polytask {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -7,6 +7,7 @@ the factory), so listing tasks is cheap. Names look like `metaworld/door-open`, 
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import importlib
 import logging
@@ -77,7 +78,8 @@ def names(pattern: str = "*") -> list[str]:
 def entry(name: str) -> TaskEntry:
     _load_suites()
     if name not in _REGISTRY:
-        close = fnmatch.filter(_REGISTRY, f"*{name.split('/')[-1]}*")[:5]
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.6)
+        close = close or fnmatch.filter(_REGISTRY, f"*{name.split('/')[-1]}*")[:5]
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known suites: {sorted(suites())}"
         raise KeyError(f"unknown task {name!r}{hint}")
     return _REGISTRY[name]
