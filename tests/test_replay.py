@@ -107,5 +107,7 @@ def test_memory_stays_bounded_by_capacity_over_a_long_fill():
             buf.sample(256)
             peak = max(peak, _rss_mb() - base)
     bound_mb = (capacity + 100) * (84 * 84 * 3) / 2**20 + (capacity // 100 + 1) * 84 * 84 * 3 / 2**20
+    print(f"replay RSS: 60000 transitions through capacity {capacity}: buffer {buf.nbytes() / 2**20:.0f} MB, "
+          f"peak RSS growth {peak:.0f} MB (bound {bound_mb * 1.5 + 80:.0f} MB)")
     assert buf.nbytes() / 2**20 < bound_mb * 1.05
     assert peak < bound_mb * 1.5 + 80, f"RSS grew {peak:.0f} MB for a {bound_mb:.0f} MB buffer"
