@@ -172,7 +172,8 @@ def test_nodes_stop_cleanly(tmp_path, sig):
                 node.proc.wait(15)
                 assert node.returncode == 0, node.log_text()
                 assert "Traceback" not in node.log_text()
-            assert probe.spin_until(lambda: json.loads(status[-1][1].data)["state"] == "shutdown", 2)
+            assert probe.spin_until(lambda: json.loads(status[-1][1].data)["state"] == "shutdown", 2), \
+                [(round(t, 2), json.loads(m.data)["state"]) for t, m in status[-4:]]
             assert len(status) > n  # the driver said it was going before it left
         finally:
             for node in nodes:

@@ -80,16 +80,19 @@ def graph(tmp_path_factory):
                            params_files=(str(CONFIG / "teleop_recorder.yaml"),))
     probe = Probe(domain.id)
     op = Operator(probe)
+    graph = {"probe": probe, "op": op, "store": store, "driver": driver, "recorder": recorder, "domain": domain,
+             "logs": logs, "rec_params": rec_params}
     try:
         assert probe.wait_for_messages("ee_pose", 2, timeout=30), driver.log_text()
         assert probe.spin_until(lambda: op.last().get("state") == "idle", 20), recorder.log_text()
         assert probe.wait_for_subscribers("joy", timeout=10)
-        yield {"probe": probe, "op": op, "store": store, "driver": driver, "recorder": recorder, "domain": domain,
-               "logs": logs, "rec_params": rec_params}
+        yield graph
     finally:
         probe.close()
-        recorder.stop()
-        driver.stop()
+        # Tests replace graph["recorder"] with restarted processes: stop the one running now (and the first), or it
+        # outlives the domain lock and streams actions into the next test module that draws this domain id.
+        for node in {id(n): n for n in (recorder, graph["recorder"], graph["driver"])}.values():
+            node.stop()
         domain.release()
 
 

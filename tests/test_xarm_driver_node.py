@@ -90,10 +90,13 @@ def test_bad_commands_refused_counted_arm_holds(sim_driver):
     bad = [[math.nan, 0.0, 0.0, 0.0], [math.inf, 0.0, 0.0, 0.0], [0.5, 0.5], [0.5] * 5, [3.0, 0.0, 0.0, 0.0],
            [0.0, -1.5, 0.0, 0.0]]
     pub = probe.publisher("action")
-    for values in bad:
+    total = sum(before_status.values())
+    for i, values in enumerate(bad, 1):
+        # The action topic keeps only the newest message (depth 1): send the next bad command once the driver has
+        # counted this one, or a busy driver (loaded CI machine) may see only the last of two.
         pub.publish(Float32MultiArray(data=values))
-        probe.spin(0.15)
-    status = _wait_status(probe, lambda s: s["commands"]["refused_total"] >= sum(before_status.values()) + 6)
+        _wait_status(probe, lambda s, n=total + i: s["commands"]["refused_total"] >= n)
+    status = _wait_status(probe, lambda s: s["commands"]["refused_total"] >= total + 6)
     refused = status["commands"]["refused"]
     assert refused["nonfinite"] - before_status["nonfinite"] == 2
     assert refused["length"] - before_status["length"] == 2
@@ -186,6 +189,8 @@ def test_real_backend_silent_controller(tmp_path):
         finally:
             stop.set()
             node.stop()
+            for conn in conns:
+                conn.close()
             srv.close()
 
 

@@ -8,7 +8,9 @@ continues after the episodes already there.
 Every tick (`rate_hz`) the node publishes one action [dx, dy, dz, gripper] on robot/action, built from the
 newest Joy message: sticks -> Δxyz in [-1, 1] (dead zone, signs), a held button -> gripper closed (+1, else -1).
 A joystick silent for more than `joy_timeout_s` gives the zero action, never the last value. While recording,
-each tick stores (image, state, action); state = [ee xyz (m), joint positions (rad)].
+each tick stores (image, state, action); state = [ee xyz (m), joint positions (rad)]. Idle with a silent joystick,
+nobody is driving: after one zero action (to stop a motion in progress) the node publishes nothing, so the driver's
+watchdog reports the command stream `stale` and another commander (a policy) is not overridden by zeros.
 
 Bad inputs (undecodable images, Joy without the configured axes, NaN) are counted and reported on
 recorder/status; the node keeps running. After `save` the episode is over (state `saving`: nothing more is
@@ -25,6 +27,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.node import Node
 
 from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore
@@ -268,8 +271,11 @@ class TeleopRecorderNode(Node):
         self.get_logger().info(f"saved {path.name} ({t} steps)")
 
     # --- the tick -----------------------------------------------------------------------------------------------------
+    def _joy_alive(self) -> bool:
+        return self._joy is not None and time.monotonic() - self._joy_time <= self.p.joy_timeout_s
+
     def _action(self) -> np.ndarray:
-        if self._joy is None or time.monotonic() - self._joy_time > self.p.joy_timeout_s:
+        if not self._joy_alive():
             return np.zeros(4, dtype=np.float32)  # silent joystick: stop, never repeat the last command
         axes = np.asarray(self._joy.axes, dtype=np.float64)
         xyz = axes[list(self.p.axes)] * np.asarray(self.p.axis_signs)
@@ -297,6 +303,8 @@ class TeleopRecorderNode(Node):
             if self.state == SAVING and self._buffer["final"] is None and not self._buffer.get("write_failed"):
                 self._save()
                 self._publish_status()
+        if self.state == IDLE and not self._joy_alive() and not np.any(self._last_action):
+            return  # nobody drives and the arm was already told to stop: stay quiet
         msg = topics.load_type(topics.topic("action").msg_type)()
         msg.data = [float(v) for v in action]
         self.pub_action.publish(msg)
@@ -310,7 +318,7 @@ class TeleopRecorderNode(Node):
             "state": self.state, "task": self.p.task, "store": str(self.store.root),
             "episodes_in_store": self.episodes_at_start + self.counters["saved"],
             "steps": len(self._buffer["action"]), **self.counters, "last_error": self.last_error,
-            "joy_alive": self._joy is not None and time.monotonic() - self._joy_time <= self.p.joy_timeout_s,
+            "joy_alive": self._joy_alive(),
             "last_action": [round(float(v), 3) for v in self._last_action]}))
 
     def close(self) -> None:
@@ -320,6 +328,8 @@ class TeleopRecorderNode(Node):
         msg = topics.load_type(topics.topic("action").msg_type)()
         msg.data = [0.0, 0.0, 0.0, 0.0]
         self.pub_action.publish(msg)
+        # The stop command must leave before the process does (publishing is asynchronous): bounded wait for acks.
+        self.pub_action.wait_for_all_acked(Duration(seconds=1.0))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
@@ -188,6 +189,9 @@ class XArmDriverNode(Node):
         """Stop the arm before the node goes away (Ctrl-C / SIGTERM)."""
         self.controller.close()
         self._publish_status(force=True)
+        # Publishing is asynchronous: the process would exit (and drop the sample) before the final status left.
+        # Wait, bounded, until every matched reader acknowledged it (RELIABLE), so monitors see "shutdown".
+        self.pub_status.wait_for_all_acked(Duration(seconds=2.0))
 
 
 def main(args: list[str] | None = None) -> int:

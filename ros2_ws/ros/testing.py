@@ -1,7 +1,9 @@
 """Test helpers: real nodes as separate processes over DDS on loopback, isolated by ROS domain.
 
 - `allocate_domain(lo, hi)` hands out a ROS_DOMAIN_ID held by an flock for the life of the returned object, so
-  two pytest runs on one machine (or two colleagues) never share a domain.
+  two pytest runs on one machine (or two colleagues) never share a domain. Releasing it stops (with a warning) any
+  node this process started on that id and left running: a leaked node would otherwise keep publishing into the
+  next test that draws the same id (a leaked teleop recorder's action stream kept a later driver from going stale).
 - `NodeProcess` starts `python -m polytask.nodes.<x> --ros-args ...` with its log in a file (no pipe to fill),
   stops it with SIGINT then SIGKILL, and tells whether it is alive.
 - `Probe` is an rclpy node in the test process on its own Context/domain: publish, collect, wait for matches,
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from polytask.ros import topics
 from polytask.ros.node_base import child_env, node_command, ros_args
 
 LOCK_DIR = Path(tempfile.gettempdir()) / "polytask-ros-domains"
+_STARTED: dict[int, list[NodeProcess]] = {}  # domain id -> nodes this process started there and has not stopped
 
 
 class Domain:
@@ -35,6 +39,14 @@ class Domain:
         self._fh = fh
 
     def release(self) -> None:
+        started = _STARTED.pop(self.id, [])
+        leaked = [n for n in started if n.alive]
+        for node in started:
+            node.stop()
+        if leaked:
+            warnings.warn(f"ROS domain {self.id} released with nodes still running (stopped now): "
+                          f"{', '.join(n.node_module for n in leaked)}; stop every node you start", ResourceWarning,
+                          stacklevel=2)
         if self._fh is not None:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()
@@ -86,6 +98,8 @@ class NodeProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=child_env(domain_id, extra=extra_env), preexec_fn=_die_with_parent)
+        self.domain_id = domain_id
+        _STARTED.setdefault(domain_id, []).append(self)
 
     @property
     def alive(self) -> bool:
@@ -114,12 +128,18 @@ class NodeProcess:
                 self.proc.wait(5)
         if not self._log.closed:
             self._log.close()
+        self._forget()
         return int(self.proc.returncode)
 
     def kill(self) -> None:
         if self.alive:
             self.proc.kill()
             self.proc.wait(5)
+
+    def _forget(self) -> None:
+        started = _STARTED.get(self.domain_id, [])
+        if self in started:
+            started.remove(self)
 
     def __enter__(self) -> NodeProcess:
         return self
