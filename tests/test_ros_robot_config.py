@@ -65,3 +65,14 @@ def test_ros_args_round_trip_through_yaml():
     assert yaml.safe_load(values["loop"]) is False and yaml.safe_load(values["ip"]) == ""
     assert "__node:=cam" in args and "__ns:=/arm2" in args and "a:=b" in args
     assert format_param_value("12") == "'12'"
+
+
+def test_task_state_topic_is_in_the_table():
+    """The nodes that speak `robot/task_state` name the table's topic (one source for name, type and QoS)."""
+    from polytask.ros import topics
+
+    t = topics.topic("task_state")
+    assert (t.name, t.msg_type, t.qos) == ("robot/task_state", "std_msgs/msg/Float32MultiArray", "state")
+    for module in ("sim_bridge_node", "policy_server_node", "online_trainer_node"):
+        assert importlib.import_module(f"polytask.nodes.{module}").TASK_STATE_TOPIC == t.name, module
+    assert t.publishers == ("sim_bridge_node",)

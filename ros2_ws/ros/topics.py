@@ -96,6 +96,9 @@ TOPICS: dict[str, Topic] = {t.key: t for t in (
           ("teleop_recorder_node", "monitor_node", "online_trainer_node"),
           "JSON: state (connecting/ready/stale/error/estop/disconnected/shutdown), SDK error/warn codes, "
           "refused-command counters"),
+    Topic("task_state", "robot/task_state", "std_msgs/msg/Float32MultiArray", "state", ("sim_bridge_node",),
+          ("policy_server_node", "online_trainer_node"),
+          "the task's state vector after the last step (Step.state; for state-conditioned policies and learners)"),
     Topic("reward", "robot/reward", "std_msgs/msg/Float32", "state", ("sim_bridge_node",),
           ("online_trainer_node", "monitor_node"), "the task's reward for the last step"),
     Topic("success", "robot/success", "std_msgs/msg/Bool", "state", ("sim_bridge_node",),
