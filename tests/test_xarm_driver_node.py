@@ -204,5 +204,5 @@ def test_bad_parameters_exit_with_clear_error(tmp_path):
         node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
                            params={"backend": "sim", "max_step_m": 0.5})
         node.proc.wait(20)
-        assert node.returncode == 2
+        assert node.stop() == 2  # the log stays readable after stop()
         assert "parameter 'max_step_m' = 0.5: above the maximum 0.05" in node.log_text()

@@ -95,9 +95,11 @@ class NodeProcess:
         log_dir = Path(log_dir or tempfile.mkdtemp(prefix="polytask-node-"))
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name or node_module.rsplit('.', 1)[-1]}-{os.getpid()}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=child_env(domain_id, extra=extra_env), preexec_fn=_die_with_parent)
+        # The child writes the log through its own copy of the descriptor; this process never writes to it, so the
+        # handle is closed at once and log_text() just reads the file (before, during and after stop()).
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         env=child_env(domain_id, extra=extra_env), preexec_fn=_die_with_parent)
         self.domain_id = domain_id
         _STARTED.setdefault(domain_id, []).append(self)
 
@@ -110,7 +112,7 @@ class NodeProcess:
         return self.proc.poll()
 
     def log_text(self) -> str:
-        self._log.flush()
+        """Everything the node wrote so far (stdout and stderr); works after stop() too."""
         return self.log_path.read_text(errors="replace")
 
     def signal(self, sig: int) -> None:
@@ -126,8 +128,6 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        if not self._log.closed:
-            self._log.close()
         self._forget()
         return int(self.proc.returncode)
 
