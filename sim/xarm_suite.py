@@ -9,6 +9,9 @@ fourth the gripper (-1 open, +1 closed). Pixels come from the fixed camera `came
 where "achieved" is what must reach the goal: the end effector for reach, the block for push. One layout for
 every xArm task lets one state policy serve all of them. Goal placement (and the block's) is drawn at every
 reset from the seed, so demonstrations differ and behaviour cloning cannot degenerate into replay.
+
+The scripted experts read `step.state` alone, never the simulator: the policy server (`scripted:xarm/<task>`) and
+offline relabelling hand them states that came from another process or from a stored episode.
 """
 
 from __future__ import annotations
@@ -111,6 +114,14 @@ class XarmTask(Task):
         return np.concatenate([self.arm.ee_position() - TABLE_CENTRE, [self.arm.gripper_closure()],
                                self.achieved() - TABLE_CENTRE, self.goal_pos - TABLE_CENTRE]).astype(np.float32)
 
+    def _from_state(self, step: Any) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """(ee, gripper closure, achieved, goal) in the simulator's frame, decoded from `step.state` (10-D)."""
+        state = np.asarray(getattr(step, "state", None), dtype=np.float64).reshape(-1)
+        if state.shape[0] != STATE_DIM or not np.all(np.isfinite(state)):
+            raise ValueError(f"{self.spec.name}: scripted_action needs a finite {STATE_DIM}-D state "
+                             f"[ee xyz, gripper, achieved xyz, goal xyz], got {state.shape[0]} values {state.tolist()}")
+        return (state[0:3] + TABLE_CENTRE, float(state[3]), state[4:7] + TABLE_CENTRE, state[7:10] + TABLE_CENTRE)
+
     def score(self) -> float:
         """1.0 when the episode's latest step is a success (the target reached or the block resting on the goal
         at the end), not when it merely passed through the goal on the way: a robot is judged where it stops."""
@@ -147,9 +158,10 @@ class XarmReach(XarmTask):
     def distance(self) -> float:
         return float(np.linalg.norm(self.arm.ee_position() - self.goal_pos))
 
-    def scripted_action(self, step: Any = None) -> np.ndarray:
-        """Straight to the target, full speed far away, proportional when within one step."""
-        delta = self.goal_pos - self.arm.ee_position()
+    def scripted_action(self, step: Any) -> np.ndarray:
+        """Straight to the target, full speed far away, proportional when within one step (from `step.state`)."""
+        ee, _gripper, _achieved, goal = self._from_state(step)
+        delta = goal - ee
         return np.append(np.clip(delta / 0.025, -1.0, 1.0), -1.0).astype(np.float32)
 
 
@@ -205,14 +217,14 @@ class XarmPush(XarmTask):
         reach = np.linalg.norm(self.arm.ee_position()[:2] - self.block_position()[:2])
         return -dist - 0.1 * float(reach)
 
-    def scripted_action(self, step: Any = None) -> np.ndarray:
+    def scripted_action(self, step: Any) -> np.ndarray:
         """Get behind the block on the block->goal line (over the top if needed), descend, push along the line.
 
-        Closed loop on the block's current position, so a block that slides sideways is re-aimed each step.
+        Closed loop on the block's position in `step.state`, so a block that slides sideways is re-aimed each step.
         """
-        ee = self.arm.ee_position()
-        block = self.block_position()[:2]
-        to_goal = self.goal_pos[:2] - block
+        ee, _gripper, block_xyz, goal_xyz = self._from_state(step)
+        block = block_xyz[:2]
+        to_goal = goal_xyz[:2] - block
         dist = np.linalg.norm(to_goal)
         u = to_goal / max(dist, 1e-6)
         rel = ee[:2] - block

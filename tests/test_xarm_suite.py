@@ -114,6 +114,37 @@ def test_scripted_expert_succeeds_on_10_seeds(name):
     assert wins >= 9, f"{name}: scripted expert succeeded on {wins}/10 seeds"
 
 
+@pytest.mark.parametrize("name", XARM_TASKS)
+def test_scripted_expert_reads_the_state_alone(name):
+    """The expert's action for a copied Step (its state only) equals the live task's, from another task instance
+    whose simulator is elsewhere: what the policy server and relabelling rely on."""
+    import dataclasses
+
+    live = registry.make(name, render=False)
+    other = registry.make(name, render=False)
+    try:
+        step = live.reset(seed=3)
+        other.reset(seed=7)  # a different episode: nothing of `live` is in its simulator
+        checked = 0
+        while not step.done:
+            action = live.scripted_action(step)
+            copied = dataclasses.replace(step, state=step.state.copy(), pixels=None, info={})
+            np.testing.assert_array_equal(other.scripted_action(copied), action)
+            checked += 1
+            step = live.step(action)
+        assert checked == live.spec.horizon
+        # the state decides: the same state with another goal gives another action
+        moved = step.state.copy()
+        moved[7:9] += 0.1
+        assert not np.array_equal(other.scripted_action(dataclasses.replace(step, state=moved)),
+                                  live.scripted_action(step))
+        with pytest.raises(ValueError, match="10-D state"):
+            other.scripted_action(dataclasses.replace(step, state=step.state[:7]))
+    finally:
+        live.close()
+        other.close()
+
+
 def test_doing_nothing_does_not_succeed():
     """The success check is not trivially true: holding still fails every seed."""
     task = registry.make("xarm/push", render=False)
