@@ -58,3 +58,12 @@ def test_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:
     assert "unknown task 'xarm/reech'" in err and "xarm/reach" in err
     assert main(["inspect", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_readme_topic_table_is_generated_from_the_topic_module() -> None:
+    from polytask.ros import topics
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert topics.with_readme_section(readme) == readme, \
+        "README topic table is stale: python -m polytask.ros.topics --write-readme README.md"
+    assert "`/robot/action`" in readme and "| Topic | Type | QoS | Publishers | Subscribers | What |" in readme
