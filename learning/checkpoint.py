@@ -89,16 +89,21 @@ def _sniff(path: Path) -> dict[str, Any]:
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
-            head = fh.read(8)
-            if head[:1] == b"\x80" or head[:2] in (b"(d", b"}q", b"(l"):
+            head = fh.read(9)
+            # A safetensors header length can start with byte 0x80 too, so recognise safetensors by its layout
+            # (u64 length, then JSON) before looking for pickle or zip signatures; nothing is ever unpickled.
+            n_guess = struct.unpack("<Q", head[:8])[0] if len(head) >= 8 else 0
+            looks_safetensors = head[8:9] == b"{" and 2 <= n_guess <= min(MAX_HEADER_BYTES, size - 8)
+            fh.seek(8)
+            if not looks_safetensors and (head[:1] == b"\x80" or head[:2] in (b"(d", b"}q", b"(l")):
                 raise CheckpointError(f"{path}: is a Python pickle; refusing to load it (pickles can run code). "
                                       "Checkpoints must be safetensors files written by polytask.")
-            if head[:4] == b"PK\x03\x04":
+            if not looks_safetensors and head[:4] == b"PK\x03\x04":
                 raise CheckpointError(f"{path}: is a zip archive (torch.save format); refusing to load it. "
                                       "Checkpoints must be safetensors files written by polytask.")
             if len(head) < 8:
                 raise CheckpointError(f"{path}: too short ({size} bytes) to be a safetensors checkpoint")
-            (n,) = struct.unpack("<Q", head)
+            (n,) = struct.unpack("<Q", head[:8])
             if n < 2 or n > min(MAX_HEADER_BYTES, size - 8):
                 raise CheckpointError(f"{path}: not a safetensors file (header length {n} for a {size}-byte file)")
             raw = fh.read(n)

@@ -126,3 +126,20 @@ def test_mismatched_architecture_or_modality_is_named(tmp_path):
     tensors, _ = load_checkpoint(path)
     with pytest.raises(CheckpointError, match="shape mismatches"):
         load_module(ExpertNetworks(bigger), tensors, "net")
+
+
+def test_safetensors_whose_header_length_starts_with_pickle_byte_loads(tmp_path):
+    """A header length whose low byte is 0x80 (pickle's protocol marker) is still a valid safetensors file."""
+    import struct
+
+    tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    for pad in range(0, 300):
+        path = save_checkpoint(tmp_path / f"c{pad}.safetensors", tensors, {"step": 1, "pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+        path.unlink()
+    else:
+        pytest.skip("no padding produced a 0x80 first byte")
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] % 256 == 0x80
+    loaded, header = load_checkpoint(path)
+    assert header["step"] == 1 and torch.equal(loaded["w"], tensors["w"])
