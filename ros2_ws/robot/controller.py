@@ -1,10 +1,10 @@
 """The arm controller: one state machine between commands, the guard and a backend (no ROS).
 
-States: connecting -> ready <-> stale; close -> shutdown; any -> error (SDK error/warn code or a refused servo call: the arm is
-stopped, commands are refused); any -> estop (e-stop service: emergency stop, commands refused); connect failure
--> disconnected. Only `reset()` leaves error, estop and disconnected. The driver node calls `tick()` at its
-control rate, `submit()` for each action message and `estop()`/`reset()` from its services; everything the
-operator needs to know is in `status()`.
+States: connecting -> ready <-> stale; close -> shutdown; any -> error (SDK error/warn code or a refused servo
+call: the arm is stopped, commands are refused); any -> estop (e-stop service: emergency stop, commands
+refused); connect failure -> disconnected. Only `reset()` leaves error, estop and disconnected. The driver
+node calls `tick()` at its control rate, `submit()` for each action message and `estop()`/`reset()` from its
+services; everything the operator needs to know is in `status()`.
 """
 
 from __future__ import annotations
