@@ -10,8 +10,8 @@ Resume state is tensors too: optimizer moments are flattened to `<prefix>/state/
 scalar settings go to the header), RNG states to `rng/torch` (+ `rng/cuda/<i>`) tensors and JSON for numpy and
 Python's `random`.
 
-Writes are atomic: temp file in the same folder, fsync, `os.replace`, fsync the folder. Loading checks the file
-layout before handing it to safetensors and refuses pickles and zip archives (torch.save) with a clear message.
+Writes are atomic (`polytask.learning.atomic`: temp file, fsync, `os.replace`, fsync the folder). Loading checks
+the file layout before handing it to safetensors and refuses pickles and zip archives (torch.save) with a clear message.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import os
 import random
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,8 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch import Tensor
+
+from polytask.learning.atomic import atomic_open
 
 FORMAT = "polytask-checkpoint"
 FORMAT_VERSION = 1
@@ -57,30 +58,9 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], header:
     # Clone to own contiguous storage: safetensors refuses tensors that share memory (views, tied weights).
     data = st_save({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()},
                    metadata={META_KEY: text})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 # --- reading -------------------------------------------------------------------------------------------

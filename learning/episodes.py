@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -32,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from polytask.learning.atomic import TMP_PREFIX, atomic_open
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SUFFIX = ".npz"
-TMP_PREFIX = ".tmp-"
 _NAME_RE = re.compile(r"^(\d{6})_([A-Za-z0-9_.-]+)_(\d+)\.npz$")
 SOURCES = ("scripted", "teleop", "expert", "replay", "imported", "relabelled", "play")
 
@@ -133,36 +133,12 @@ def save_episode(episode: Episode, path: Path) -> None:
     episode.validate(str(path))
     arrays = {k: getattr(episode, k) for k in _ARRAY_KEYS if getattr(episode, k) is not None}
     arrays["meta"] = np.array(json.dumps(episode.meta()))
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; episodes are shared data, readable by the team
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, OSError):
-            raise EpisodeWriteError(f"{path}: could not write episode ({err.strerror or err}); "
-                                    "episodes already in the store are intact") from err
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    except OSError as err:
+        raise EpisodeWriteError(f"{path}: could not write episode ({err.strerror or err}); "
+                                "episodes already in the store are intact") from err
 
 
 def load_episode(path: Path) -> Episode:

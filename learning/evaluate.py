@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from polytask.learning.atomic import atomic_open
 from polytask.learning.policy import Policy
 from polytask.sim import registry
 from polytask.sim.task import Task
@@ -137,34 +137,16 @@ def write_csv(results: Mapping[str, EvalResult] | Iterable[EvalResult], path: st
     values = list(results.values() if isinstance(results, Mapping) else results)
     rows = [{**r.row(), **(extra or {})} for r in values]
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields = list(rows[0]) if rows else ["task", "episodes", "score", "success_rate", "return"]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 
 def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 20) -> Path:
-    """Write uint8 HxWx3 RGB frames as an mp4 (OpenCV), atomically."""
-    import cv2
+    """Write uint8 HxWx3 RGB frames as an mp4, atomically (one implementation: polytask.learning.media)."""
+    from polytask.learning.media import write_video as _write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    tmp = path.with_name(f".tmp-{path.name}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise OSError(f"cannot open video writer for {path}")
-    try:
-        for frame in frames:
-            if frame.shape[:2] != (h, w):
-                raise ValueError(f"video {path}: frame shape {frame.shape} differs from the first {(h, w)}")
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    os.replace(tmp, path)
-    return path
+    return _write(np.asarray(frames), path, fps=fps, scale=1)

@@ -8,27 +8,25 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from polytask.learning.atomic import atomic_open
+
 
 def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """CSV of dict rows (columns: union of keys in first-seen order), written atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields: list[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
     return path
 
 
