@@ -88,7 +88,8 @@ class RewardConfig:
 @dataclass
 class TrainConfig:
     task: str = ""
-    demos: str = ""  # episode store holding the task's demos
+    demos: str = ""  # episode store holding the task's demos; "" = learn from scratch (env reward, no BC)
+    init_from: str = ""  # warm start: a run folder or checkpoint whose networks (same architecture) seed this run
     max_demos: int = 0  # 0 = all demos of the task in the store
     steps: int = 100000  # agent steps of online finetuning (env frames = steps * action repeat)
     seed_frames: int = 12000  # no updates before this many frames (Table IV)

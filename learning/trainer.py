@@ -96,6 +96,54 @@ def demo_goal_image(demos: list[Episode]) -> np.ndarray:
     raise ValueError("image goal: no demo carries pixels or goal_pixels")
 
 
+def _check_from_scratch(cfg: ExpertConfig) -> None:
+    """Without demos a run learns from the environment's reward alone (how the DMC demonstrators are trained)."""
+    wrong = []
+    if cfg.reward.kind != "env":
+        wrong.append(f"reward.kind is {cfg.reward.kind!r} (OT rewards match demos; need 'env')")
+    if cfg.bc.pretrain_steps > 0:
+        wrong.append(f"bc.pretrain_steps is {cfg.bc.pretrain_steps} (need 0)")
+    if cfg.agent.bc_regularize:
+        wrong.append("agent.bc_regularize is true (need false)")
+    if cfg.network.goal_modality == "image":
+        wrong.append("network.goal_modality is 'image' (the goal image comes from a demo)")
+    if wrong:
+        raise ConfigError("train.demos is empty, so the run learns from scratch, but " + "; ".join(wrong)
+                          + ". Give --demos <episode store>, or --bc-steps 0 --set agent.bc_regularize=false")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder means its latest full checkpoint (critic included), else its policy-only expert file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (LATEST, EXPERT):
+            if (path / "checkpoints" / name).exists():
+                return path / "checkpoints" / name
+        raise FileNotFoundError(f"{path}: no checkpoints/{LATEST} or checkpoints/{EXPERT}")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    return path
+
+
+def warm_start(agent: ExpertAgent, path: str | Path) -> Path:
+    """Seed `agent`'s networks from another run of the same architecture (e.g. the neighbouring DMC torso variant).
+
+    Optimiser state, step counters and replay are not taken: the new run starts at step 0. A policy-only file
+    seeds encoder and actor; a full checkpoint also seeds the critics and their targets.
+    """
+    ckpt = resolve_checkpoint(path)
+    tensors, _ = load_checkpoint(ckpt, expect={"kind": KIND, "network": agent.spec}, device="cpu")
+    load_module(agent.nets.encoder, tensors, "encoder", str(ckpt))
+    load_module(agent.nets.actor, tensors, "actor", str(ckpt))
+    if any(k.startswith("critic/") for k in tensors):
+        load_module(agent.nets.critic, tensors, "critic", str(ckpt))
+        load_module(agent.critic_target, tensors, "critic_target", str(ckpt))
+    else:
+        agent.critic_target.load_state_dict(agent.nets.critic.state_dict())
+    log.info("warm start from %s", ckpt)
+    return ckpt
+
+
 class ExpertTrainer:
     """One task's expert run. `ExpertTrainer(cfg).run()`, or `ExpertTrainer.resume(run_dir).run()`."""
 
@@ -105,7 +153,7 @@ class ExpertTrainer:
         if not tc.task:
             raise ConfigError("train.task is empty; give --task (e.g. metaworld/button-press-topdown)")
         if not tc.demos:
-            raise ConfigError("train.demos is empty; give --demos <episode store>")
+            _check_from_scratch(cfg)
         if tc.threads > 0:
             torch.set_num_threads(tc.threads)
         if tc.device.startswith("cuda") and not torch.cuda.is_available():
@@ -121,17 +169,21 @@ class ExpertTrainer:
         ts = self.task.spec
         self.action_repeat = ts.action_repeat
 
-        store = EpisodeStore(tc.demos, create=False)
-        demos = store.episodes(tc.task)
-        if tc.max_demos > 0:
-            demos = demos[: tc.max_demos]
-        if not demos:
-            raise ValueError(f"demo store {tc.demos} holds no episodes of task {tc.task!r} "
-                             f"(it has: {', '.join(store.tasks()) or 'nothing'})")
+        demos: list[Episode] = []
+        if tc.demos:
+            store = EpisodeStore(tc.demos, create=False)
+            demos = store.episodes(tc.task)
+            if tc.max_demos > 0:
+                demos = demos[: tc.max_demos]
+            if not demos:
+                raise ValueError(f"demo store {tc.demos} holds no episodes of task {tc.task!r} "
+                                 f"(it has: {', '.join(store.tasks()) or 'nothing'})")
         self.demos = demos
 
         self.spec, goal = self._network_spec(obs_kind)
         self.agent = ExpertAgent(self.spec, cfg.agent, self.device, goal)
+        if tc.init_from and not _resume:
+            warm_start(self.agent, tc.init_from)
         self.goal_hwc = demo_goal_image(demos) if self.spec.goal_modality == "image" else None
         n_step = cfg.agent.n_step or ts.n_step
 

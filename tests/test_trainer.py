@@ -187,3 +187,36 @@ def test_config_file_holds_the_paper_defaults_and_typos_are_named(tmp_path):
         load_config(ExpertConfig, bad)
     with pytest.raises(ConfigError, match=r"reward\.kind"):
         load_config(ExpertConfig, None, {"reward.kind": "sparse"})
+
+
+def test_from_scratch_needs_no_demos_and_warm_start_seeds_the_next_variant(tmp_path):
+    """DMC demonstrators learn from the env reward alone; a neighbouring variant starts from their weights."""
+    from polytask.learning.config import ConfigError
+
+    base = _tiny(Path(""), tmp_path, **{"train.demos": "", "train.steps": 120, "train.save_every": 10**6})
+    with pytest.raises(ConfigError, match=r"bc\.pretrain_steps is 20.*agent\.bc_regularize is true"):
+        ExpertTrainer(load_config(ExpertConfig, None, base))
+    scratch = dict(base, **{"bc.pretrain_steps": 0, "agent.bc_regularize": False})
+    with pytest.raises(ConfigError, match=r"reward\.kind is 'ot'"):
+        ExpertTrainer(load_config(ExpertConfig, None, dict(scratch, **{"reward.kind": "ot"})))
+    first = ExpertTrainer(load_config(ExpertConfig, None, dict(scratch, **{"train.name": "first"})))
+    first.run()
+    first.close()
+    assert first.state.updates > 0 and len(first.replay) > 0
+    trained = _weights(first)
+
+    seeded = ExpertTrainer(load_config(ExpertConfig, None, dict(scratch, **{"train.name": "second",
+                                                                          "train.seed": 7,
+                                                                          "train.init_from": str(first.run_dir)})))
+    fresh = ExpertTrainer(load_config(ExpertConfig, None, dict(scratch, **{"train.name": "third", "train.seed": 7})))
+    got, init = _weights(seeded), _weights(fresh)
+    for name in ("actor/", "critic/", "critic_target/", "encoder/"):
+        keys = [k for k in trained if k.startswith(name)]
+        assert all(torch.equal(got[k], trained[k]) for k in keys), name
+    assert not all(torch.equal(init[k], trained[k]) for k in trained if k.startswith("actor/"))
+    assert seeded.state.step == 0  # weights only: counters, optimisers and replay start afresh
+    for t in (seeded, fresh):
+        t.close()
+    with pytest.raises(CheckpointError, match="hidden"):
+        ExpertTrainer(load_config(ExpertConfig, None, dict(scratch, **{"train.name": "wide", "network.hidden": 64,
+                                                                      "train.init_from": str(first.run_dir)})))

@@ -7,6 +7,9 @@ TensorBoard events under tb/, curves.png, eval videos). A killed run continues e
   polytask train-expert --task metaworld/button-press-topdown --demos data/demos/mw --steps 100000 --device cuda
   polytask train-expert --task xarm/reach --demos data/demos/xarm --reward ot --config config/expert.yaml
   polytask train-expert --resume runs/20260101-120000-xarm-reach-ot
+  polytask train-expert --task dmc/cheetah-run-torso-0 --bc-steps 0 --set agent.bc_regularize=false   # no demos
+  polytask train-expert --task dmc/cheetah-run-torso-1 --bc-steps 0 --set agent.bc_regularize=false \
+      --init-from runs/<date>-dmc-cheetah-run-torso-0-env
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ HELP = "train a per-task expert (BC pretraining + DrQ-v2 with the BC regulariser
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="registry task name, e.g. metaworld/button-press-topdown")
-    p.add_argument("--demos", help="episode store holding the task's demos")
+    p.add_argument("--demos", help="episode store holding the task's demos (omit to learn from scratch on the env "
+                   "reward: needs --bc-steps 0 --set agent.bc_regularize=false)")
+    p.add_argument("--init-from", metavar="RUN_OR_CKPT",
+                   help="warm start: copy the networks of a run (or checkpoint) of the same architecture")
     p.add_argument("--reward", choices=("env", "ot"), help="environment reward or OT trajectory matching")
     p.add_argument("--steps", type=int, help="agent steps of online finetuning (env frames = steps x action repeat)")
     p.add_argument("--device", help="torch device: cpu or cuda (default cpu)")
@@ -42,7 +48,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     for key, value in (("train.task", args.task), ("train.demos", args.demos), ("reward.kind", args.reward),
                        ("train.steps", args.steps), ("train.device", args.device), ("train.name", args.name),
                        ("train.runs_dir", args.runs_dir), ("train.seed", args.seed),
-                       ("bc.pretrain_steps", args.bc_steps)):
+                       ("train.init_from", args.init_from), ("bc.pretrain_steps", args.bc_steps)):
         if value is not None:
             out[key] = value
     if args.no_progress:
