@@ -26,7 +26,13 @@ class DemoReport:
     attempted: int = 0
     kept: int = 0
     successes: int = 0
+    has_success: bool = True  # False: the suite scores by return (DMC), so every episode is a demo
+    scores: list[float] = field(default_factory=list)  # each attempted episode's suite score
     paths: list[Path] = field(default_factory=list)
+
+    @property
+    def mean_score(self) -> float:
+        return sum(self.scores) / len(self.scores) if self.scores else 0.0
 
     @property
     def success_rate(self) -> float:
@@ -40,7 +46,8 @@ def record_demos(task_name: str, episodes: int, out: str | Path, *, seed: int = 
     """Roll out until `episodes` successful demos are stored (or `max_attempts`, default 2N+5, is reached).
 
     Seeds run from `seed` upwards so a store can be regenerated exactly. Failed episodes are counted in the
-    success rate and dropped unless `keep_failed`.
+    success rate and dropped unless `keep_failed`. Suites without a success rule (DMC, scored by return) keep
+    every episode: their demos are simply the expert's rollouts, as in the paper.
     """
     if episodes < 1:
         raise ValueError(f"record-demos: --episodes must be >= 1, got {episodes}")
@@ -48,7 +55,7 @@ def record_demos(task_name: str, episodes: int, out: str | Path, *, seed: int = 
     store.clean_temp_files()
     task = registry.make(task_name, render=render, quality=quality, **(task_options or {}))
     policy = policy or ScriptedPolicy(task)
-    report = DemoReport(task=task_name)
+    report = DemoReport(task=task_name, has_success=task.spec.has_success)
     max_attempts = max_attempts or 2 * episodes + 5
     bar = tqdm(total=episodes, desc=f"demos {task_name}", unit="ep", disable=not progress, leave=False)
     try:
@@ -56,7 +63,8 @@ def record_demos(task_name: str, episodes: int, out: str | Path, *, seed: int = 
             episode = rollout(task, policy, seed=seed + report.attempted, source=source, keep_pixels=render)
             report.attempted += 1
             report.successes += int(episode.episode_success)
-            if episode.episode_success or keep_failed:
+            report.scores.append(float(episode.score))
+            if episode.episode_success or keep_failed or not report.has_success:
                 if episode.pixels is not None and episode.episode_success:
                     episode.goal_pixels = episode.pixels[-1].copy()
                 report.paths.append(store.append(episode))

@@ -77,7 +77,8 @@ class CheetahRunTorso(Task):
         self.half_length = TORSO_HALF_LENGTHS[variant]
         spec = TaskSpec(name=f"dmc/cheetah-run-torso-{variant}", suite="dmc", task_id=variant, state_dim=STATE_DIM,
                         action_dim=ACTION_DIM, horizon=SIM_STEPS // ACTION_REPEAT, action_repeat=ACTION_REPEAT,
-                        n_step=3, language=f"run forward with a torso {2 * self.half_length:g} m long")
+                        n_step=3, language=f"run forward with a torso {2 * self.half_length:g} m long",
+                        has_success=False)
         super().__init__(spec, render=render)
         from dm_control.suite import cheetah
 

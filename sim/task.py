@@ -37,6 +37,7 @@ class TaskSpec:
     image_size: int = 84
     n_step: int = 3  # Table IV: 3 for Meta-World/DMC, 1 for Kitchen and the robot
     language: str = ""  # the sentence a language goal embeds
+    has_success: bool = True  # False for suites scored by return alone (DMC): every demo episode is kept
 
 
 @dataclass

@@ -92,3 +92,24 @@ def test_same_seed_same_start_and_other_seed_differs():
         assert not np.allclose(a, c)
     finally:
         task.close()
+
+
+def test_demos_from_a_policy_keep_every_episode_since_dmc_has_no_success_rule(tmp_path):
+    """DMC is scored by return: an expert's rollouts are its demos, none is dropped as 'failed'."""
+    from polytask.learning.demos import record_demos
+    from polytask.learning.episodes import EpisodeStore
+
+    class Sine:
+        def reset(self, step) -> None:
+            self.t = 0
+
+        def act(self, step) -> np.ndarray:
+            self.t += 1
+            return np.full(6, np.sin(0.3 * self.t), dtype=np.float32)
+
+    rep = record_demos("dmc/cheetah-run-torso-3", 2, tmp_path, render=False, policy=Sine(), source="expert",
+                       progress=False)
+    assert not rep.has_success and rep.kept == 2 and rep.attempted == 2 and rep.successes == 0
+    eps = EpisodeStore(tmp_path).episodes("dmc/cheetah-run-torso-3")
+    assert [e.score for e in eps] == pytest.approx(rep.scores)
+    assert all(len(e.action) == 500 for e in eps)

@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
             policy, source = load_policy(args.policy, device=args.device), "expert"
         report = record_demos(name, args.episodes, args.out, seed=args.seed, render=not args.no_pixels,
                               quality=args.quality, policy=policy, source=source, keep_failed=args.keep_failed)
-        print(f"{name}: kept {report.kept}/{args.episodes} demos, success rate "
-              f"{report.successes}/{report.attempted} = {100 * report.success_rate:.0f}%")
+        verdict = (f"success rate {report.successes}/{report.attempted} = {100 * report.success_rate:.0f}%"
+                   if report.has_success else f"mean score {report.mean_score:.3f} (no success rule: all kept)")
+        print(f"{name}: kept {report.kept}/{args.episodes} demos, {verdict}")
         if report.kept < args.episodes:
             status = 1
     return status
