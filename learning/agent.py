@@ -12,6 +12,10 @@ clipped at 0.3; both Q heads regress y. The encoder is trained only through the 
 term see detached features), as in DrQ-v2 and the authors' code. Observations, next observations and goal images
 are randomly shifted (pad 4) per sample.
 
+A batch (and a demo batch) may carry per-sample goals under key `goal`: that is how the multi-task RL baselines
+(learning/multitask_rl.py) reuse this agent with tasks mixed in one batch; `critic_loss`/`actor_loss` return the
+losses unstepped so a variant can combine them (PCGrad) or add a term (Distral).
+
 Random draws all come from torch's global generator (exploration noise, augmentation shifts), so the trainer
 restores one RNG state for an exact resume.
 """
@@ -129,6 +133,14 @@ class ExpertAgent:
     def _goal_batch(self, batch: int) -> Tensor | None:
         return None if self.goal is None else self.goal.expand(batch, *self.goal.shape[1:])
 
+    def batch_goal(self, batch: dict[str, np.ndarray], n: int) -> Tensor | None:
+        """Per-sample goals when the batch carries them (key `goal`: a multi-task batch mixes tasks), else this
+        agent's own goal repeated `n` times (the single-task expert)."""
+        if "goal" not in batch:
+            return self._goal_batch(n)
+        goal = self._to(batch["goal"])
+        return goal if goal.dtype == torch.uint8 else goal.float()
+
     def _aug(self, x: Tensor | None) -> Tensor | None:
         if x is None or not (self.pixels and self.cfg.augment) or x.dim() != 4:
             return x
@@ -166,13 +178,13 @@ class ExpertAgent:
         obs, action = self._to(batch["obs"]), self._to(batch["action"]).float()
         reward, discount, next_obs = self._to(batch["reward"]), self._to(batch["discount"]), self._to(batch["next_obs"])
         n = obs.shape[0]
-        goal = self._aug(self._goal_batch(n))
+        goal = self._aug(self.batch_goal(batch, n))
         obs, next_obs = self._aug(obs), self._aug(next_obs)
         use_bc = demo is not None and self.cfg.bc_regularize and self.cfg.bc_lambda > 0
         obs_bc = goal_bc = act_bc = None
         if use_bc:
             obs_bc, act_bc = self._aug(self._to(demo["obs"])), self._to(demo["action"]).float()
-            goal_bc = self._aug(self._goal_batch(obs_bc.shape[0]))
+            goal_bc = self._aug(self.batch_goal(demo, obs_bc.shape[0]))
 
         enc = self.nets.encoder
         obs_f = enc(obs)
@@ -208,8 +220,9 @@ class ExpertAgent:
         metrics["batch_reward"] = float(reward.mean())
         return metrics
 
-    def update_critic(self, obs_f: Tensor, goal_f: Tensor, action: Tensor, reward: Tensor, discount: Tensor,
-                      next_f: Tensor, step: int) -> dict[str, float]:
+    def critic_loss(self, obs_f: Tensor, goal_f: Tensor, action: Tensor, reward: Tensor, discount: Tensor,
+                    next_f: Tensor, step: int) -> tuple[Tensor, dict[str, float]]:
+        """The twin-critic TD loss and its metrics, without stepping (multi-task variants combine several)."""
         with torch.no_grad():
             mu = self.nets.actor(next_f, goal_f)
             next_action = TruncatedNormal(mu, self.stddev(step)).sample(clip=self.cfg.stddev_clip)
@@ -217,19 +230,25 @@ class ExpertAgent:
             target_q = reward + discount * torch.min(tq1, tq2)
         q1, q2 = self.nets.critic(obs_f, goal_f, action)
         loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
+        return loss, {"critic_loss": float(loss.detach()), "critic_q1": float(q1.detach().mean()),
+                      "critic_target_q": float(target_q.mean())}
+
+    def update_critic(self, obs_f: Tensor, goal_f: Tensor, action: Tensor, reward: Tensor, discount: Tensor,
+                      next_f: Tensor, step: int) -> dict[str, float]:
+        loss, metrics = self.critic_loss(obs_f, goal_f, action, reward, discount, next_f, step)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_opt.step()
-        return {"critic_loss": float(loss.detach()), "critic_q1": float(q1.detach().mean()),
-                "critic_target_q": float(target_q.mean())}
+        return metrics
 
     def bc_loss(self, mu: Tensor, expert_action: Tensor) -> Tensor:
         if self.cfg.bc_loss == "logprob":
             return -log_prob_fixed_std(mu, expert_action, self.cfg.bc_std).mean()
         return ((mu - expert_action) ** 2).sum(-1).mean()
 
-    def update_actor(self, obs_f: Tensor, goal_f: Tensor, bc: tuple[Tensor, Tensor, Tensor] | None,
-                     step: int) -> dict[str, float]:
+    def actor_loss(self, obs_f: Tensor, goal_f: Tensor, bc: tuple[Tensor, Tensor, Tensor] | None,
+                   step: int) -> tuple[Tensor, dict[str, float]]:
+        """Eq. 1's actor loss and its metrics, without stepping (multi-task variants combine or extend it)."""
         mu = self.nets.actor(obs_f, goal_f)
         action = TruncatedNormal(mu, self.stddev(step)).sample(clip=self.cfg.stddev_clip)
         q1, q2 = self.nets.critic(obs_f, goal_f, action)
@@ -243,10 +262,15 @@ class ExpertAgent:
             bc_term = self.bc_loss(self.nets.actor(obs_bc_f, goal_bc_f), act_bc)
             loss = loss + self.cfg.bc_alpha * lam * bc_term
             out["bc_loss"] = float(bc_term.detach())
+        out.update({"actor_loss": float(loss.detach()), "rl_loss": float(rl.detach()), "stddev": self.stddev(step)})
+        return loss, out
+
+    def update_actor(self, obs_f: Tensor, goal_f: Tensor, bc: tuple[Tensor, Tensor, Tensor] | None,
+                     step: int) -> dict[str, float]:
+        loss, out = self.actor_loss(obs_f, goal_f, bc, step)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.actor_opt.step()
-        out.update({"actor_loss": float(loss.detach()), "rl_loss": float(rl.detach()), "stddev": self.stddev(step)})
         return out
 
     # --- state for checkpoints -------------------------------------------------------------------------

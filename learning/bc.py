@@ -26,7 +26,7 @@ def pretrain_bc(agent: ExpertAgent, demos: ReplayBuffer, steps: int, batch_size:
         batch = demos.sample_bc(batch_size)
         obs = agent._aug(torch.as_tensor(batch["obs"], device=agent.device))
         target = torch.as_tensor(batch["action"], device=agent.device).float()
-        goal = agent._aug(agent._goal_batch(obs.shape[0]))
+        goal = agent._aug(agent.batch_goal(batch, obs.shape[0]))  # per-sample goals of a multi-task batch
         obs_f = agent.nets.encoder(obs)
         goal_f = goal_features(agent.nets.encoder, agent.spec, goal, obs)
         loss = F.mse_loss(agent.nets.actor(obs_f, goal_f), target)

@@ -1,0 +1,66 @@
+"""Configuration of the multi-task RL baselines (MTRL, MTRL-Demo, MTRL-PCGrad, Distral), Table IV as defaults.
+
+The agent, network, replay and BC sections are the expert's own dataclasses (learning/expert_config.py), so a
+multi-task run and a per-task expert share every hyper-parameter name and default; only what is new lives here.
+`network.goal_modality: auto` means a one-hot task goal (the paper's MTRL), indexed by the task's position in
+`train.tasks`. Load with `polytask.learning.config.load_config(MultiTaskConfig, path, overrides)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from polytask.learning.expert_config import AgentConfig, BCConfig, NetworkConfig, ReplayConfig
+
+METHODS = ("mtrl", "mtrl-demo", "mtrl-pcgrad", "distral")
+
+
+@dataclass
+class DistralConfig:
+    """Distral (Teh et al. 2017) with the expert's fixed-std Gaussian heads: KL(π_i || π0) = ||μ_i − μ0||² / (2σ²)."""
+
+    kl_coef: float = 0.075  # weight of the KL in each task actor's loss (α·λ of Eq. 1: the BC term's weight)
+    std: float = 0.1  # σ of both Gaussians (the expert's bc_std), so the KL is 50·||μ_i − μ0||² at 0.1
+    lr: float = 1e-4  # Adam, the distilled policy π0 (encoder + actor)
+
+    def __post_init__(self) -> None:
+        if self.kl_coef < 0 or self.std <= 0 or self.lr <= 0:
+            raise ValueError(f"distral: kl_coef {self.kl_coef} must be >= 0, std {self.std} and lr {self.lr} > 0")
+
+
+@dataclass
+class MultiTaskTrainConfig:
+    method: str = "mtrl"  # mtrl | mtrl-demo | mtrl-pcgrad | distral
+    tasks: list[str] = field(default_factory=list)  # registry names; all must share obs and action dims
+    demos: str = ""  # episode store with every task's demos (mtrl-demo only)
+    max_demos: int = 0  # per task; 0 = all demos of the task in the store
+    steps: int = 1_600_000  # agent steps over all tasks (16 Meta-World tasks x the expert's 100000)
+    seed_frames: int = 12000  # no updates before this many frames, counted over all tasks (Table IV)
+    eval_every: int = 100000  # agent steps; 0 = only at start and end
+    eval_episodes: int = 10  # per task
+    save_every: int = 100000  # agent steps (the policy checkpoint lands at the next episode end)
+    seed: int = 1
+    device: str = "cpu"
+    threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    runs_dir: str = "runs"
+    name: str = ""  # run folder <runs_dir>/<date>-<name>; default: the method and the number of tasks
+    render_quality: str = "fast"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"train.method is {self.method!r}, expected one of {METHODS}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"train.tasks names a task twice: {self.tasks}")
+        if self.steps < 1 or self.eval_episodes < 1:
+            raise ValueError(f"train.steps ({self.steps}) and train.eval_episodes ({self.eval_episodes}) must be >= 1")
+
+
+@dataclass
+class MultiTaskConfig:
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)  # capacity is per task
+    bc: BCConfig = field(default_factory=BCConfig)  # mtrl-demo only: multi-task BC pretraining on all demos
+    distral: DistralConfig = field(default_factory=DistralConfig)
+    train: MultiTaskTrainConfig = field(default_factory=MultiTaskTrainConfig)

@@ -1,0 +1,503 @@
+"""Multi-task RL baselines of the paper: MTRL, MTRL-Demo, MTRL-PCGrad and Distral, on the expert's DrQ-v2 code.
+
+The loop is the expert trainer's (learning/trainer.py) stretched over several tasks: episodes cycle over the tasks
+(episode e plays task e mod N, reset with seed `seed*1000003 + e`), each task keeps its own ReplayBuffer (n-step
+sampling, episodes persisted under `<run>/replay/<task>/`), and every update samples one batch spread evenly over
+the tasks, each row carrying its task's goal vector. The paper samples a task per rollout and a batch uniformly
+over all tasks; cycling and stratifying give the same expectation with less variance.
+
+Methods (one registry, `METHOD_LEARNERS`):
+- mtrl: one goal-conditioned agent (one-hot task goal), environment reward, no demos.
+- mtrl-demo: the same, plus the demos: multi-task BC pretraining on every task's demos, then Eq. 1's BC term with
+  per-task demo batches carrying their goals (the paper's "initialization and regularization").
+- mtrl-pcgrad: mtrl whose per-task critic and actor losses are combined by PCGrad (learning/multitask_agents.py).
+- distral: one agent per task (it updates while its task is being played, as a per-task expert would) regularised
+  toward π0, and π0 trained on all tasks' replay states every update; π0 is the unified policy.
+
+A run folder holds config.yaml, checkpoints/policy.safetensors (the unified policy: encoder, actor, one goal per
+task; `load_multitask_policy` rebuilds it, never unpickling), train.csv (one row per episode), eval_history.csv
+(per-task score and the effective number of tasks at every evaluation) and eval.csv/eval.png (final per-task
+table with the effective number of tasks, learning/distill/report.py). Runs are not resumable.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from polytask.learning.agent import ExpertAgent
+from polytask.learning.bc import pretrain_bc
+from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, save_checkpoint
+from polytask.learning.config import ConfigError, dump_yaml, to_dict
+from polytask.learning.distill import goals as goal_lib
+from polytask.learning.distill.report import per_task_rows, table, write_rows
+from polytask.learning.episodes import Episode, EpisodeStore
+from polytask.learning.expert_policy import ExpertPolicy
+from polytask.learning.frames import FrameStacker
+from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAgent
+from polytask.learning.multitask_config import MultiTaskConfig
+from polytask.learning.networks import Actor, Encoder, NetworkSpec
+from polytask.learning.replay import ReplayBuffer
+from polytask.learning.run_logging import Progress, make_run_dir, write_text_atomic
+from polytask.sim import registry
+from polytask.sim.task import Step, Task, TaskSpec
+
+log = logging.getLogger(__name__)
+
+KIND = "multitask-rl"
+POLICY_FILE = "policy.safetensors"
+EVAL_SEED = 1_000_000  # evaluation placements never coincide with training ones (as for experts)
+VECTOR_GOALS = ("onehot", "sinusoid", "language")
+TRAIN_COLUMNS = ["step", "frames", "episode", "task", "episode_return", "episode_score", "episode_success",
+                 "critic_loss", "actor_loss", "bc_loss", "distral_kl", "centroid_loss", "critic_q1", "batch_reward",
+                 "stddev", "wall_s"]
+
+
+def check_compatible(specs: Sequence[TaskSpec], pixels: bool) -> None:
+    """One network acts in every task, so all tasks must share observation and action sizes; name the odd one."""
+    first = specs[0]
+    for s in specs[1:]:
+        if s.action_dim != first.action_dim:
+            raise ValueError(f"task {s.name!r} has action dim {s.action_dim}, but {first.name!r} has "
+                             f"{first.action_dim}: one multi-task policy needs one action size")
+        if pixels and s.image_size != first.image_size:
+            raise ValueError(f"task {s.name!r} renders {s.image_size}x{s.image_size} frames, but {first.name!r} "
+                             f"renders {first.image_size}x{first.image_size}")
+        if not pixels and s.state_dim != first.state_dim:
+            raise ValueError(f"task {s.name!r} has state dim {s.state_dim}, but {first.name!r} has "
+                             f"{first.state_dim}: one multi-task policy needs one observation size")
+
+
+def task_goals(kind: str, tasks: Sequence[str], specs: Sequence[TaskSpec], dim: int) -> dict[str, np.ndarray]:
+    """Goal vector per task; one-hot and sinusoid index the task's position in the run's task list."""
+    sentences = [goal_lib.sentence_for(t, s.language) for t, s in zip(tasks, specs, strict=True)]
+    return goal_lib.goal_vectors(kind, tasks, list(range(len(tasks))), dim, sentences)
+
+
+class MultiTaskReplay:
+    """One replay (and one demo buffer) per task; batches spread evenly over the tasks with per-row goals."""
+
+    def __init__(self, tasks: Sequence[str], goals: Mapping[str, np.ndarray], make_buffer: Callable[[str, int],
+                 ReplayBuffer], make_demo_buffer: Callable[[str, int], ReplayBuffer], seed: int) -> None:
+        self.tasks = list(tasks)
+        self.goals = {t: np.asarray(goals[t], np.float32) for t in self.tasks}
+        self.replay = {t: make_buffer(t, i) for i, t in enumerate(self.tasks)}
+        self.demos = {t: make_demo_buffer(t, i) for i, t in enumerate(self.tasks)}
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.replay.values())
+
+    def _split(self, batch: int, tasks: list[str]) -> list[int]:
+        counts = np.full(len(tasks), batch // len(tasks))
+        counts[self.rng.permutation(len(tasks))[: batch % len(tasks)]] += 1  # the remainder to random tasks
+        return [int(c) for c in counts]
+
+    def _mix(self, buffers: Mapping[str, ReplayBuffer], batch: int, method: str) -> dict[str, np.ndarray]:
+        tasks = [t for t in self.tasks if len(buffers[t]) > 0]
+        if not tasks:
+            raise ValueError("multi-task replay: every task's buffer is empty")
+        parts, goals = [], []
+        for t, k in zip(tasks, self._split(batch, tasks), strict=True):
+            if k > 0:
+                parts.append(getattr(buffers[t], method)(k))
+                goals.append(np.repeat(self.goals[t][None], k, axis=0))
+        out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        out["goal"] = np.concatenate(goals)
+        return out
+
+    def sample(self, batch: int) -> dict[str, np.ndarray]:
+        """n-step transitions from every task with data, `goal` per row."""
+        return self._mix(self.replay, batch, "sample")
+
+    def sample_bc(self, batch: int) -> dict[str, np.ndarray]:
+        """Demo (obs, action) rows from every task, `goal` per row (what Eq. 1's BC term and BC pretraining read)."""
+        return self._mix(self.demos, batch, "sample_bc")
+
+
+class Learner(Protocol):
+    """What the loop needs of a method: act in a task, learn from the replay, and the unified policy's modules."""
+
+    def act(self, task: str, obs: np.ndarray, step: int) -> np.ndarray: ...
+
+    def update(self, data: MultiTaskReplay, task: str, step: int) -> dict[str, float]: ...
+
+    def policy_modules(self) -> tuple[Encoder, Actor]: ...
+
+
+class SharedLearner:
+    """MTRL / MTRL-Demo / MTRL-PCGrad: one goal-conditioned agent for every task."""
+
+    def __init__(self, agent: ExpertAgent, goals: Mapping[str, np.ndarray], cfg: MultiTaskConfig,
+                 use_demos: bool) -> None:
+        self.agent, self.goals, self.cfg, self.use_demos = agent, goals, cfg, use_demos
+        self._goal_of: str | None = None
+
+    def act(self, task: str, obs: np.ndarray, step: int) -> np.ndarray:
+        if task != self._goal_of:
+            self.agent.set_goal(self.goals[task])
+            self._goal_of = task
+        return self.agent.act(obs, step, eval_mode=False)
+
+    def update(self, data: MultiTaskReplay, task: str, step: int) -> dict[str, float]:
+        ac = self.cfg.agent
+        demo = None
+        if self.use_demos and ac.bc_regularize:
+            demo = data.sample_bc(self.cfg.replay.demo_batch_size or ac.batch_size)
+        return self.agent.update(data.sample(ac.batch_size), demo, step)
+
+    def policy_modules(self) -> tuple[Encoder, Actor]:
+        return self.agent.nets.encoder, self.agent.nets.actor
+
+
+class DistralLearner:
+    """Distral: per-task agents regularised toward π0; π0 matches each task policy on its replay states."""
+
+    def __init__(self, agents: Mapping[str, DistralAgent], centroid: Centroid, cfg: MultiTaskConfig) -> None:
+        self.agents, self.centroid, self.cfg = dict(agents), centroid, cfg
+
+    def act(self, task: str, obs: np.ndarray, step: int) -> np.ndarray:
+        return self.agents[task].act(obs, step, eval_mode=False)
+
+    def update(self, data: MultiTaskReplay, task: str, step: int) -> dict[str, float]:
+        bs = self.cfg.agent.batch_size
+        metrics: dict[str, float] = {}
+        if len(data.replay[task]) > 0:  # the playing task's agent: one expert-like update on its own data
+            metrics.update(self.agents[task].update(data.replay[task].sample(bs), None, step))
+        batch = data.sample(bs)
+        dev = self.centroid.device
+        obs, goal = torch.as_tensor(batch["obs"], device=dev), torch.as_tensor(batch["goal"], device=dev)
+        target = torch.empty((obs.shape[0], self.centroid.spec.action_dim), device=dev)
+        with torch.no_grad():
+            for t, agent in self.agents.items():
+                rows = torch.as_tensor((batch["goal"] == data.goals[t]).all(-1), device=dev)
+                if bool(rows.any()):
+                    target[rows] = agent.nets.act_mean(obs[rows], goal[rows])
+        metrics.update(self.centroid.update(obs, goal, target))
+        return metrics
+
+    def policy_modules(self) -> tuple[Encoder, Actor]:
+        return self.centroid.encoder, self.centroid.actor
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    uses_demos: bool
+    build: Callable[[NetworkSpec, MultiTaskConfig, torch.device, Mapping[str, np.ndarray]], Learner]
+
+
+def _shared(pcgrad: bool, use_demos: bool) -> Callable[..., Learner]:
+    def build(spec: NetworkSpec, cfg: MultiTaskConfig, device: torch.device,
+              goals: Mapping[str, np.ndarray]) -> Learner:
+        first = next(iter(goals.values()))
+        agent = (PCGradAgent(spec, cfg.agent, device, first, seed=cfg.train.seed) if pcgrad
+                 else ExpertAgent(spec, cfg.agent, device, first))
+        return SharedLearner(agent, goals, cfg, use_demos)
+    return build
+
+
+def _distral(spec: NetworkSpec, cfg: MultiTaskConfig, device: torch.device,
+             goals: Mapping[str, np.ndarray]) -> Learner:
+    centroid = Centroid(spec, cfg.distral.std, cfg.distral.lr, device)
+    agents = {t: DistralAgent(spec, cfg.agent, device, g, centroid=centroid, kl_coef=cfg.distral.kl_coef)
+              for t, g in goals.items()}
+    return DistralLearner(agents, centroid, cfg)
+
+
+METHOD_LEARNERS: dict[str, Method] = {m.name: m for m in (
+    Method("mtrl", False, _shared(pcgrad=False, use_demos=False)),
+    Method("mtrl-demo", True, _shared(pcgrad=False, use_demos=True)),
+    Method("mtrl-pcgrad", False, _shared(pcgrad=True, use_demos=False)),
+    Method("distral", False, _distral),
+)}
+
+
+# --- the unified policy ----------------------------------------------------------------------------------
+class MultiTaskPolicy:
+    """One encoder + actor for every task; the goal is looked up by the name of the task it acts in."""
+
+    def __init__(self, encoder: Encoder, actor: Actor, spec: NetworkSpec, goals: Mapping[str, np.ndarray | Tensor],
+                 device: str | torch.device = "cpu") -> None:
+        self.spec = spec
+        self.per_task = {t: ExpertPolicy(encoder, actor, spec, torch.as_tensor(np.asarray(g, np.float32)), device,
+                                         task=t) for t, g in goals.items()}
+        self._current: ExpertPolicy | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.per_task)
+
+    def reset(self, step: Step) -> None:
+        name = step.goal.name
+        if name not in self.per_task:
+            raise KeyError(f"multi-task policy was not trained on task {name!r}; it knows {self.tasks}")
+        self._current = self.per_task[name]
+        self._current.reset(step)
+
+    def act(self, step: Step) -> np.ndarray:
+        if self._current is None:
+            raise RuntimeError("MultiTaskPolicy.act before reset")
+        return self._current.act(step)
+
+
+def save_multitask_policy(path: str | Path, encoder: Encoder, actor: Actor, spec: NetworkSpec,
+                          goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
+    tensors = {**module_tensors("encoder", encoder), **module_tensors("actor", actor),
+               **{f"goal/{t}": torch.as_tensor(np.asarray(g, np.float32)) for t, g in goals.items()}}
+    return save_checkpoint(path, tensors, {"kind": KIND, "network": spec.to_dict(),
+                                           "goal_modality": spec.goal_modality, "tasks": list(goals), **header})
+
+
+def load_multitask_policy(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskPolicy:
+    """The unified policy of a multi-task RL run (safetensors + JSON header; nothing is unpickled)."""
+    tensors, header = load_checkpoint(path, expect={"kind": KIND}, device="cpu")
+    where = str(path)
+    try:
+        spec = NetworkSpec.from_dict(header["network"], where)
+        tasks = list(header["tasks"])
+    except KeyError as err:
+        raise CheckpointError(f"{where}: multi-task header lacks key {err}") from err
+    encoder, actor = Encoder(spec), Actor(spec)
+    load_module(encoder, tensors, "encoder", where)
+    load_module(actor, tensors, "actor", where)
+    missing = [t for t in tasks if f"goal/{t}" not in tensors]
+    if missing:
+        raise CheckpointError(f"{where}: no goal tensor for tasks {missing}")
+    encoder.to(device).eval()
+    actor.to(device).eval()
+    return MultiTaskPolicy(encoder, actor, spec, {t: tensors[f"goal/{t}"].numpy() for t in tasks}, device)
+
+
+# --- the loop --------------------------------------------------------------------------------------------
+class MultiTaskRLTrainer:
+    """`MultiTaskRLTrainer(cfg).run()`: one multi-task RL run of `cfg.train.method` on `cfg.train.tasks`."""
+
+    def __init__(self, cfg: MultiTaskConfig, run_dir: str | Path | None = None) -> None:
+        self.cfg = cfg
+        tc, nc = cfg.train, cfg.network
+        if not tc.tasks:
+            raise ConfigError("train.tasks is empty; give --tasks (e.g. metaworld/door-open metaworld/drawer-close)")
+        self.method = METHOD_LEARNERS[tc.method]
+        if self.method.uses_demos and not tc.demos:
+            raise ConfigError(f"train.method {tc.method!r} learns from demos; give --demos <episode store>")
+        if tc.demos and not self.method.uses_demos:
+            raise ConfigError(f"train.method {tc.method!r} learns without demos, but train.demos is "
+                              f"{tc.demos!r}; use --method mtrl-demo, or drop --demos")
+        if tc.threads > 0:
+            torch.set_num_threads(tc.threads)
+        if tc.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"train.device is {tc.device!r} but torch sees no CUDA device")
+        self.device = torch.device(tc.device)
+        torch.manual_seed(tc.seed)
+        random.seed(tc.seed)
+
+        entries = [registry.entry(t) for t in tc.tasks]  # unknown names fail here, before any simulator starts
+        obs_kind = nc.obs if nc.obs != "auto" else ("state" if entries[0].suite == "dmc" else "pixels")
+        self.pixels = obs_kind == "pixels"
+        self.tasks: dict[str, Task] = {}
+        try:
+            for t in tc.tasks:
+                self.tasks[t] = registry.make(t, render=self.pixels, quality=tc.render_quality)
+            specs = [self.tasks[t].spec for t in tc.tasks]
+            check_compatible(specs, self.pixels)
+        except Exception:
+            self.close()
+            raise
+        self.names = list(tc.tasks)
+        self.action_repeat = specs[0].action_repeat
+
+        goal_kind = nc.goal_modality if nc.goal_modality != "auto" else "onehot"
+        if goal_kind not in VECTOR_GOALS:
+            raise ConfigError(f"network.goal_modality is {goal_kind!r}; multi-task RL conditions on a task vector: "
+                              f"one of {VECTOR_GOALS}")
+        dim = goal_lib.goal_dim(goal_kind, len(self.names))
+        if nc.goal_dim:
+            if goal_kind == "onehot" and nc.goal_dim < len(self.names):
+                raise ConfigError(f"network.goal_dim {nc.goal_dim} is too small for {len(self.names)} one-hot tasks")
+            dim = nc.goal_dim if goal_kind != "language" else dim
+        self.goals = task_goals(goal_kind, self.names, specs, dim)
+        obs_shape = (3, specs[0].image_size, specs[0].image_size) if self.pixels else (specs[0].state_dim,)
+        self.spec = NetworkSpec(obs_modality=obs_kind, obs_shape=obs_shape, action_dim=specs[0].action_dim,
+                                goal_modality=goal_kind, goal_dim=dim, hidden=nc.hidden, feature_dim=nc.feature_dim,
+                                frame_stack=nc.frame_stack if self.pixels else 1, actor_layers=nc.actor_layers,
+                                critic_layers=nc.critic_layers, critic_action_tile=nc.critic_action_tile,
+                                state_encoder=nc.state_encoder)
+        self.learner = self.method.build(self.spec, cfg, self.device, self.goals)
+
+        if run_dir is None:
+            run_dir = make_run_dir(tc.runs_dir, tc.name or f"{tc.method}-{len(self.names)}tasks")
+        self.run_dir = Path(run_dir)
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
+
+        def buffer(t: str, i: int) -> ReplayBuffer:
+            store = EpisodeStore(self.run_dir / "replay" / t.replace("/", "-"))
+            return ReplayBuffer(cfg.replay.capacity, self.pixels, self.spec.frame_stack,
+                                cfg.agent.n_step or self.tasks[t].spec.n_step, cfg.agent.gamma,
+                                seed=tc.seed + 10 * i, store=store)
+
+        def demo_buffer(t: str, i: int) -> ReplayBuffer:
+            return ReplayBuffer(10**9, self.pixels, self.spec.frame_stack, 1, cfg.agent.gamma,
+                                seed=tc.seed + 10 * i + 1)
+
+        self.data = MultiTaskReplay(self.names, self.goals, buffer, demo_buffer, seed=tc.seed)
+        if self.method.uses_demos:
+            self._load_demos()
+        self.step = self.episode = self.updates = 0
+        self.last_metrics: dict[str, float] = {}
+        self.eval_history: list[dict[str, Any]] = []
+        self._eval_tasks: dict[str, Task] = {}
+        self._start = time.time()
+
+    def _load_demos(self) -> None:
+        tc = self.cfg.train
+        store = EpisodeStore(tc.demos, create=False)
+        for t in self.names:
+            demos = store.episodes(t)
+            if tc.max_demos > 0:
+                demos = demos[: tc.max_demos]
+            if not demos:
+                raise ValueError(f"demo store {tc.demos} holds no episodes of task {t!r} "
+                                 f"(it has: {', '.join(store.tasks()) or 'nothing'})")
+            for ep in demos:
+                self.data.demos[t].add(ep, persist=False)
+
+    # --- evaluation and checkpoints ------------------------------------------------------------------
+    def policy(self) -> MultiTaskPolicy:
+        encoder, actor = self.learner.policy_modules()
+        return MultiTaskPolicy(encoder, actor, self.spec, self.goals, self.device)
+
+    def evaluate(self) -> dict[str, float]:
+        """Every task with the unified policy; returns task -> score (success rate; DMC return/1000)."""
+        from polytask.learning.evaluate import evaluate
+
+        tc = self.cfg.train
+        policy = self.policy()
+        scores, returns = {}, {}
+        for t in self.names:
+            if t not in self._eval_tasks:
+                self._eval_tasks[t] = registry.make(t, render=self.pixels, quality=tc.render_quality)
+            res = evaluate(policy, t, episodes=tc.eval_episodes, seed=EVAL_SEED, task=self._eval_tasks[t])
+            scores[t], returns[t] = res.mean_score, res.mean_return
+        row: dict[str, Any] = {"step": self.step, "frames": self.step * self.action_repeat,
+                               "effective_tasks": float(sum(scores.values())),
+                               "mean_return": float(np.mean(list(returns.values())))}
+        for t in self.names:
+            row[f"score/{t}"], row[f"return/{t}"] = scores[t], returns[t]
+        self.eval_history.append(row)
+        write_rows(self.eval_history, self.run_dir / "eval_history.csv")
+        return scores
+
+    def save(self) -> Path:
+        encoder, actor = self.learner.policy_modules()
+        return save_multitask_policy(self.run_dir / "checkpoints" / POLICY_FILE, encoder, actor, self.spec,
+                                     self.goals, {"method": self.cfg.train.method, "step": self.step,
+                                                  "frames": self.step * self.action_repeat,
+                                                  "config": to_dict(self.cfg)})
+
+    # --- training ------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg, tc = self.cfg, self.cfg.train
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "method": tc.method}
+        if self.method.uses_demos and cfg.bc.pretrain_steps > 0:
+            agent = self.learner.agent  # type: ignore[attr-defined]  (demo methods share one agent)
+            losses = pretrain_bc(agent, self.data, cfg.bc.pretrain_steps, cfg.bc.batch_size, cfg.bc.lr)  # type: ignore[arg-type]
+            summary["bc_loss_first"], summary["bc_loss_last"] = losses[0], losses[-1]
+        summary["eval_start"] = self.evaluate()
+        self._train()
+        summary["eval_final"] = self.evaluate()
+        self.save()
+        rows = per_task_rows({tc.method: summary["eval_final"]}, self.names)
+        table(rows, self.run_dir / "eval", title=f"{tc.method}: success per task after {self.step} steps")
+        summary.update(step=self.step, updates=self.updates, wall_s=round(time.time() - self._start, 1),
+                       effective_tasks=float(sum(summary["eval_final"].values())))
+        return summary
+
+    def _train(self) -> None:
+        cfg, tc = self.cfg, self.cfg.train
+        seed_steps = tc.seed_frames // self.action_repeat
+        every = cfg.agent.update_every_steps
+        stacker = FrameStacker(self.spec.frame_stack, self.pixels)
+        progress = Progress(tc.steps, 0, self.action_repeat, enabled=tc.progress, desc=f"train {tc.method}")
+        last_eval = last_save = 0
+        try:
+            while self.step < tc.steps:
+                name = self.names[self.episode % len(self.names)]
+                task = self.tasks[name]
+                step = task.reset(seed=tc.seed * 1_000_003 + self.episode)
+                x = stacker.reset(step.pixels if self.pixels else step.state)
+                states, frames, actions, rewards, successes = [step.state], [step.pixels], [], [], []
+                while not step.done and self.step < tc.steps:
+                    action = self.learner.act(name, x, self.step)
+                    step = task.step(action)
+                    x = stacker.push(step.pixels if self.pixels else step.state)
+                    states.append(step.state)
+                    frames.append(step.pixels)
+                    actions.append(action)
+                    rewards.append(step.reward)
+                    successes.append(step.success)
+                    self.step += 1
+                    n_up = 0
+                    if self.step >= seed_steps and self.step % every == 0 and len(self.data) > 0:
+                        self.last_metrics = self.learner.update(self.data, name, self.step)
+                        self.updates += 1
+                        n_up = 1
+                    progress.advance(1, n_up)
+                episode = self._episode(name, task, states, frames, actions, rewards, successes, step)
+                self.data.replay[name].add(episode)
+                self.episode += 1
+                self._log_train(name, episode)
+                if tc.eval_every > 0 and self.step - last_eval >= tc.eval_every and self.step < tc.steps:
+                    self.evaluate()
+                    last_eval = self.step
+                if tc.save_every > 0 and self.step - last_save >= tc.save_every:
+                    self.save()
+                    last_save = self.step
+        finally:
+            progress.close()
+
+    def _episode(self, name: str, task: Task, states, frames, actions, rewards, successes, last: Step) -> Episode:
+        reward = np.asarray(rewards, dtype=np.float32)
+        return Episode(task=name, task_id=task.spec.task_id, state=np.stack(states).astype(np.float32),
+                       pixels=np.stack(frames).astype(np.uint8) if self.pixels else None,
+                       action=np.stack(actions).astype(np.float32), reward=reward,
+                       success=np.asarray(successes, dtype=bool), episode_success=task.episode_success(),
+                       score=float(task.score()), source="replay",
+                       extra={"terminal": bool(last.terminal), "env_return": float(reward.sum()),
+                              "episode_index": self.episode})
+
+    def _log_train(self, name: str, episode: Episode) -> None:
+        path = self.run_dir / "train.csv"
+        row = {"step": self.step, "frames": self.step * self.action_repeat, "episode": self.episode, "task": name,
+               "episode_return": float(episode.reward.sum()), "episode_score": episode.score,
+               "episode_success": int(episode.episode_success), "wall_s": round(time.time() - self._start, 2),
+               **self.last_metrics}
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def close(self) -> None:
+        for t in [*self.tasks.values(), *getattr(self, "_eval_tasks", {}).values()]:
+            t.close()
+
+
+def train_multitask(cfg: MultiTaskConfig) -> dict[str, Any]:
+    trainer = MultiTaskRLTrainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
