@@ -495,9 +495,28 @@ class MultiTaskRLTrainer:
             t.close()
 
 
-def train_multitask(cfg: MultiTaskConfig) -> dict[str, Any]:
-    trainer = MultiTaskRLTrainer(cfg)
+def train_multitask(cfg: MultiTaskConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+    trainer = MultiTaskRLTrainer(cfg, run_dir)
     try:
         return trainer.run()
     finally:
         trainer.close()
+
+
+def run_multitask(method: str, tasks: Sequence[str], demos: str = "", steps: int | None = None,
+                  config: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                  run_dir: str | Path | None = None) -> dict[str, Any]:
+    """One run of `method` on `tasks`: defaults, then `config` (YAML), then `overrides` (dotted keys), then the
+    explicit arguments. What the baseline registry and `polytask train-multitask` call."""
+    from polytask.learning.config import load_config
+
+    ov: dict[str, Any] = dict(overrides or {})
+    ov.update({"train.method": method, "train.tasks": list(tasks)})
+    if demos:
+        ov["train.demos"] = str(demos)
+    if steps is not None:
+        ov["train.steps"] = int(steps)
+    cfg = load_config(MultiTaskConfig, config, ov)
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return train_multitask(cfg, run_dir)

@@ -6,8 +6,15 @@
 - Fine-tuning (lifelong): the student trained on each new task's data only, one task after another.
 - Progressive Nets (lifelong): a new column per task with laterals from the frozen earlier ones, trained by BC on
   the task's relabelled data (the paper trains columns by RL + BC); see progressive.py.
-- MTRL, MTRL-Demo, Distral, MTRL-PCGrad (multi-task RL) train with RL in the environment; they need the expert
-  agent (learning/agent.py) wired to multi-task replay and are listed here, not yet runnable.
+- MTRL, MTRL-Demo, MTRL-PCGrad, Distral (multi-task RL) train in the environment with the expert's DrQ-v2 agent
+  (learning/agent.py) on per-task replay buffers, batches mixing tasks with per-row goal vectors
+  (learning/multitask_rl.py; the PCGrad and Distral agents in learning/multitask_agents.py):
+  MTRL = one goal-conditioned agent (one-hot goal) by RL on all tasks; MTRL-Demo = the same with multi-task BC
+  pretraining and Eq. 1's BC term on every task's demos; MTRL-PCGrad = MTRL with per-task critic/actor losses
+  combined by PCGrad; Distral = per-task agents regularised toward a distilled π0 (KL of fixed-std Gaussians),
+  π0 the evaluated policy. Their runner is `run_multitask(method, tasks, demos, steps, config, overrides,
+  run_dir)`, also `polytask train-multitask`; they need no relabelled data, only the tasks (and demos for
+  MTRL-Demo).
 """
 
 from __future__ import annotations
@@ -80,16 +87,27 @@ def _progressive(*args: Any, **kwargs: Any) -> Any:
     return add_task_progressive(*args, **kwargs)
 
 
-_RL = "multi-task RL in the environment: needs the expert agent (learning/agent.py), not wired up yet"
+def _multitask_rl(method: str) -> Callable[..., Any]:
+    def runner(tasks: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+        from polytask.learning.multitask_rl import run_multitask
+
+        return run_multitask(method, tasks, **kwargs)
+
+    runner.__name__ = runner.__qualname__ = f"run_{method.replace('-', '_')}"
+    return runner
+
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("gcbc", "multitask", "goal-conditioned BC on the demos", gcbc),
     Baseline("polytask-pcgrad", "multitask", "distillation with PCGrad", polytask_pcgrad),
     Baseline("finetune", "lifelong", "sequential fine-tuning on each new task's data only", _finetune),
-    Baseline("mtrl", "multitask", "multi-task DrQ-v2", missing=_RL),
-    Baseline("mtrl-demo", "multitask", "multi-task DrQ-v2 with demos (Eq. 1)", missing=_RL),
-    Baseline("distral", "multitask", "Distral: distilled centroid policy + per-task KL", missing=_RL),
-    Baseline("mtrl-pcgrad", "multitask", "multi-task DrQ-v2 with PCGrad", missing=_RL),
+    Baseline("mtrl", "multitask", "multi-task DrQ-v2 (one-hot goal, env reward)", _multitask_rl("mtrl")),
+    Baseline("mtrl-demo", "multitask", "multi-task DrQ-v2 with demos (BC pretraining + Eq. 1)",
+             _multitask_rl("mtrl-demo")),
+    Baseline("distral", "multitask", "Distral: per-task agents + distilled π0 (fixed-std Gaussian KL)",
+             _multitask_rl("distral")),
+    Baseline("mtrl-pcgrad", "multitask", "multi-task DrQ-v2 with PCGrad on per-task losses",
+             _multitask_rl("mtrl-pcgrad")),
     Baseline("progressive", "lifelong", "progressive nets: a new column per task (laterals from frozen earlier "
              "columns), trained by BC on the task's relabelled data; grows with every task", _progressive),
 )}
