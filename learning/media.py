@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-
-def _atomic_target(path: Path) -> tuple[str, Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    return tmp, path
+from polytask.learning.atomic import atomic_path
 
 
 def write_video(frames: np.ndarray | list[np.ndarray], path: str | os.PathLike, fps: float = 15.0,
@@ -24,20 +17,18 @@ def write_video(frames: np.ndarray | list[np.ndarray], path: str | os.PathLike, 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"video {path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    tmp, final = _atomic_target(Path(path))
     h, w = frames.shape[1] * scale, frames.shape[2] * scale
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        os.unlink(tmp)
-        raise OSError(f"video {path}: OpenCV could not open an mp4 writer")
-    try:
-        for frame in frames:
-            big = cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
-            writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    os.replace(tmp, final)
-    return final
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise OSError(f"video {path}: OpenCV could not open an mp4 writer")
+        try:
+            for frame in frames:
+                big = cv2.resize(frame, (w, h), interpolation=cv2.INTER_NEAREST)
+                writer.write(cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+    return Path(path)
 
 
 def contact_sheet(frames: np.ndarray, path: str | os.PathLike, columns: int = 8, count: int = 16,
@@ -55,9 +46,7 @@ def contact_sheet(frames: np.ndarray, path: str | os.PathLike, columns: int = 8,
     blank = np.zeros_like(picked[0])
     picked += [blank] * (rows * columns - len(picked))
     grid = np.vstack([np.hstack(picked[r * columns:(r + 1) * columns]) for r in range(rows)])
-    tmp, final = _atomic_target(Path(path))
-    if not cv2.imwrite(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-        os.unlink(tmp)
-        raise OSError(f"contact sheet {path}: could not encode PNG")
-    os.replace(tmp, final)
-    return final
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"contact sheet {path}: could not encode PNG")
+    return Path(path)

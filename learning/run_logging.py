@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from polytask.learning.atomic import atomic_open, atomic_path, write_text
 
 COLUMNS = {
     "train": ["step", "frames", "episode", "episode_return", "train_reward_return", "episode_score",
@@ -37,14 +38,8 @@ def make_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
     return path
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+# The trainer imports this name; the one writer behind it is polytask.learning.atomic.
+write_text_atomic = write_text
 
 
 def _truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
@@ -59,12 +54,10 @@ def _truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
                     keep.append(row)
             except ValueError:
                 continue
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(keep)
-    os.replace(tmp, path)
 
 
 class RunLogger:
@@ -135,10 +128,11 @@ class RunLogger:
             ax.grid(alpha=0.3)
         fig.tight_layout()
         path = self.run_dir / "curves.png"
-        tmp = path.with_name(".tmp-curves.png")
-        fig.savefig(tmp, dpi=90)
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=90)
+        finally:
+            plt.close(fig)
         return path
 
     def close(self) -> None:

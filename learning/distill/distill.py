@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polytask.learning.atomic import atomic_open
 from polytask.learning.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -247,16 +247,12 @@ def action_error(student: StudentNet, goals: Mapping[str, np.ndarray], datasets:
 
 
 def write_history(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         if history:
             writer = csv.DictWriter(fh, fieldnames=list(history[0]))
             writer.writeheader()
             writer.writerows(history)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goal_dim: int) -> StudentNet:

@@ -12,8 +12,6 @@ methods alike): it is a buffer, not a parameter. A stage killed midway resumes f
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from polytask.learning.atomic import write_json
 from polytask.learning.distill.data import TaskData, normalizer
 from polytask.learning.distill.distill import distill, new_student
 from polytask.learning.distill.student import StudentPolicy, load_student
@@ -61,12 +60,9 @@ def read_history(method_dir: str | Path) -> list[dict[str, Any]]:
     return data
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
+def write_history(method_dir: str | Path, stages: Sequence[Mapping[str, Any]]) -> Path:
+    """The whole history, replaced atomically: a crash mid-write leaves the previous stages readable."""
+    return write_json(Path(method_dir) / HISTORY, list(stages), indent=1)
 
 
 def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskData], order: Sequence[str],
@@ -115,7 +111,7 @@ def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskDat
                              render=cfg.obs == "pixels").mean_score
     stage = Stage(index=k + 1, task=new, tasks=seen, scores=scores, effective=float(sum(scores.values())),
                   parameters=before, checkpoint=str(ckpt), seconds=time.perf_counter() - start, train_steps=steps)
-    _write_json(method_dir / HISTORY, [*history, stage.to_dict()])
+    write_history(method_dir, [*history, stage.to_dict()])
     log(f"[lifelong {method}] +{new}: {k + 1} tasks, effective {stage.effective:.2f}, params {before}, "
         f"{stage.seconds:.0f}s")
     return stage

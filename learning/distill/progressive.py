@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, read_header
 from polytask.learning.checkpoint import save_checkpoint as _save
 from polytask.learning.distill.data import TaskData, normalizer
-from polytask.learning.distill.lifelong import HISTORY, Stage, _write_json, read_history
+from polytask.learning.distill.lifelong import HISTORY, Stage, read_history, write_history
 from polytask.learning.distill.student import NORM_CLIP, STD_FLOOR
 from polytask.learning.evaluate import evaluate
 from polytask.sim.task import Step
@@ -159,7 +159,7 @@ def add_task_progressive(method_dir: str | Path, datasets: Mapping[str, TaskData
     stage = Stage(index=k + 1, task=new, tasks=seen, scores=scores, effective=float(sum(scores.values())),
                   parameters=net.num_parameters(), checkpoint=str(ckpt), seconds=time.perf_counter() - start,
                   train_steps=steps)
-    _write_json(method_dir / HISTORY, [*history, stage.to_dict()])
+    write_history(method_dir, [*history, stage.to_dict()])
     log(f"[lifelong progressive] +{new}: {k + 1} tasks, effective {stage.effective:.2f}, "
         f"params {stage.parameters}, {stage.seconds:.0f}s")
     return stage

@@ -40,16 +40,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(graphs.markdown())
         return 0
     if args.write_readme:
-        import os
-        import tempfile
         from pathlib import Path
 
+        from polytask.learning.atomic import write_text
+
         path = Path(args.write_readme)
-        new = graphs.render_readme(path.read_text())
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(new)
-        os.replace(tmp, path)
+        write_text(path, graphs.render_readme(path.read_text()))
         print(f"updated the launch section of {path}")
         return 0
     if not args.graph:

@@ -12,8 +12,6 @@ MCAP bag (polytask.bag_recording) for replay in RViz or Foxglove.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 from rclpy.node import Node
 
 from polytask.bag_recording import DEFAULT_KEYS, BagError, BagRecorder
+from polytask.learning.atomic import write_json
 from polytask.ros import topics
 from polytask.ros.node_base import Param, ParamError, declare_params, run_node
 
@@ -207,12 +206,7 @@ class Monitor(Node):
         summary = self.summary()
         self.get_logger().info("monitor summary: " + json.dumps(summary, sort_keys=True))
         if self.p.summary_file:
-            path = Path(self.p.summary_file)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(summary, fh, indent=1, sort_keys=True)
-            os.replace(tmp, path)
+            write_json(self.p.summary_file, summary, indent=1, sort_keys=True)
 
 
 def main(args: list[str] | None = None) -> int:
