@@ -271,8 +271,11 @@ def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goal_dim: int)
 def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: DistillConfig,
             run_dir: str | Path | None = None, student: StudentNet | None = None, steps: int | None = None,
             resume: bool = True, progress: bool = False, sampler: Any = None,
-            header_extra: Mapping[str, Any] | None = None) -> tuple[Distiller, DistillResult]:
-    """Distil the tasks of `datasets` into `student` (a new one when None) for `steps` (cfg.steps) steps."""
+            header_extra: Mapping[str, Any] | None = None,
+            on_log: Callable[[dict[str, float]], None] | None = None) -> tuple[Distiller, DistillResult]:
+    """Distil the tasks of `datasets` into `student` (a new one when None) for `steps` (cfg.steps) steps.
+
+    `on_log` receives every logged row (step, loss, lr, samples_per_s) as it is written: how a caller watches."""
     if not datasets:
         raise ValueError("distill: no task data")
     goal_dim = len(next(iter(goals.values()))) if cfg.goal != "image" else 0
@@ -287,7 +290,7 @@ def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: 
         except CheckpointError as err:
             raise CheckpointError(f"{err}. Use a new run folder (or --no-resume) for a different student or "
                                   "task set.") from err
-    result = distiller.train(steps if steps is not None else cfg.steps, progress=progress)
+    result = distiller.train(steps if steps is not None else cfg.steps, progress=progress, on_log=on_log)
     if run_dir is not None:
         write_history(distiller.history, Path(run_dir) / "distill_history.csv")
     return distiller, result

@@ -68,8 +68,13 @@ def write_history(method_dir: str | Path, stages: Sequence[Mapping[str, Any]]) -
 def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskData], order: Sequence[str],
              goals: Mapping[str, np.ndarray], cfg: DistillConfig, steps: int, eval_episodes: int = 10,
              eval_seed: int = 1000, progress: bool = False,
-             log: Callable[[str], None] = print) -> Stage:
-    """Add the next task of `order` (the first not yet in the history) and return the new stage."""
+             log: Callable[[str], None] = print,
+             on_log: Callable[[dict[str, float]], None] | None = None,
+             on_evaluate: Callable[[], None] | None = None) -> Stage:
+    """Add the next task of `order` (the first not yet in the history) and return the new stage.
+
+    `on_log` receives the distiller's logged rows; `on_evaluate` is called once training is over and the
+    evaluation of every seen task begins (so a watcher can tell the two phases apart)."""
     if method not in METHODS:
         raise ValueError(f"lifelong method {method!r} unknown; expected one of {METHODS}")
     method_dir = Path(method_dir)
@@ -96,7 +101,7 @@ def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskDat
     stage_dir = method_dir / f"stage_{k + 1:02d}"
     distiller, _res = distill(train_data, {t: goals[t] for t in train_tasks}, cfg, run_dir=stage_dir,
                               student=student, steps=steps, resume=True, progress=progress,
-                              header_extra={"lifelong_method": method, "stage": k + 1})
+                              header_extra={"lifelong_method": method, "stage": k + 1}, on_log=on_log)
     if distiller.student.num_parameters() != before:
         raise RuntimeError(f"lifelong {method}: parameter count changed from {before} to "
                            f"{distiller.student.num_parameters()} at stage {k + 1}")
@@ -105,6 +110,8 @@ def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskDat
     distiller.tasks = seen
     ckpt = distiller.save_student(stage_dir / "student.safetensors")
     policy = StudentPolicy(distiller.student, {t: goals[t] for t in seen})
+    if on_evaluate is not None:
+        on_evaluate()
     scores = {}
     for t in seen:
         scores[t] = evaluate(policy, t, episodes=eval_episodes, seed=eval_seed,

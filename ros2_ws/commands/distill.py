@@ -4,7 +4,8 @@ Each --stores folder is an episode store (e.g. an expert's replay buffer); the -
 position is its teacher: an expert checkpoint, or `scripted` for the task's scripted policy (one entry applies to
 all stores). Every stored state is relabelled with the teacher's action (into <out>/relabelled/, resumable), then
 a randomly initialised student is trained on all tasks (resumable: rerun the same command after a crash) and
-evaluated; the policy is <out>/student.safetensors, the per-task table <out>/eval.csv.
+evaluated; the policy is <out>/student.safetensors, the per-task table <out>/eval.csv. The job itself is
+polytask.learning.distill.pipeline (shared with the offline distiller node); this module only maps the flags.
 
 With --lifelong, the stores' tasks are ADDED to the lifelong run in <out> one at a time (one command per added
 task works too): the student is re-distilled over the relabelled stores of every task seen so far, with the same
@@ -17,7 +18,10 @@ parameter count, and each stage's policy and evaluation are kept in <out>/lifelo
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from polytask.learning.distill.pipeline import DistillJob
 
 NAME = "distill"
 HELP = "relabel stores with teachers and distil one unified student (multi-task or lifelong)"
@@ -45,130 +49,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _overrides(items: list[str]) -> dict:
-    import yaml
+def job_from_args(args: argparse.Namespace) -> DistillJob:
+    from polytask.learning.distill.pipeline import DistillJob, parse_overrides
 
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads '1e-3' as text
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        out[key] = parsed
-    return out
-
-
-def _teacher(expert: str, task_name: str, device: str):
-    from polytask.learning.distill.relabel import PolicyTeacher, ScriptedTeacher
-    from polytask.sim import registry
-
-    task = registry.make(task_name, render=False)
-    if expert == "scripted":
-        return ScriptedTeacher(task)
-    from polytask.learning.expert_policy import load_policy
-
-    if not Path(expert).is_file():
-        raise FileNotFoundError(f"--experts: {expert!r} is neither 'scripted' nor a checkpoint file")
-    return PolicyTeacher(load_policy(expert, device=device, task=task_name), task.goal)
+    return DistillJob(experts=args.experts, stores=args.stores, out=args.out, config=args.config,
+                      overrides=parse_overrides(args.set), goal=args.goal, goal_images=args.goal_images,
+                      steps=args.steps, lifelong=args.lifelong, method=args.method,
+                      eval_episodes=args.eval_episodes, eval_seed=args.eval_seed, resume=not args.no_resume,
+                      show_progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from polytask.learning.distill.pipeline import run_distillation
 
-    from polytask.learning.config import load_config
-    from polytask.learning.distill import goals as G
-    from polytask.learning.distill.data import load_task
-    from polytask.learning.distill.distill import distill
-    from polytask.learning.distill.lifelong import add_task, read_history
-    from polytask.learning.distill.relabel import relabel_store
-    from polytask.learning.distill.student import StudentPolicy
-    from polytask.learning.distill_config import DistillConfig
-    from polytask.learning.episodes import EpisodeStore
-    from polytask.learning.evaluate import effective_tasks, evaluate, write_csv
-    from polytask.sim import registry
-
-    overrides = _overrides(args.set)
-    if args.goal:
-        overrides["goal"] = args.goal
-    cfg = load_config(DistillConfig, args.config, overrides)
-    if len(args.experts) not in (1, len(args.stores)):
-        raise ValueError(f"--experts has {len(args.experts)} entries for {len(args.stores)} stores; give one "
-                         "per store or a single one for all")
-    experts = args.experts * len(args.stores) if len(args.experts) == 1 else args.experts
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    torch.set_num_threads(cfg.threads)
-
-    # 1. relabel every store (resumable)
-    new_tasks = []
-    for expert, root in zip(experts, args.stores, strict=True):
-        store = EpisodeStore(root, create=False)
-        tasks = store.tasks()
-        if not tasks:
-            raise ValueError(f"store {root}: no readable episodes")
-        for task in tasks:
-            rep = relabel_store(store, out / "relabelled" / task.replace("/", "_"), task,
-                                _teacher(expert, task, cfg.device), cap=cfg.buffer_per_task)
-            print(f"relabelled {task}: {rep.episodes}/{rep.source_episodes} episodes, {rep.transitions} "
-                  f"transitions ({rep.written} new)")
-            new_tasks.append(task)
-
-    # 2. the task list (lifelong: those already in the run first, in their order)
-    known_path = out / "tasks.json"
-    known = json.loads(known_path.read_text()) if known_path.exists() else []
-    tasks = list(known) + [t for t in new_tasks if t not in known] if args.lifelong else list(dict.fromkeys(new_tasks))
-    known_path.write_text(json.dumps(tasks))
-    data = {t: load_task(out / "relabelled" / t.replace("/", "_"), t, cap=cfg.buffer_per_task,
-                         pixels=cfg.obs == "pixels", frame_stack=cfg.student.frame_stack) for t in tasks}
-    specs = {t: registry.make(t, render=False).spec for t in tasks}
-    suite = specs[tasks[0]].suite
-    capacity = cfg.student.goal_capacity or len(registry.names(f"{suite}/*")) or len(tasks)
-    ids = [specs[t].task_id for t in tasks]
-    if cfg.goal == "onehot":
-        goals = G.goal_vectors("onehot", tasks, ids, capacity)
-    elif cfg.goal == "sinusoid":
-        goals = G.goal_vectors("sinusoid", tasks, ids, cfg.student.sinusoid_dim)
-    elif cfg.goal == "language":
-        goals = G.goal_vectors("language", tasks, ids, G.LANGUAGE_DIM,
-                               [G.sentence_for(t, specs[t].language) for t in tasks])
-    else:
-        if not args.goal_images:
-            raise ValueError("--goal image needs --goal-images <demo store> (last frame of a successful demo)")
-        demo_store = EpisodeStore(args.goal_images, create=False)
-        goals = {t: G.goal_image_from_store(demo_store, t) for t in tasks}
-
-    # 3. distil (multi-task) or add tasks one at a time (lifelong)
-    if args.lifelong:
-        method_dir = out / "lifelong" / args.method
-        while len(read_history(method_dir)) < len(tasks):
-            add_task(method_dir, args.method, data, tasks, goals, cfg, steps=args.steps or cfg.steps,
-                     eval_episodes=max(1, args.eval_episodes), eval_seed=args.eval_seed,
-                     progress=not args.no_progress)
-        hist = read_history(method_dir)
-        print(f"lifelong {args.method}: {len(hist)} tasks, effective tasks {hist[-1]['effective']:.2f}, "
-              f"parameters {hist[-1]['parameters']}")
-        return 0
-    distiller, res = distill(list(data.values()), goals, cfg, run_dir=out, steps=args.steps,
-                             resume=not args.no_resume, progress=not args.no_progress,
-                             header_extra={"method": "polytask"})
-    ckpt = distiller.save_student()
-    if res.resumed_from:
-        print(f"resumed from step {res.resumed_from}")
-    print(f"student: {ckpt} ({distiller.student.num_parameters()} parameters, step {res.step}, "
-          f"{res.samples_per_s:.0f} samples/s)")
-    if args.eval_episodes > 0:
-        policy = StudentPolicy(distiller.student, goals)
-        results = {t: evaluate(policy, t, episodes=args.eval_episodes, seed=args.eval_seed,
-                               render=cfg.obs == "pixels") for t in tasks}
-        write_csv(results, out / "eval.csv")
-        for t, r in results.items():
-            print(f"  {t:45s} {r.mean_score:.2f}")
-        print(f"effective tasks: {effective_tasks(results):.2f} / {len(tasks)}")
+    run_distillation(job_from_args(args))
     return 0

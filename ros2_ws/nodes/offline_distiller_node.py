@@ -1,29 +1,30 @@
 """Offline distiller: episode stores + expert teachers in, one unified policy out (PolyTask phase 2), as a node.
 
-A thin adapter over `polytask distill` (ros2_ws/commands/distill.py, which composes learning/distill: relabel
-every store with its teacher, distil a student — multi-task, or lifelong add-task — then evaluate it). The node
-runs that job in a background thread, reports progress on `training/progress` (latched JSON: stage, step/total,
-loss, samples/s, then the per-task evaluation and the effective number of tasks) and stays up afterwards so the
-result can be read. Rerunning with the same `out` folder resumes (the job's own resume).
+A thin adapter over `polytask.learning.distill.pipeline.run_distillation` (the job `polytask distill` runs too:
+relabel every store with its teacher, distil a student — multi-task, or lifelong add-task — then evaluate it).
+The node runs that job in a background thread, reports progress on `training/progress` (latched JSON: stage,
+step/total, loss, samples/s, then the per-task evaluation and the effective number of tasks) and stays up
+afterwards so the result can be read. Rerunning with the same `out` folder resumes (the job's own resume).
 
-Progress comes from the distiller's `on_log` rows: `Distiller.train` is wrapped in this process only so every
-row reaches the topic (the distillation code itself is untouched).
+Progress comes from the job's progress callback: every distillation log row is published as it arrives.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rclpy.node import Node
 
 from polytask.ros import topics
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
+
+if TYPE_CHECKING:
+    from polytask.learning.distill.pipeline import DistillJob
 
 PARAMS = (
     Param("stores", "data/replay/metaworld_button-press", "comma-separated episode stores, one task each"),
@@ -59,50 +60,49 @@ class OfflineDistiller(Node):
         if len(experts) not in (1, len(stores)):
             raise ParamError(f"node 'offline_distiller': parameter 'experts' has {len(experts)} entries for "
                              f"{len(stores)} stores; expected one per store or a single one")
-        self.args = argparse.Namespace(
-            experts=experts, stores=stores, out=self.p.out, config=self.p.config_file or None, goal=self.p.goal,
-            goal_images=self.p.goal_images or None, steps=self.p.steps, lifelong=self.p.lifelong,
-            method="polytask", eval_episodes=self.p.eval_episodes, eval_seed=1000, no_resume=False,
-            set=[o for o in self.p.overrides if o.strip()], no_progress=True)
+        self.stores, self.experts = stores, experts
         self.state: dict[str, Any] = {"job": "distill", "stage": "starting", "step": 0, "total": self.p.steps,
                                       "out": self.p.out, "done": False, "error": ""}
         self.started = time.monotonic()
         self.pub_progress = topics.publisher(self, "training_progress")
-        self._hook_progress()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         self.timer = self.create_timer(self.p.progress_period_s, self._publish)
 
-    def _hook_progress(self) -> None:
-        from polytask.learning.distill import distill as D
+    def _progress(self, stage: str, fraction: float, details: Mapping[str, Any]) -> None:
+        """The job's progress callback (its thread): mirror stage, step/total, tasks and loss into the state."""
+        if stage == "done":
+            return  # "done" is published with the results, once they are in the state
+        self.state["stage"] = stage
+        for key in ("step", "total"):
+            if key in details:
+                self.state[key] = int(details[key])
+        if stage == "distilling" and "tasks" in details:
+            self.state["tasks"] = list(details["tasks"])
+        if "loss" in details:
+            self.state.update(loss=float(details["loss"]), samples_per_s=round(float(details["samples_per_s"]), 1))
+            self.state.setdefault("first_loss", float(details["loss"]))
+            self._publish()  # every logged row reaches the topic, however fast the distillation runs
 
-        original = D.Distiller.train
-        node = self
+    def _job(self) -> DistillJob:
+        from polytask.learning.distill.pipeline import DistillJob, parse_overrides
 
-        def train(self, total_steps, progress=False, on_log=None):
-            node.state.update(stage="distilling", total=int(total_steps), tasks=list(self.tasks))
-
-            def log_row(row: dict[str, float]) -> None:
-                node.state.update(step=int(row["step"]), loss=float(row["loss"]),
-                                  samples_per_s=round(float(row["samples_per_s"]), 1))
-                node.state.setdefault("first_loss", float(row["loss"]))
-                node._publish()  # every logged row reaches the topic, however fast the distillation runs
-                if on_log is not None:
-                    on_log(row)
-
-            result = original(self, total_steps, progress=progress, on_log=log_row)
-            node.state.update(stage="evaluating", step=int(result.step))
-            return result
-
-        D.Distiller.train = train
+        return DistillJob(experts=self.experts, stores=self.stores, out=self.p.out,
+                          config=self.p.config_file or None,
+                          overrides=parse_overrides([o for o in self.p.overrides if o.strip()]), goal=self.p.goal,
+                          goal_images=self.p.goal_images or None, steps=self.p.steps, lifelong=self.p.lifelong,
+                          eval_episodes=self.p.eval_episodes)
 
     def _run(self) -> None:
-        from polytask.commands import distill as job
+        from polytask.learning.distill.pipeline import run_distillation
 
         self.state["stage"] = "relabelling"
-        try:
-            job.run(self.args)
-            self.state.update(stage="done", **self._results())
+        try:  # a bad override is reported on the topic like any other failure of the job
+            outcome = run_distillation(self._job(), progress=self._progress)
+            self.state.update(stage="done", checkpoint=str(outcome.checkpoint))
+            if outcome.scores:
+                self.state.update(eval=outcome.scores,
+                                  effective_tasks=round(sum(outcome.scores.values()), 3))
             self.get_logger().info(f"distillation done: {self.state.get('checkpoint')} effective tasks "
                                    f"{self.state.get('effective_tasks')}")
         except Exception as err:  # reported on the progress topic; the node stays up
@@ -111,21 +111,6 @@ class OfflineDistiller(Node):
         finally:
             self.state["done"] = True
             self._publish()
-
-    def _results(self) -> dict[str, Any]:
-        out = Path(self.p.out)
-        found: dict[str, Any] = {}
-        student = out / "student.safetensors"
-        if student.exists():
-            found["checkpoint"] = str(student)
-        eval_csv = out / "eval.csv"
-        if eval_csv.exists():
-            with open(eval_csv, newline="") as fh:
-                rows = list(csv.DictReader(fh))
-            scores = {r["task"]: float(r["score"]) for r in rows if "task" in r and "score" in r}
-            found["eval"] = scores
-            found["effective_tasks"] = round(sum(scores.values()), 3)
-        return found
 
     def _publish(self) -> None:
         try:
