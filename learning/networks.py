@@ -167,14 +167,24 @@ def weight_init(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def _mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
+def mlp_layers(in_dim: int, hidden: int, layers: int, out_dim: int) -> list[nn.Linear]:
+    """The Linear layers of every MLP here: `layers` hidden layers of width `hidden`, then a head to `out_dim`.
+
+    A plain list, so a network that needs each layer's output (a progressive column feeds its laterals from
+    them) holds the same layers in a ModuleList; `mlp` interleaves them with ReLUs for everything else.
+    """
+    dims = [in_dim] + [hidden] * layers
+    return [nn.Linear(d, hidden) for d in dims[:-1]] + [nn.Linear(dims[-1], out_dim)]
+
+
+def mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
+    """Linear-ReLU `layers` times, then a linear head (DrQ-v2's actor and Q heads). The Linear layers sit at
+    Sequential indices 0, 2, 4, ..., which is what the checkpoints' parameter names record."""
+    *body, head = mlp_layers(in_dim, hidden, layers, out_dim)
     mods: list[nn.Module] = []
-    d = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
-        d = hidden
-    mods.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*mods)
+    for layer in body:
+        mods += [layer, nn.ReLU(inplace=True)]
+    return nn.Sequential(*mods, head)
 
 
 class Encoder(nn.Module):
@@ -239,7 +249,7 @@ class Actor(nn.Module):
     def __init__(self, spec: NetworkSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.policy = _mlp(spec.goal_repr_dim + spec.obs_repr_dim, spec.hidden, spec.actor_layers, spec.action_dim)
+        self.policy = mlp(spec.goal_repr_dim + spec.obs_repr_dim, spec.hidden, spec.actor_layers, spec.action_dim)
         self.apply(weight_init)
 
     def forward(self, obs_feat: Tensor, goal_feat: Tensor) -> Tensor:
@@ -254,8 +264,8 @@ class Critic(nn.Module):
         self.spec = spec
         self.tile = spec.action_tile
         in_dim = spec.goal_repr_dim + spec.obs_repr_dim + self.tile * spec.action_dim
-        self.q1 = _mlp(in_dim, spec.hidden, spec.critic_layers, 1)
-        self.q2 = _mlp(in_dim, spec.hidden, spec.critic_layers, 1)
+        self.q1 = mlp(in_dim, spec.hidden, spec.critic_layers, 1)
+        self.q2 = mlp(in_dim, spec.hidden, spec.critic_layers, 1)
         self.apply(weight_init)
 
     def forward(self, obs_feat: Tensor, goal_feat: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,11 +1,11 @@
 """Progressive Nets (Rusu et al. 2016) as a lifelong baseline, trained by behaviour cloning on the relabelled data.
 
-Each new task gets a new column (an MLP like the student's); earlier columns are frozen and feed the new one
-through lateral connections at every layer, so nothing is forgotten, but the parameter count grows with every
-task — the trade-off the paper contrasts with PolyTask's fixed-size student. The paper trains its columns with
-RL plus the BC regulariser; here a column regresses the teacher's relabelled actions on its task's store (the
-same data and loss as distillation), which isolates the architectural difference. The task -> column map is
-in the checkpoint header, so acting needs only the task's name.
+Each new task gets a new column (an MLP like the student's, from the same `networks.mlp_layers`); earlier columns
+are frozen and feed the new one through lateral connections at every layer, so nothing is forgotten, but the
+parameter count grows with every task — the trade-off the paper contrasts with PolyTask's fixed-size student. The
+paper trains its columns with RL plus the BC regulariser; here a column regresses the teacher's relabelled actions
+on its task's store (the same data and loss as distillation), which isolates the architectural difference. The
+task -> column map is in the checkpoint header, so acting needs only the task's name.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from polytask.learning.distill.data import TaskData, normalizer
 from polytask.learning.distill.lifelong import HISTORY, Stage, read_history, write_history
 from polytask.learning.distill.student import NORM_CLIP, STD_FLOOR
 from polytask.learning.evaluate import evaluate
+from polytask.learning.networks import mlp_layers
 from polytask.sim.task import Step
 
 KIND = "progressive"
@@ -46,9 +47,7 @@ class ProgressiveNet(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         k = len(self.columns)
-        dims = [self.obs_dim] + [self.hidden] * self.layers
-        col = nn.ModuleList([nn.Linear(dims[i], self.hidden) for i in range(self.layers)]
-                            + [nn.Linear(self.hidden, self.action_dim)])
+        col = nn.ModuleList(mlp_layers(self.obs_dim, self.hidden, self.layers, self.action_dim))
         # lateral l feeds layer l (l >= 1, and the head) from layer l-1 of every earlier column
         lat = nn.ModuleList([nn.Linear(self.hidden * k, self.hidden if i < self.layers else self.action_dim,
                                        bias=False) for i in range(1, self.layers + 1)]) if k else nn.ModuleList()
