@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, read_header
+from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors
 from polytask.learning.checkpoint import save_checkpoint as _save
 from polytask.learning.distill.data import TaskData, normalizer
 from polytask.learning.distill.lifelong import HISTORY, Stage, read_history, write_history
@@ -78,14 +78,7 @@ def save_progressive(path: str | Path, net: ProgressiveNet, task_columns: Mappin
     header = {"kind": KIND, "tasks": list(task_columns), "columns": dict(task_columns), "step": int(step),
               "spec": {"obs_dim": net.obs_dim, "action_dim": net.action_dim, "hidden": net.hidden,
                        "layers": net.layers, "n_columns": len(net.columns)}, "parameters": net.num_parameters()}
-    for pad in range(8):  # see student.save_student: the header length must not look like a pickle magic
-        out = _save(path, module_tensors("net", net), {**header, "pad": " " * pad} if pad else header)
-        try:
-            read_header(out)
-            return out
-        except CheckpointError:
-            continue
-    raise CheckpointError(f"{path}: written checkpoint does not read back")
+    return _save(path, module_tensors("net", net), header)
 
 
 def load_progressive(path: str | Path) -> tuple[ProgressiveNet, dict[str, int]]:

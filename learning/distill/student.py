@@ -26,7 +26,6 @@ from polytask.learning.checkpoint import (
     load_checkpoint,
     load_module,
     module_tensors,
-    read_header,
     save_checkpoint,
 )
 from polytask.learning.distill.goals import GOAL_KINDS
@@ -182,16 +181,7 @@ def save_student(path: str | Path, student: StudentNet, goals: Mapping[str, np.n
               "tasks": list(tasks), "step": int(step), "parameters": student.num_parameters(), **(extra or {})}
     tensors = student_tensors(student, {t: goals[t] for t in tasks})
     tensors.update(extra_tensors or {})
-    # checkpoint._sniff refuses files whose first bytes look like a pickle/zip magic; the first 8 bytes are the
-    # header length, which can happen to start with 0x80. Pad the header until the file reads back.
-    for pad in range(8):
-        out = save_checkpoint(path, tensors, {**header, "pad": " " * pad} if pad else header)
-        try:
-            read_header(out)
-            return out
-        except CheckpointError:
-            continue
-    raise CheckpointError(f"{path}: written checkpoint does not read back")
+    return save_checkpoint(path, tensors, header)
 
 
 def load_student(path: str | Path, device: str = "cpu") -> tuple[StudentNet, dict[str, np.ndarray], dict[str, Any],
