@@ -157,6 +157,14 @@ def test_every_multitask_baseline_runs_from_the_registry(method, demos, tmp_path
     assert np.isfinite(float(train[-1][loss_key]))
     policy = load_multitask_policy(run_dir / "checkpoints" / POLICY_FILE)
     assert policy.tasks == TASKS
+    if method == "mtrl":  # `polytask eval` loads this kind too and scores it exactly as the run did
+        from polytask.cli import main
+
+        capsys.readouterr()
+        assert main(["eval", "--policy", str(run_dir / "checkpoints" / POLICY_FILE), "--episodes", "1",
+                     "--seed", "1000000", "--no-progress"]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("effective tasks:"))
+        assert float(line.split()[2]) == pytest.approx(summary["effective_tasks"])
 
 
 def test_tasks_that_cannot_share_a_network_are_refused(demos, tmp_path):

@@ -1,4 +1,5 @@
-"""Evaluate a policy checkpoint (distilled student or per-task expert) on tasks by the suites' scoring rules.
+"""Evaluate a policy checkpoint (student, expert, multi-task RL baseline, progressive net) on tasks by the
+suites' scoring rules (learning/policy_loaders picks the loader from the checkpoint's kind).
 
 Prints the per-task score (success rate; DMC return/1000) and the effective number of tasks (their sum, the
 paper's headline figure); --out writes the table as CSV. Episode i uses reset seed --seed + i, so two policies
@@ -16,7 +17,8 @@ HELP = "evaluate a student or expert checkpoint: per-task scores and the effecti
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy", required=True, help="checkpoint (.safetensors) of a student or an expert")
+    p.add_argument("--policy", required=True,
+                   help="policy checkpoint (.safetensors): student, expert, multi-task RL or progressive")
     p.add_argument("--tasks", default=None,
                    help="task glob, e.g. 'metaworld/*' (default: the tasks the checkpoint was trained on)")
     p.add_argument("--episodes", type=int, default=10)
@@ -32,24 +34,13 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from polytask.learning.checkpoint import read_header
     from polytask.learning.evaluate import effective_tasks, evaluate, write_csv
+    from polytask.learning.policy_loaders import load_any_policy
     from polytask.sim import registry
 
     torch.set_num_threads(1)
-    header = read_header(args.policy)
-    if header.get("kind") == "student":
-        from polytask.learning.distill.student import load_student_policy
-
-        policy = load_student_policy(args.policy, args.device)
-        known = list(header["tasks"])
-        render = policy.spec.obs == "pixels"
-    else:
-        from polytask.learning.expert_policy import load_policy
-
-        policy = load_policy(args.policy, device=args.device)
-        known = [str(header.get("task", ""))] if header.get("task") else []
-        render = header.get("network", {}).get("obs_modality") == "pixels"
+    loaded = load_any_policy(args.policy, args.device)
+    policy, known, render = loaded.policy, loaded.tasks, loaded.pixels
     tasks = registry.names(args.tasks) if args.tasks else known
     if not tasks:
         raise ValueError(f"no tasks to evaluate: --tasks {args.tasks!r} matches nothing and the checkpoint "

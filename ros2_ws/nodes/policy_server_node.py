@@ -1,8 +1,8 @@
 """Policy server: camera frames (+ the task state) in, one action out per frame, at camera rate.
 
-A thin adapter over `polytask.learning`: the policy is anything with `reset(step)`/`act(step)` — a checkpoint (a
-distilled unified student via `learning.distill.student.load_student_policy`, or an expert via
-`learning.expert_policy.load_policy`, chosen by the checkpoint header's kind), or `scripted` /
+A thin adapter over `polytask.learning`: the policy is anything with `reset(step)`/`act(step)` — a checkpoint of any
+kind `learning.policy_loaders` knows (distilled student, expert, multi-task RL baseline, progressive net; the
+header's kind picks the loader), or `scripted` /
 `scripted:<task>`, the task's own scripted expert run on the received state (suites whose expert reads only the
 state, e.g. Meta-World).
 
@@ -72,20 +72,11 @@ def load_policy(checkpoint: str, task: str) -> LoadedPolicy:
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist (expected a file, or `scripted`)")
-    from polytask.learning.checkpoint import read_header
+    from polytask.learning.policy_loaders import load_any_policy
 
-    kind = read_header(path).get("kind")  # validates the file (safetensors + JSON header) before any loading
-    if kind == "student":  # a distilled unified policy: one student, a goal per task
-        from polytask.learning.distill.student import load_student_policy
-
-        policy = load_student_policy(path)
-        if task not in policy.tasks:
-            raise ValueError(f"checkpoint {checkpoint!r} is a unified policy of {sorted(policy.tasks)}; it was not "
-                             f"taught task {task!r}")
-    else:  # a per-task expert
-        from polytask.learning.expert_policy import load_policy as load_expert
-
-        policy = load_expert(path)
+    loaded = load_any_policy(path)  # validates the file (safetensors + JSON header) before building anything
+    loaded.check_task(task, checkpoint)
+    policy = loaded.policy
     probe = registry.make(task, render=False)  # the task's spec: ids, dimensions
     task_spec = probe.spec
     probe.close()
