@@ -110,6 +110,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def parse_overrides(items: typing.Iterable[str], source: str = "--set") -> dict[str, Any]:
+    """`["agent.lr=1e-3", "network.hidden=512"]` -> {"agent.lr": 0.001, "network.hidden": 512}.
+
+    Values are read as YAML; a value YAML 1.1 leaves as text but that is a number ('1e-3') becomes a float.
+    Blank items are skipped (ROS string-array parameters often carry one). `source` names the flag or parameter
+    in the error for an item without '='.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ValueError(f"{source} {item!r}: expected KEY=VALUE")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key.strip()] = value
+    return out
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
     """Defaults from `cls`, then the YAML file, then `overrides` (dotted keys, e.g. {"agent.lr": 3e-4})."""
     data: dict[str, Any] = load_yaml(path) if path is not None else {}

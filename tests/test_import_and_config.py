@@ -88,3 +88,13 @@ def test_config_errors_name_file_and_key(tmp_path: Path, text: str, message: str
     f.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(Cfg, f)
+
+
+def test_one_override_parser_for_every_flag_and_node_parameter():
+    from polytask.learning.config import parse_overrides
+
+    got = parse_overrides(["agent.lr=1e-3", " network.hidden = 512", "", "train.name=a=b", "x=[1, 2]"])
+    assert got == {"agent.lr": 0.001, "network.hidden": 512, "train.name": "a=b", "x": [1, 2]}
+    assert isinstance(got["agent.lr"], float)  # YAML 1.1 alone would leave '1e-3' as text
+    with pytest.raises(ValueError, match=r"parameter 'overrides' item 'lr': expected KEY=VALUE"):
+        parse_overrides(["lr"], "parameter 'overrides' item")

@@ -35,25 +35,6 @@ STAGES = ("relabelling", "distilling", "evaluating", "done")
 ProgressFn = Callable[[str, float, Mapping[str, Any]], None]
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """`["lr=1e-3", "student.hidden=512"]` -> {"lr": 0.001, "student.hidden": 512} (values read as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        parsed = yaml.safe_load(value)
-        if isinstance(parsed, str):  # YAML 1.1 reads '1e-3' as text
-            try:
-                parsed = float(parsed)
-            except ValueError:
-                pass
-        out[key] = parsed
-    return out
-
-
 @dataclass(frozen=True)
 class DistillJob:
     """Everything one distillation job needs; the defaults are `polytask distill`'s."""

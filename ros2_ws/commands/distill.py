@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def job_from_args(args: argparse.Namespace) -> DistillJob:
-    from polytask.learning.distill.pipeline import DistillJob, parse_overrides
+    from polytask.learning.config import parse_overrides
+    from polytask.learning.distill.pipeline import DistillJob
 
     return DistillJob(experts=args.experts, stores=args.stores, out=args.out, config=args.config,
                       overrides=parse_overrides(args.set), goal=args.goal, goal_images=args.goal_images,

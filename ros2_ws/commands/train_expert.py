@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    import yaml
+    from polytask.learning.config import parse_overrides
 
     out: dict = {}
     for key, value in (("train.task", args.task), ("train.demos", args.demos), ("reward.kind", args.reward),
@@ -53,11 +53,7 @@ def _overrides(args: argparse.Namespace) -> dict:
             out[key] = value
     if args.no_progress:
         out["train.progress"] = False
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
+    out.update(parse_overrides(args.set))
     return out
 
 

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    import yaml
+    from polytask.learning.config import parse_overrides
 
     out: dict = {}
     if args.device is not None:
@@ -49,11 +49,7 @@ def _overrides(args: argparse.Namespace) -> dict:
         out["train.seed"] = args.seed
     if args.no_progress:
         out["train.progress"] = False
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw)
+    out.update(parse_overrides(args.set))
     return out
 
 

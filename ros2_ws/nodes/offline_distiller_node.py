@@ -85,7 +85,8 @@ class OfflineDistiller(Node):
             self._publish()  # every logged row reaches the topic, however fast the distillation runs
 
     def _job(self) -> DistillJob:
-        from polytask.learning.distill.pipeline import DistillJob, parse_overrides
+        from polytask.learning.config import parse_overrides
+        from polytask.learning.distill.pipeline import DistillJob
 
         return DistillJob(experts=self.experts, stores=self.stores, out=self.p.out,
                           config=self.p.config_file or None,

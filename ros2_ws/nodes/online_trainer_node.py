@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rclpy.node import Node
 
 from polytask.ros import topics
@@ -49,18 +48,6 @@ PARAMS = (
     Param("step_timeout_s", 5.0, "env:=sim: a step or reset not answered within this is an error", min=0.1),
     Param("progress_period_s", 1.0, "training/progress publish period", min=0.05),
 )
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if not item.strip():
-            continue
-        if "=" not in item:
-            raise ParamError(f"node 'online_trainer': parameter 'overrides' item {item!r}: expected key=value")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 class TopicTask(Task):
@@ -187,7 +174,7 @@ class OnlineTrainer(Node):
     def __init__(self) -> None:
         super().__init__("online_trainer")
         self.p = declare_params(self, PARAMS)
-        from polytask.learning.config import ConfigError, load_config
+        from polytask.learning.config import ConfigError, load_config, parse_overrides
         from polytask.learning.expert_config import ExpertConfig
         from polytask.sim import registry
 
@@ -195,7 +182,10 @@ class OnlineTrainer(Node):
             registry.entry(self.p.task)
         except KeyError as err:
             raise ParamError(f"node 'online_trainer': parameter 'task' = {self.p.task!r}: {err.args[0]}") from err
-        overrides = parse_overrides(self.p.overrides)
+        try:
+            overrides = parse_overrides(self.p.overrides, "node 'online_trainer': parameter 'overrides' item")
+        except ValueError as err:
+            raise ParamError(str(err)) from err
         overrides.update({"train.task": self.p.task, "train.demos": self.p.demos, "train.steps": self.p.steps,
                           "reward.kind": self.p.reward, "train.threads": self.p.threads, "train.progress": False})
         try:
