@@ -22,6 +22,7 @@ import json
 import time
 from pathlib import Path
 
+from polytask.learning.atomic import write_text
 from polytask.learning.checkpoint import read_header
 from polytask.learning.config import load_config
 from polytask.learning.demos import record_demos
@@ -29,7 +30,6 @@ from polytask.learning.episodes import EpisodeStore
 from polytask.learning.evaluate import evaluate
 from polytask.learning.expert_config import ExpertConfig
 from polytask.learning.expert_policy import load_policy
-from polytask.learning.run_logging import write_text_atomic
 from polytask.learning.trainer import EXPERT, LATEST, ExpertTrainer
 from polytask.sim.dmc_suite import TORSO_HALF_LENGTHS
 
@@ -119,7 +119,7 @@ def write_table(path: Path, rows: list[dict]) -> None:
     mean = sum(r["eval_return"] for r in rows) / len(rows)
     lines.append(f"\nMean eval return over {len(rows)} variants: {mean:.1f} "
                  f"({mean / PAPER_EXPERT_RETURN:.2f} of the paper's 731).")
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

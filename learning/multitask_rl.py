@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from polytask.learning.agent import ExpertAgent
+from polytask.learning.atomic import write_text
 from polytask.learning.bc import pretrain_bc
 from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, save_checkpoint
 from polytask.learning.config import ConfigError, dump_yaml, to_dict
@@ -48,7 +49,7 @@ from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAge
 from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
-from polytask.learning.run_logging import Progress, make_run_dir, write_text_atomic
+from polytask.learning.run_logging import Progress, make_run_dir
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
 
@@ -339,7 +340,7 @@ class MultiTaskRLTrainer:
             run_dir = make_run_dir(tc.runs_dir, tc.name or f"{tc.method}-{len(self.names)}tasks")
         self.run_dir = Path(run_dir)
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
+        write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
 
         def buffer(t: str, i: int) -> ReplayBuffer:
             store = EpisodeStore(self.run_dir / "replay" / t.replace("/", "-"))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polytask.learning.atomic import atomic_open, atomic_path, write_text
+from polytask.learning.atomic import atomic_open, atomic_path
 
 COLUMNS = {
     "train": ["step", "frames", "episode", "episode_return", "train_reward_return", "episode_score",
@@ -36,10 +36,6 @@ def make_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
         i += 1
     path.mkdir(parents=True)
     return path
-
-
-# The trainer imports this name; the one writer behind it is polytask.learning.atomic.
-write_text_atomic = write_text
 
 
 def _truncate_csv(path: Path, columns: list[str], max_step: int) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from polytask.learning.agent import ExpertAgent
+from polytask.learning.atomic import write_text
 from polytask.learning.bc import pretrain_bc
 from polytask.learning.checkpoint import (
     config_hash,
@@ -45,7 +46,7 @@ from polytask.learning.frames import FrameStacker, frames_chw, goal_image_chw
 from polytask.learning.networks import NetworkSpec
 from polytask.learning.ot_rewards import OTRewarder
 from polytask.learning.replay import ReplayBuffer, episode_obs
-from polytask.learning.run_logging import Progress, RunLogger, make_run_dir, write_text_atomic
+from polytask.learning.run_logging import Progress, RunLogger, make_run_dir
 from polytask.sim import registry
 from polytask.sim.task import Task
 
@@ -192,7 +193,7 @@ class ExpertTrainer:
         self.run_dir = Path(run_dir)
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if not _resume:
-            write_text_atomic(self.run_dir / "config.yaml", dump_yaml(cfg))
+            write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
         self.replay = ReplayBuffer(cfg.replay.capacity, self.pixels, self.spec.frame_stack, n_step,
                                    cfg.agent.gamma, seed=tc.seed, store=EpisodeStore(self.run_dir / "replay"))
         self.demo_buffer = ReplayBuffer(10**9, self.pixels, self.spec.frame_stack, 1, cfg.agent.gamma,
@@ -253,7 +254,7 @@ class ExpertTrainer:
         trainer = cls(cfg, run_dir, _resume=True)
         trainer._load(ckpt)
         if overrides:
-            write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+            write_text(run_dir / "config.yaml", dump_yaml(cfg))
         return trainer
 
     # --- checkpoints -----------------------------------------------------------------------------------

@@ -7,14 +7,13 @@ what scripts and docs quote. Everything is written atomically into the run folde
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polytask.learning.atomic import atomic_open
+from polytask.learning.atomic import atomic_open, atomic_path
 
 
 def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
@@ -38,9 +37,8 @@ def _fmt(v: Any) -> str:
 
 def _save_fig(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     return path
 
 
