@@ -284,7 +284,14 @@ def load_multitask_policy(path: str | Path, device: str | torch.device = "cpu") 
 class MultiTaskRLTrainer:
     """`MultiTaskRLTrainer(cfg).run()`: one multi-task RL run of `cfg.train.method` on `cfg.train.tasks`."""
 
-    def __init__(self, cfg: MultiTaskConfig, run_dir: str | Path | None = None) -> None:
+    def __init__(self, cfg: MultiTaskConfig, run_dir: str | Path | None = None,
+                 goals: Mapping[str, np.ndarray] | None = None,
+                 build: Callable[[NetworkSpec, MultiTaskConfig, torch.device, Mapping[str, np.ndarray]],
+                                 Learner] | None = None) -> None:
+        """`goals` and `build` are hooks for runs that train on a subset of a larger task set (the lifelong
+        baselines, learning/lifelong_rl.py): `goals` fixes each task's goal vector (e.g. one-hot slots for every
+        task of a sequence, so the network never changes size) instead of indexing `train.tasks`; `build`
+        replaces the method's learner (e.g. one warm-started from the previous stage, or a progressive net)."""
         self.cfg = cfg
         tc, nc = cfg.train, cfg.network
         if not tc.tasks:
@@ -322,19 +329,27 @@ class MultiTaskRLTrainer:
         if goal_kind not in VECTOR_GOALS:
             raise ConfigError(f"network.goal_modality is {goal_kind!r}; multi-task RL conditions on a task vector: "
                               f"one of {VECTOR_GOALS}")
-        dim = goal_lib.goal_dim(goal_kind, len(self.names))
-        if nc.goal_dim:
-            if goal_kind == "onehot" and nc.goal_dim < len(self.names):
-                raise ConfigError(f"network.goal_dim {nc.goal_dim} is too small for {len(self.names)} one-hot tasks")
-            dim = nc.goal_dim if goal_kind != "language" else dim
-        self.goals = task_goals(goal_kind, self.names, specs, dim)
+        if goals is None:
+            dim = goal_lib.goal_dim(goal_kind, len(self.names))
+            if nc.goal_dim:
+                if goal_kind == "onehot" and nc.goal_dim < len(self.names):
+                    raise ConfigError(f"network.goal_dim {nc.goal_dim} is too small for {len(self.names)} one-hot "
+                                      f"tasks")
+                dim = nc.goal_dim if goal_kind != "language" else dim
+            self.goals = task_goals(goal_kind, self.names, specs, dim)
+        else:
+            missing = [t for t in self.names if t not in goals]
+            if missing:
+                raise ValueError(f"multi-task RL: no goal vector given for tasks {missing}")
+            self.goals = {t: np.asarray(goals[t], np.float32) for t in self.names}
+            dim = int(self.goals[self.names[0]].shape[0])
         obs_shape = (3, specs[0].image_size, specs[0].image_size) if self.pixels else (specs[0].state_dim,)
         self.spec = NetworkSpec(obs_modality=obs_kind, obs_shape=obs_shape, action_dim=specs[0].action_dim,
                                 goal_modality=goal_kind, goal_dim=dim, hidden=nc.hidden, feature_dim=nc.feature_dim,
                                 frame_stack=nc.frame_stack if self.pixels else 1, actor_layers=nc.actor_layers,
                                 critic_layers=nc.critic_layers, critic_action_tile=nc.critic_action_tile,
                                 state_encoder=nc.state_encoder)
-        self.learner = self.method.build(self.spec, cfg, self.device, self.goals)
+        self.learner = (build or self.method.build)(self.spec, cfg, self.device, self.goals)
 
         if run_dir is None:
             run_dir = make_run_dir(tc.runs_dir, tc.name or f"{tc.method}-{len(self.names)}tasks")
@@ -409,12 +424,8 @@ class MultiTaskRLTrainer:
 
     # --- training ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        cfg, tc = self.cfg, self.cfg.train
-        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "method": tc.method}
-        if self.method.uses_demos and cfg.bc.pretrain_steps > 0:
-            agent = self.learner.agent  # type: ignore[attr-defined]  (demo methods share one agent)
-            losses = pretrain_bc(agent, self.data, cfg.bc.pretrain_steps, cfg.bc.batch_size, cfg.bc.lr)  # type: ignore[arg-type]
-            summary["bc_loss_first"], summary["bc_loss_last"] = losses[0], losses[-1]
+        tc = self.cfg.train
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "method": tc.method, **self.pretrain()}
         summary["eval_start"] = self.evaluate()
         self._train()
         summary["eval_final"] = self.evaluate()
@@ -424,6 +435,20 @@ class MultiTaskRLTrainer:
         summary.update(step=self.step, updates=self.updates, wall_s=round(time.time() - self._start, 1),
                        effective_tasks=float(sum(summary["eval_final"].values())))
         return summary
+
+    def pretrain(self) -> dict[str, float]:
+        """Multi-task BC pretraining on every task's demos (demo methods with bc.pretrain_steps > 0); returns the
+        first and last loss, or nothing when there is none to do."""
+        cfg = self.cfg
+        if not (self.method.uses_demos and cfg.bc.pretrain_steps > 0):
+            return {}
+        agent = self.learner.agent  # type: ignore[attr-defined]  (demo methods share one agent)
+        losses = pretrain_bc(agent, self.data, cfg.bc.pretrain_steps, cfg.bc.batch_size, cfg.bc.lr)  # type: ignore[arg-type]
+        return {"bc_loss_first": losses[0], "bc_loss_last": losses[-1]}
+
+    def train(self) -> None:
+        """The RL loop alone (no pretraining, evaluation or checkpoint): `train.steps` agent steps."""
+        self._train()
 
     def _train(self) -> None:
         cfg, tc = self.cfg, self.cfg.train

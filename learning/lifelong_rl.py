@@ -1,0 +1,356 @@
+"""The paper's lifelong baselines trained its way, by RL + Eq. 1's BC regulariser: Fine-tuning and Progressive Nets.
+
+Tasks arrive one at a time, in a given order. Adding task k is one stage of MTRL-Demo (learning/multitask_rl.py)
+restricted to task k ONLY — its environment reward, its demos (BC pretraining, then Eq. 1's BC term), its replay —
+after which every task seen so far is evaluated, so forgetting shows. The two methods differ in what carries over:
+
+- `finetune-rl` (Fine-tuning): one goal-conditioned DrQ-v2 agent (learning/agent.py) whose one-hot goal has a slot
+  for every task of the sequence, so its parameter count never changes. Stage k starts from the weights (encoder,
+  actor, critic and target critic) after stage k-1, with fresh Adam moments, and learns task k alone: nothing keeps
+  it from overwriting what tasks 1..k-1 needed.
+- `progressive-rl` (Progressive Nets, Rusu et al. 2016): stage k adds a new actor column with lateral connections
+  from the frozen columns of tasks 1..k-1 (`ProgressiveNet` of learning/distill/progressive.py, the same lateral
+  design as the BC-trained baseline there), so earlier tasks' actions never change, and the parameter count grows.
+  The critic is per task: a fresh twin critic for every column, used only to train it and not kept in the policy
+  (the column's task is known, so the critic does not need to transfer). The encoder must hold no weights (state
+  observations with the identity state encoder): a shared trained encoder would change under the frozen columns.
+
+Layout of a run folder: `history.json` (one `Stage` per added task: per-task scores of every seen task, effective
+number of tasks, policy parameter count, checkpoint; the forgetting plot reads it, as for
+learning/distill/lifelong.py), `forgetting.png`, and `stage_NN/` (the stage's MTRL run folder: config.yaml,
+train.csv, replay/, checkpoints/policy.safetensors — a `multitask-rl` or `progressive-rl` checkpoint that
+`polytask eval` loads through learning/policy_loaders.py — and, for fine-tuning, checkpoints/agent.safetensors,
+the full agent the next stage starts from). Rerunning on the same folder continues with the next task of the
+order; a stage killed midway starts over.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from polytask.learning.agent import ExpertAgent
+from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, save_checkpoint
+from polytask.learning.config import ConfigError, to_dict
+from polytask.learning.distill import goals as goal_lib
+from polytask.learning.distill.lifelong import HISTORY, Stage, read_history, write_history
+from polytask.learning.distill.progressive import ProgressiveNet, ProgressivePolicy
+from polytask.learning.distill.report import forgetting_plot
+from polytask.learning.evaluate import evaluate
+from polytask.learning.multitask_config import MultiTaskConfig
+from polytask.learning.multitask_rl import (
+    EVAL_SEED,
+    POLICY_FILE,
+    VECTOR_GOALS,
+    Learner,
+    MultiTaskPolicy,
+    MultiTaskRLTrainer,
+    SharedLearner,
+    save_multitask_policy,
+)
+from polytask.learning.networks import NetworkSpec, count_parameters
+from polytask.learning.policy import Policy
+from polytask.sim import registry
+
+AGENT_KIND = "lifelong-rl-agent"  # the full fine-tuning agent (not a policy: the next stage's starting point)
+PROGRESSIVE_KIND = "progressive-rl"
+AGENT_FILE = "agent.safetensors"
+
+BuildFn = Callable[[NetworkSpec, MultiTaskConfig, torch.device, Mapping[str, np.ndarray]], Learner]
+
+
+def sequence_goals(cfg: MultiTaskConfig, order: Sequence[str]) -> dict[str, np.ndarray]:
+    """One goal per task of the WHOLE sequence (a one-hot slot each by default), fixed from the first stage on, so
+    the goal input keeps its size as tasks arrive."""
+    nc = cfg.network
+    kind = nc.goal_modality if nc.goal_modality != "auto" else "onehot"
+    if kind not in VECTOR_GOALS:
+        raise ConfigError(f"network.goal_modality is {kind!r}; lifelong RL conditions on a task vector: one of "
+                          f"{VECTOR_GOALS}")
+    dim = goal_lib.goal_dim(kind, len(order))
+    if nc.goal_dim and kind != "language":
+        if kind == "onehot" and nc.goal_dim < len(order):
+            raise ConfigError(f"network.goal_dim {nc.goal_dim} is too small for {len(order)} one-hot tasks")
+        dim = nc.goal_dim
+    for t in order:
+        registry.entry(t)  # an unknown name fails here, before any simulator starts
+    sentences = None
+    if kind == "language":
+        sentences = []
+        for t in order:
+            task = registry.make(t, render=False)
+            try:
+                sentences.append(goal_lib.sentence_for(t, task.spec.language))
+            finally:
+                task.close()
+    return goal_lib.goal_vectors(kind, list(order), list(range(len(order))), dim, sentences)
+
+
+# --- the two methods ---------------------------------------------------------------------------------------
+class LifelongMethod(Protocol):
+    """What a stage needs of a method: a learner for the new task (built from the previous stage), the policy of
+    every seen task after training, and its checkpoints."""
+
+    name: str
+
+    def builder(self, previous: Mapping[str, Any] | None) -> BuildFn: ...
+
+    def policy(self, learner: Learner, spec: NetworkSpec, goals: Mapping[str, np.ndarray]) -> Policy: ...
+
+    def parameters(self, learner: Learner) -> int: ...
+
+    def save(self, trainer: MultiTaskRLTrainer, goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
+        ...
+
+
+class FineTune:
+    """One fixed-size goal-conditioned agent, warm-started from the previous stage's full agent."""
+
+    name = "finetune-rl"
+
+    def builder(self, previous: Mapping[str, Any] | None) -> BuildFn:
+        def build(spec: NetworkSpec, cfg: MultiTaskConfig, device: torch.device,
+                  goals: Mapping[str, np.ndarray]) -> Learner:
+            agent = ExpertAgent(spec, cfg.agent, device, next(iter(goals.values())))
+            if previous is not None:
+                path = Path(previous["checkpoint"]).with_name(AGENT_FILE)
+                tensors, header = load_checkpoint(path, expect={"kind": AGENT_KIND}, device="cpu")
+                before = NetworkSpec.from_dict(header.get("network"), str(path))
+                if before != spec:
+                    raise CheckpointError(f"{path}: the previous stage's networks differ from this stage's "
+                                          f"({'; '.join(before.differences(spec))}); keep the config fixed")
+                agent.load_state_tensors(tensors, {}, str(path))
+            return SharedLearner(agent, goals, cfg, use_demos=True)
+        return build
+
+    def policy(self, learner: Learner, spec: NetworkSpec, goals: Mapping[str, np.ndarray]) -> Policy:
+        encoder, actor = learner.policy_modules()
+        return MultiTaskPolicy(encoder, actor, spec, goals, next(actor.parameters()).device)
+
+    def parameters(self, learner: Learner) -> int:
+        return sum(count_parameters(m) for m in learner.policy_modules())
+
+    def save(self, trainer: MultiTaskRLTrainer, goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
+        agent: ExpertAgent = trainer.learner.agent  # type: ignore[attr-defined]
+        tensors, _ = agent.state_tensors(with_optim=False)
+        save_checkpoint(trainer.run_dir / "checkpoints" / AGENT_FILE, tensors,
+                        {"kind": AGENT_KIND, "network": trainer.spec.to_dict(), **header})
+        encoder, actor = trainer.learner.policy_modules()
+        return save_multitask_policy(trainer.run_dir / "checkpoints" / POLICY_FILE, encoder, actor, trainer.spec,
+                                     goals, dict(header))
+
+
+class ProgressiveActor(nn.Module):
+    """The expert's actor interface (obs features, goal features) -> action over one column of a ProgressiveNet.
+    The column is the task's own, so the goal features are not needed (the per-task critic still reads them)."""
+
+    def __init__(self, net: ProgressiveNet, column: int) -> None:
+        super().__init__()
+        self.net, self.column = net, column
+
+    def forward(self, obs_feat: Tensor, goal_feat: Tensor) -> Tensor:
+        return self.net(obs_feat, self.column)
+
+
+class ProgressiveAgent(ExpertAgent):
+    """DrQ-v2 + Eq. 1 whose actor is a new column of `net` (earlier columns frozen) and whose critic is fresh."""
+
+    def __init__(self, spec: NetworkSpec, cfg: Any, device: torch.device, goal: np.ndarray,
+                 net: ProgressiveNet) -> None:
+        if spec.obs_modality != "state" or spec.state_encoder != "identity":
+            raise ConfigError(f"progressive-rl needs state observations with the identity state encoder (got "
+                              f"{spec.obs_modality}, {spec.state_encoder}): a trained encoder would be shared by "
+                              f"every column and change under the frozen ones")
+        if (net.obs_dim, net.action_dim, net.hidden, net.layers) != (spec.obs_repr_dim, spec.action_dim,
+                                                                    spec.hidden, spec.actor_layers):
+            raise CheckpointError(f"progressive-rl: the previous columns are {net.obs_dim}->{net.action_dim} with "
+                                  f"{net.layers}x{net.hidden}, this stage's network is {spec.obs_repr_dim}->"
+                                  f"{spec.action_dim} with {spec.actor_layers}x{spec.hidden}; keep the config fixed")
+        super().__init__(spec, cfg, device, goal)
+        column = net.add_column()  # freezes every earlier column and lateral
+        self.nets.actor = ProgressiveActor(net, column).to(self.device)
+        self.actor_opt = torch.optim.Adam([p for p in self.nets.actor.parameters() if p.requires_grad], lr=cfg.lr)
+
+
+class Progressive:
+    """A new frozen-after-use actor column per task; the checkpoint maps each task to its column."""
+
+    name = "progressive-rl"
+
+    def builder(self, previous: Mapping[str, Any] | None) -> BuildFn:
+        def build(spec: NetworkSpec, cfg: MultiTaskConfig, device: torch.device,
+                  goals: Mapping[str, np.ndarray]) -> Learner:
+            if previous is None:
+                net = ProgressiveNet(spec.obs_repr_dim, spec.action_dim, spec.hidden, spec.actor_layers)
+            else:
+                net, _ = load_progressive_rl(previous["checkpoint"])
+            agent = ProgressiveAgent(spec, cfg.agent, device, next(iter(goals.values())), net.to(device))
+            return SharedLearner(agent, goals, cfg, use_demos=True)
+        return build
+
+    @staticmethod
+    def _net(learner: Learner) -> tuple[ProgressiveNet, int]:
+        actor: ProgressiveActor = learner.policy_modules()[1]  # type: ignore[assignment]
+        return actor.net, actor.column
+
+    def policy(self, learner: Learner, spec: NetworkSpec, goals: Mapping[str, np.ndarray]) -> Policy:
+        net, _ = self._net(learner)
+        return ProgressivePolicy(net, {t: i for i, t in enumerate(goals)})
+
+    def parameters(self, learner: Learner) -> int:
+        return self._net(learner)[0].num_parameters()
+
+    def save(self, trainer: MultiTaskRLTrainer, goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
+        net, _ = self._net(trainer.learner)
+        return save_progressive_rl(trainer.run_dir / "checkpoints" / POLICY_FILE, net,
+                                   {t: i for i, t in enumerate(goals)}, trainer.spec, header)
+
+
+METHODS: dict[str, LifelongMethod] = {m.name: m for m in (FineTune(), Progressive())}
+
+
+def save_progressive_rl(path: str | Path, net: ProgressiveNet, task_columns: Mapping[str, int], spec: NetworkSpec,
+                        header: Mapping[str, Any]) -> Path:
+    """The columns (safetensors) + JSON header: task -> column, the column sizes, and the RL network spec."""
+    net = net.cpu()
+    return save_checkpoint(path, module_tensors("net", net), {
+        **header, "kind": PROGRESSIVE_KIND, "tasks": list(task_columns), "columns": dict(task_columns),
+        "network": spec.to_dict(), "parameters": net.num_parameters(),
+        "spec": {"obs_dim": net.obs_dim, "action_dim": net.action_dim, "hidden": net.hidden, "layers": net.layers,
+                 "n_columns": len(net.columns)}})
+
+
+def load_progressive_rl(path: str | Path) -> tuple[ProgressiveNet, dict[str, int]]:
+    """The columns of a progressive-rl checkpoint (nothing unpickled) and its task -> column map."""
+    tensors, header = load_checkpoint(path, expect={"kind": PROGRESSIVE_KIND}, device="cpu")
+    try:
+        s = header["spec"]
+        net = ProgressiveNet(int(s["obs_dim"]), int(s["action_dim"]), int(s["hidden"]), int(s["layers"]),
+                             int(s["n_columns"]))
+        columns = {str(t): int(c) for t, c in header["columns"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{path}: progressive-rl header incomplete ({err})") from err
+    bad = {t: c for t, c in columns.items() if not 0 <= c < len(net.columns)}
+    if bad:
+        raise CheckpointError(f"{path}: tasks {bad} point at columns outside 0..{len(net.columns) - 1}")
+    load_module(net, tensors, "net", str(path))
+    return net.eval(), columns
+
+
+def load_progressive_rl_policy(path: str | Path) -> ProgressivePolicy:
+    net, columns = load_progressive_rl(path)
+    return ProgressivePolicy(net, columns)
+
+
+# --- one stage -----------------------------------------------------------------------------------------------
+@dataclass
+class LifelongResult:
+    stage: Stage
+    bc_loss_first: float | None
+    bc_loss_last: float | None
+    updates: int
+
+
+def add_task_rl(run_dir: str | Path, method: str, order: Sequence[str], cfg: MultiTaskConfig,
+                eval_episodes: int | None = None, log: Callable[[str], None] = print) -> LifelongResult:
+    """Add the next task of `order` (the first not yet in `<run_dir>/history.json`) by one RL + BC stage of
+    `train.steps` agent steps on that task alone, evaluate every task seen so far, and append the stage."""
+    if method not in METHODS:
+        raise ValueError(f"lifelong RL method {method!r} unknown; expected one of {sorted(METHODS)}")
+    if not cfg.train.demos:
+        raise ConfigError(f"lifelong {method} learns with the BC regulariser; give --demos <episode store>")
+    if len(set(order)) != len(order) or not order:
+        raise ValueError(f"lifelong order must name each task once, got {list(order)}")
+    impl = METHODS[method]
+    run_dir = Path(run_dir)
+    history = read_history(run_dir)
+    done = [s["task"] for s in history]
+    if done != list(order[: len(done)]):
+        raise ValueError(f"{run_dir / HISTORY}: tasks {done} do not follow the order {list(order)}")
+    if len(done) >= len(order):
+        raise ValueError(f"{run_dir}: all {len(order)} tasks of {list(order)} already added")
+    other = {s.get("method") for s in history} - {method}
+    if other:
+        raise ValueError(f"{run_dir / HISTORY}: stages were trained by {sorted(map(str, other))}, not {method!r}")
+    k = len(done)
+    new, seen = order[k], list(order[: k + 1])
+    goals = sequence_goals(cfg, order)
+    stage_dir = run_dir / f"stage_{k + 1:02d}"
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)  # a stage killed midway: its replay and logs start over with it
+    stage_cfg = replace(cfg, train=replace(cfg.train, method="mtrl-demo", tasks=[new], seed=cfg.train.seed + k,
+                                           name=""))
+    start = time.perf_counter()
+    trainer = MultiTaskRLTrainer(stage_cfg, stage_dir, goals=goals, build=impl.builder(history[-1] if history
+                                                                                       else None))
+    try:
+        params_before = impl.parameters(trainer.learner)
+        bc = trainer.pretrain()
+        trainer.train()
+        header = {"method": method, "stage": k + 1, "step": trainer.step, "config": to_dict(stage_cfg)}
+        ckpt = impl.save(trainer, {t: goals[t] for t in seen}, header)
+        policy = impl.policy(trainer.learner, trainer.spec, {t: goals[t] for t in seen})
+        episodes = eval_episodes or cfg.train.eval_episodes
+        scores = {t: evaluate(policy, t, episodes=episodes, seed=EVAL_SEED, render=trainer.pixels).mean_score
+                  for t in seen}
+        params = impl.parameters(trainer.learner)
+    finally:
+        trainer.close()
+    if method == "finetune-rl" and params != params_before:
+        raise RuntimeError(f"lifelong {method}: parameter count changed from {params_before} to {params}")
+    stage = Stage(index=k + 1, task=new, tasks=seen, scores=scores, effective=float(sum(scores.values())),
+                  parameters=params, checkpoint=str(ckpt), seconds=time.perf_counter() - start,
+                  train_steps=trainer.step)
+    stages = [*history, {**stage.to_dict(), "method": method, "updates": trainer.updates, **bc}]
+    write_history(run_dir, stages)
+    forgetting_plot({method: stages}, order, run_dir / "forgetting.png")
+    log(f"[lifelong {method}] +{new}: {k + 1} tasks, effective {stage.effective:.2f}, params {params}, "
+        f"{stage.seconds:.0f}s")
+    return LifelongResult(stage, bc.get("bc_loss_first"), bc.get("bc_loss_last"), trainer.updates)
+
+
+def run_lifelong_rl(method: str, tasks: Sequence[str], demos: str = "", steps: int | None = None,
+                    config: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+                    run_dir: str | Path | None = None, add: int | None = None,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Add the tasks of `tasks` (the order) not yet in `run_dir`, at most `add` of them (None: all); `steps` is per
+    added task. Config as `run_multitask` (train.method is set per stage). What the baseline registry and
+    `polytask train-multitask --method finetune-rl|progressive-rl` call; returns the last stage's summary."""
+    from polytask.learning.config import load_config
+    from polytask.learning.run_logging import make_run_dir
+
+    if method not in METHODS:
+        raise ValueError(f"lifelong RL method {method!r} unknown; expected one of {sorted(METHODS)}")
+    ov: dict[str, Any] = dict(overrides or {})
+    ov.update({"train.method": "mtrl-demo", "train.tasks": list(tasks)})
+    if demos:
+        ov["train.demos"] = str(demos)
+    if steps is not None:
+        ov["train.steps"] = int(steps)
+    cfg = load_config(MultiTaskConfig, config, ov)
+    if not cfg.train.demos:
+        raise ConfigError(f"lifelong {method} learns with the BC regulariser; give --demos <episode store>")
+    sequence_goals(cfg, tasks)  # bad names or goal settings fail before a folder is made
+    if run_dir is None:
+        run_dir = make_run_dir(cfg.train.runs_dir, cfg.train.name or f"{method}-{len(tasks)}tasks")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    todo = len(tasks) - len(read_history(run_dir))
+    if todo <= 0:
+        raise ValueError(f"{run_dir}: all {len(tasks)} tasks of {list(tasks)} already added")
+    for _ in range(min(todo, add) if add is not None else todo):
+        add_task_rl(run_dir, method, tasks, cfg, log=log)
+    hist = read_history(run_dir)
+    last = hist[-1]
+    return {"run_dir": str(run_dir), "method": method, "step": int(last["train_steps"]), "stages": len(hist),
+            "tasks": list(last["tasks"]), "parameters": [int(s["parameters"]) for s in hist],
+            "effective_tasks": float(last["effective"]), "eval_final": dict(last["scores"]),
+            "checkpoint": str(last["checkpoint"])}
