@@ -2,7 +2,9 @@
 
 Tasks arrive one at a time, in a given order. Adding task k is one stage of MTRL-Demo (learning/multitask_rl.py)
 restricted to task k ONLY — its environment reward, its demos (BC pretraining, then Eq. 1's BC term), its replay —
-after which every task seen so far is evaluated, so forgetting shows. The two methods differ in what carries over:
+after which every task seen so far is evaluated, so forgetting shows. BC pretraining (bc.pretrain_steps) runs at
+the start of every stage, on the new task's demos, from the weights the stage starts with — what a per-task expert
+does with its task's demos. What carries over from stage to stage differs:
 
 - `finetune-rl` (Fine-tuning): one goal-conditioned DrQ-v2 agent (learning/agent.py) whose one-hot goal has a slot
   for every task of the sequence, so its parameter count never changes. Stage k starts from the weights (encoder,

@@ -1,9 +1,9 @@
 """Every kind of policy checkpoint behind one call: the header's `kind` picks the loader.
 
 `polytask eval`, `polytask record-demos --policy` and the policy server all act with whatever the project
-trains — a per-task expert, a distilled student, a multi-task RL baseline, a progressive net — so they ask this
-registry instead of growing an `if kind == ...` ladder each. The header is read (and the file validated as
-safetensors + JSON, never a pickle) before any weights are built.
+trains — a per-task expert, a distilled student, a multi-task RL baseline, a progressive net (BC- or
+RL-trained) — so they ask this registry instead of growing an `if kind == ...` ladder each. The header is read
+(and the file validated as safetensors + JSON, never a pickle) before any weights are built.
 """
 
 from __future__ import annotations
@@ -63,11 +63,21 @@ def _progressive(path: Path, device: str, header: dict[str, Any]) -> LoadedCheck
     return LoadedCheckpoint(ProgressivePolicy(net, columns), "progressive", list(columns), False, True)
 
 
+def _progressive_rl(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
+    from polytask.learning.lifelong_rl import load_progressive_rl_policy
+
+    if device != "cpu":
+        raise ValueError(f"{path}: progressive nets evaluate on the CPU only (got device {device!r})")
+    policy = load_progressive_rl_policy(path)
+    return LoadedCheckpoint(policy, "progressive-rl", list(policy.columns), False, True)
+
+
 LOADERS: dict[str, Callable[[Path, str, dict[str, Any]], LoadedCheckpoint]] = {
     "expert": _expert,
     "student": _student,
     "multitask-rl": _multitask_rl,
     "progressive": _progressive,
+    "progressive-rl": _progressive_rl,
 }
 
 

@@ -6,6 +6,11 @@
 - Fine-tuning (lifelong): the student trained on each new task's data only, one task after another.
 - Progressive Nets (lifelong): a new column per task with laterals from the frozen earlier ones, trained by BC on
   the task's relabelled data (the paper trains columns by RL + BC); see progressive.py.
+- Fine-tuning (RL+BC) and Progressive Nets (RL+BC), lifelong, trained the paper's way: each added task is one
+  MTRL-Demo stage on that task alone (env reward, its demos: BC pretraining + Eq. 1's BC term); fine-tuning carries
+  one fixed-size goal-conditioned agent over, progressive nets add an actor column with laterals from the frozen
+  earlier ones and a fresh per-task critic (learning/lifelong_rl.py). Runner `run_lifelong_rl(method, tasks, demos,
+  steps, config, overrides, run_dir, add)`, also `polytask train-multitask --method finetune-rl|progressive-rl`.
 - MTRL, MTRL-Demo, MTRL-PCGrad, Distral (multi-task RL) train in the environment with the expert's DrQ-v2 agent
   (learning/agent.py) on per-task replay buffers, batches mixing tasks with per-row goal vectors
   (learning/multitask_rl.py; the PCGrad and Distral agents in learning/multitask_agents.py):
@@ -97,6 +102,16 @@ def _multitask_rl(method: str) -> Callable[..., Any]:
     return runner
 
 
+def _lifelong_rl(method: str) -> Callable[..., Any]:
+    def runner(tasks: Sequence[str], **kwargs: Any) -> dict[str, Any]:
+        from polytask.learning.lifelong_rl import run_lifelong_rl
+
+        return run_lifelong_rl(method, tasks, **kwargs)
+
+    runner.__name__ = runner.__qualname__ = f"run_{method.replace('-', '_')}"
+    return runner
+
+
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("gcbc", "multitask", "goal-conditioned BC on the demos", gcbc),
     Baseline("polytask-pcgrad", "multitask", "distillation with PCGrad", polytask_pcgrad),
@@ -110,6 +125,11 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              _multitask_rl("mtrl-pcgrad")),
     Baseline("progressive", "lifelong", "progressive nets: a new column per task (laterals from frozen earlier "
              "columns), trained by BC on the task's relabelled data; grows with every task", _progressive),
+    Baseline("finetune-rl", "lifelong", "sequential fine-tuning of one goal-conditioned DrQ-v2 agent by RL + BC "
+             "on each new task alone (fixed size; forgets)", _lifelong_rl("finetune-rl")),
+    Baseline("progressive-rl", "lifelong", "progressive nets trained by RL + BC: a new actor column per task "
+             "(laterals from frozen earlier columns, per-task critic); grows with every task",
+             _lifelong_rl("progressive-rl")),
 )}
 
 

@@ -5,12 +5,24 @@
   mtrl-pcgrad  mtrl whose per-task critic and actor losses are combined by PCGrad gradient surgery
   distral      per-task agents regularised toward a distilled policy pi0 (the one evaluated)
 
+Lifelong (tasks added one at a time in the --tasks order; each stage is RL + BC on the new task alone, then every
+task seen so far is evaluated; needs --demos; --steps is per added task):
+
+  finetune-rl     one fixed-size goal-conditioned agent carried from task to task (it may forget)
+  progressive-rl  a new actor column per task, laterals from the frozen earlier ones (grows; never forgets)
+
+A lifelong run folder holds history.json (per stage: every seen task's score, effective tasks, parameter count,
+checkpoint), forgetting.png and stage_NN/ (one MTRL-Demo run each). Rerunning with the same --out continues with
+the next task of the order; --add N adds at most N tasks per command.
+
 All tasks must share observation and action sizes (Meta-World's 16: 39-D state, 4-D action). Writes
 runs/<date>-<method>-<N>tasks/ (or --out): config.yaml, checkpoints/policy.safetensors (the unified policy, one
 goal per task), train.csv, eval_history.csv, eval.csv/eval.png (per-task success, effective number of tasks).
 
   polytask train-multitask --method mtrl --tasks 'metaworld/*' --steps 1600000 --set network.obs=state
   polytask train-multitask --method mtrl-demo --tasks metaworld/door-open metaworld/drawer-close --demos data/mw
+  polytask train-multitask --method finetune-rl --tasks metaworld/door-open metaworld/drawer-close --demos data/mw \
+      --set network.obs=state --out runs/ft --add 1
 """
 
 from __future__ import annotations
@@ -19,13 +31,15 @@ import argparse
 import json
 
 NAME = "train-multitask"
-HELP = "train a multi-task RL baseline (MTRL, MTRL-Demo, MTRL-PCGrad, Distral) on several tasks at once"
+HELP = ("train a multi-task RL baseline (MTRL, MTRL-Demo, MTRL-PCGrad, Distral) on several tasks at once, or a "
+        "lifelong one (Fine-tuning, Progressive Nets by RL + BC) task after task")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from polytask.learning.lifelong_rl import METHODS as LIFELONG
     from polytask.learning.multitask_config import METHODS
 
-    p.add_argument("--method", required=True, choices=METHODS, help="which baseline")
+    p.add_argument("--method", required=True, choices=[*METHODS, *LIFELONG], help="which baseline")
     p.add_argument("--tasks", nargs="+", required=True,
                    help="registry task names or globs, e.g. 'metaworld/*' or metaworld/door-open metaworld/hammer")
     p.add_argument("--demos", help="episode store holding every task's demos (mtrl-demo)")
@@ -37,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device: cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--add", type=int, metavar="N",
+                   help="lifelong methods: add at most N more tasks in this command (default: all remaining)")
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -68,8 +84,16 @@ def _task_names(patterns: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from polytask.learning.distill.baselines import get
 
-    summary = get(args.method).runner(_task_names(args.tasks), demos=args.demos or "", steps=args.steps,
-                                      config=args.config, overrides=_overrides(args), run_dir=args.out)
-    print(json.dumps({"run_dir": summary["run_dir"], "method": summary["method"], "step": summary["step"],
-                      "effective_tasks": summary["effective_tasks"], "eval_final": summary["eval_final"]}))
+    baseline = get(args.method)
+    extra: dict = {}
+    if baseline.kind == "lifelong":
+        if args.add is not None and args.add < 1:
+            raise ValueError(f"--add is {args.add}; give a number of tasks >= 1")
+        extra["add"] = args.add
+    elif args.add is not None:
+        raise ValueError(f"--add applies to the lifelong methods only, not --method {args.method}")
+    summary = baseline.runner(_task_names(args.tasks), demos=args.demos or "", steps=args.steps, config=args.config,
+                              overrides=_overrides(args), run_dir=args.out, **extra)
+    keys = ["run_dir", "method", "step", "effective_tasks", "eval_final", "stages", "parameters"]
+    print(json.dumps({k: summary[k] for k in keys if k in summary}))
     return 0
