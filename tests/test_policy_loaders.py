@@ -38,4 +38,4 @@ def test_a_checkpoint_that_is_not_a_policy_is_named(tmp_path):
         load_any_policy(path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_any_policy(tmp_path / "missing.safetensors")
-    assert set(LOADERS) == {"expert", "student", "multitask-rl", "progressive"}
+    assert set(LOADERS) == {"expert", "student", "multitask-rl", "progressive", "progressive-rl"}
