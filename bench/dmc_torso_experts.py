@@ -3,7 +3,10 @@
 The paper's DMC demos come from experts trained on the environment reward. Here variant 0 (dm_control's own
 cheetah) learns from scratch, and every further variant starts from its neighbour's weights (`--init-from`,
 torso half-length +0.1 m) and keeps learning on its own reward: the morphologies are close, so a warm start
-buys most of the budget a from-scratch run would need, which matters on a 2-core CPU. Then each expert's mean
+buys most of the budget a from-scratch run would need, which matters on a 2-core CPU. A warm-started variant
+explores like the end of variant 0's run (its schedule's final std, no uniform-random steps): restarting the
+schedule at std 1.0 filled the fresh replay with near-random episodes and undid the transfer (variant 1: eval
+return 412 at the warm start, 182 after 30k steps). Then each expert's mean
 actions roll out `--demos` episodes (state only) into one episode store, the input of DMC distillation.
 
 Resumable: a variant whose run reached its step budget is skipped, a partial one resumes from its checkpoint,
@@ -22,6 +25,7 @@ import json
 import time
 from pathlib import Path
 
+from polytask.learning.agent import schedule_value
 from polytask.learning.atomic import write_text
 from polytask.learning.checkpoint import read_header
 from polytask.learning.config import load_config
@@ -42,15 +46,21 @@ def trained_steps(run_dir: Path) -> int:
     return int(read_header(ckpt)["step"]) if ckpt.exists() else -1
 
 
-def train_variant(variant: int, run_dir: Path, cfg_path: str | None, steps: int, init_from: Path | None) -> float:
+def warm_start_overrides(cfg_path: str | None, base_steps: int, init_from: Path) -> dict[str, object]:
+    """Continue where the base run's exploration ended: its schedule's std at `base_steps`, no uniform actions."""
+    agent = load_config(ExpertConfig, cfg_path).agent
+    return {"train.init_from": str(init_from), "agent.num_expl_steps": 0,
+            "agent.stddev_schedule": schedule_value(agent.stddev_schedule, base_steps)}
+
+
+def train_variant(variant: int, run_dir: Path, cfg_path: str | None, steps: int,
+                  extra: dict[str, object]) -> float:
     """Train (or resume) one variant's expert; returns wall seconds spent in this call."""
     start = time.time()
     if trained_steps(run_dir) >= steps:
         return 0.0
     overrides = {"train.task": f"dmc/cheetah-run-torso-{variant}", "train.demos": "", "train.steps": steps,
-                 "bc.pretrain_steps": 0, "agent.bc_regularize": False, "train.progress": False}
-    if init_from is not None:
-        overrides["train.init_from"] = str(init_from)
+                 "bc.pretrain_steps": 0, "agent.bc_regularize": False, "train.progress": False, **extra}
     if (run_dir / "checkpoints" / LATEST).exists():
         trainer = ExpertTrainer.resume(run_dir, {"train.steps": steps})
     else:
@@ -88,7 +98,8 @@ def main() -> None:
         run_dir = Path(args.base_run) if (variant == 0 and args.base_run) else root / "runs" / f"torso{variant}"
         steps = args.base_steps if variant == 0 else args.variant_steps
         init = None if variant == 0 else (previous or root / "runs" / f"torso{variant - 1}")
-        wall = train_variant(variant, run_dir, args.config, steps, init)
+        extra = {} if init is None else warm_start_overrides(args.config, args.base_steps, init)
+        wall = train_variant(variant, run_dir, args.config, steps, extra)
         previous = run_dir
         task = f"dmc/cheetah-run-torso-{variant}"
         have = len(EpisodeStore(store).episodes(task)) if store.exists() else 0
