@@ -67,3 +67,14 @@ def test_readme_topic_table_is_generated_from_the_topic_module() -> None:
     assert topics.with_readme_section(readme) == readme, \
         "README topic table is stale: python -m polytask.ros.topics --write-readme README.md"
     assert "`/robot/action`" in readme and "| Topic | Type | QoS | Publishers | Subscribers | What |" in readme
+
+
+@pytest.mark.parametrize("command", ["train-expert", "train-multitask", "distill"])
+def test_set_takes_several_pairs_per_flag_and_repeats(command):
+    """One grammar for --set on every training command: `--set a=1 b=2 --set c=3`."""
+    from polytask.cli import build_parser
+
+    required = {"train-expert": [], "train-multitask": ["--method", "mtrl", "--tasks", "x"],
+                "distill": ["--experts", "scripted", "--stores", "s", "--out", "o"]}[command]
+    args = build_parser().parse_args([command, *required, "--set", "a=1", "b=2", "--set", "c=3"])
+    assert args.set == ["a=1", "b=2", "c=3"]

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per task (0: skip evaluation)")
     p.add_argument("--eval-seed", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing distillation state")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. lr=1e-3 student.hidden=512 (YAML values)")
     p.add_argument("--no-progress", action="store_true")
 

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", help="parent folder of runs (default runs)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--bc-steps", type=int, help="BC pretraining steps (0 = skip)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set agent.batch_size=64 (value parsed as YAML)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--demos", help="episode store holding every task's demos (mtrl-demo)")
     p.add_argument("--steps", type=int, help="agent steps over all tasks (env frames = steps x action repeat)")
     p.add_argument("--config", help="YAML file of MultiTaskConfig values (e.g. config/multitask_rl.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set network.obs=state (value parsed as YAML)")
     p.add_argument("--out", help="run folder (default runs/<date>-<method>-<N>tasks)")
     p.add_argument("--device", help="torch device: cpu or cuda (default cpu)")
