@@ -50,14 +50,30 @@ class Baseline:
         return self.runner is not None
 
 
+def _has_success_rule(task: str) -> bool:
+    from polytask.sim import registry
+
+    probe = registry.make(task, render=False)
+    try:
+        return probe.spec.has_success
+    finally:
+        probe.close()
+
+
 def demo_datasets(store: EpisodeStore, tasks: Sequence[str], demos_per_task: int = 1) -> dict[str, TaskData]:
-    """The first `demos_per_task` successful demos of each task as (state, demo action) rows for GCBC."""
+    """The first `demos_per_task` demos of each task as (state, demo action) rows for GCBC.
+
+    Only successful demos count where the suite has a success rule; DMC (scored by return) takes the expert's
+    rollouts as they are, as its demos were recorded.
+    """
     out = {}
     for task in tasks:
-        eps = [ep for _, ep in store.iter_episodes(task) if ep.episode_success][:demos_per_task]
+        need_success = _has_success_rule(task)
+        eps = [ep for _, ep in store.iter_episodes(task) if ep.episode_success or not need_success]
+        eps = eps[:demos_per_task]
         if len(eps) < demos_per_task:
-            raise ValueError(f"demo store {store.root}: {len(eps)} successful demos of {task!r}, "
-                             f"need {demos_per_task}")
+            kind = "successful demos" if need_success else "demos"
+            raise ValueError(f"demo store {store.root}: {len(eps)} {kind} of {task!r}, need {demos_per_task}")
         out[task] = TaskData(task=task, task_id=eps[0].task_id,
                              states=np.concatenate([ep.state[:-1] for ep in eps]),
                              actions=np.concatenate([ep.action for ep in eps]), episodes=len(eps),
