@@ -12,3 +12,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AMENT_PREFIX_PATH", str(Path(sys.prefix)))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+import pytest  # noqa: E402  (after the environment above, which must precede any MuJoCo import)
+
+# Two Meta-World tasks whose 5 scripted state demos the multi-task and lifelong RL tests share.
+RL_PAIR = ["metaworld/button-press-topdown", "metaworld/coffee-button"]
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks on a shared 2-core machine: a second torch thread only adds contention (measured 17x)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def rl_pair_demos(tmp_path_factory) -> Path:
+    """5 successful scripted demos (states only) of each task of RL_PAIR, recorded once per test session."""
+    from polytask.learning.demos import record_demos
+
+    out = tmp_path_factory.mktemp("rl_pair_demos")
+    for task in RL_PAIR:
+        assert record_demos(task, 5, out, render=False, progress=False).kept == 5
+    return out

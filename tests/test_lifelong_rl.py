@@ -12,14 +12,13 @@ import pytest
 import torch
 
 from polytask.learning.checkpoint import load_checkpoint
-from polytask.learning.demos import record_demos
 from polytask.learning.distill.baselines import BASELINES
 from polytask.learning.distill.lifelong import read_history
 from polytask.learning.lifelong_rl import run_lifelong_rl
 from polytask.learning.policy_loaders import load_any_policy
 from polytask.sim import registry
 
-TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]
+TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]  # = conftest.RL_PAIR (rl_pair_demos)
 EVAL_EPISODES = 5
 # MTRL-Demo's learning recipe of tests/test_multitask_rl.py, per stage on one task: BC pretraining 500 steps, then
 # 150 RL + BC steps (at this tiny scale more RL steps first erode what BC taught: measured with 300 steps the new
@@ -31,21 +30,12 @@ RECIPE = {"train.threads": 1, "train.progress": False, "network.obs": "state", "
 BOUND = 0.6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks on a shared 2-core machine: a second torch thread only adds contention."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("ll_demos")
-    for task in TASKS:
-        assert record_demos(task, 5, out, render=False, progress=False).kept == 5
-    return out
+@pytest.fixture(scope="session")
+def demos(rl_pair_demos) -> Path:
+    return rl_pair_demos
 
 
 @pytest.fixture(scope="module")

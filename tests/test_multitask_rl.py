@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from polytask.learning.config import ConfigError, load_config
-from polytask.learning.demos import record_demos
 from polytask.learning.distill.baselines import BASELINES, get
 from polytask.learning.expert_config import AgentConfig
 from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAgent, gaussian_kl, task_rows
@@ -22,7 +21,7 @@ from polytask.learning.networks import NetworkSpec
 from polytask.sim import registry
 from polytask.sim.task import TaskSpec
 
-TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]
+TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]  # = conftest.RL_PAIR (rl_pair_demos)
 SPEC = NetworkSpec(obs_modality="state", obs_shape=(6,), action_dim=2, goal_modality="onehot", goal_dim=2, hidden=32,
                    actor_layers=2)
 # A tiny state-based run: small networks, one thread, no waiting for seed frames.
@@ -32,21 +31,12 @@ TINY = {"train.threads": 1, "train.progress": False, "network.obs": "state", "ne
         "train.save_every": 0, "agent.stddev_schedule": "0.3"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks on a shared 2-core machine: a second torch thread only adds contention (measured 17x)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("mt_demos")
-    for task in TASKS:
-        assert record_demos(task, 5, out, render=False, progress=False).kept == 5
-    return out
+@pytest.fixture(scope="session")
+def demos(rl_pair_demos) -> Path:
+    return rl_pair_demos
 
 
 def _batch(rng: np.random.Generator, n: int = 64) -> dict[str, np.ndarray]:
