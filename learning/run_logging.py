@@ -100,7 +100,11 @@ class RunLogger:
             return list(csv.DictReader(fh))
 
     def plot_curves(self) -> Path | None:
-        """curves.png: eval success rate and return, training episode return, against env frames."""
+        """curves.png: eval score and return, training episode return, against env frames.
+
+        The score is the suite's rule (success rate; DMC return / 1000), so the first panel means something on
+        every suite.
+        """
         evals, train = self.read("eval"), self.read("train")
         if not evals and not train:
             return None
@@ -114,11 +118,12 @@ class RunLogger:
 
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
         if evals:
-            axes[0].plot(col(evals, "frames"), col(evals, "success_rate"), marker="o")
+            axes[0].plot(col(evals, "frames"), col(evals, "score"), marker="o")
             axes[1].plot(col(evals, "frames"), col(evals, "return"), marker="o")
         if train:
             axes[2].plot(col(train, "frames"), col(train, "episode_return"), lw=0.8)
-        for ax, title in zip(axes, ("eval success rate", "eval return", "train episode return"), strict=True):
+        titles = ("eval score (success rate; DMC return/1000)", "eval return", "train episode return")
+        for ax, title in zip(axes, titles, strict=True):
             ax.set_title(title)
             ax.set_xlabel("env frames")
             ax.grid(alpha=0.3)
