@@ -15,19 +15,33 @@ Methods (one registry, `METHOD_LEARNERS`):
   toward π0, and π0 trained on all tasks' replay states every update; π0 is the unified policy.
 
 A run folder holds config.yaml, checkpoints/policy.safetensors (the unified policy: encoder, actor, one goal per
-task; `load_multitask_policy` rebuilds it, never unpickling), train.csv (one row per episode), eval_history.csv
-(per-task score and the effective number of tasks at every evaluation) and eval.csv/eval.png (final per-task
-table with the effective number of tasks, learning/distill/report.py). Runs are not resumable.
+task; `load_multitask_policy` rebuilds it, never unpickling), checkpoints/latest.safetensors (the full training
+state, below), replay/<task>/ (each task's episodes), train.csv (one row per episode), eval_history.csv (per-task
+score and the effective number of tasks at every evaluation) and eval.csv/eval.png (final per-task table with the
+effective number of tasks, learning/distill/report.py).
+
+Runs resume exactly after a kill, as the expert's do (learning/trainer.py), and for the same reason checkpoints
+land at episode ends (every `train.save_every` steps, after BC pretraining, and at the end): an episode boundary
+needs no simulator state. latest.safetensors holds every learner's weights and Adam moments (the shared agent; or
+Distral's per-task agents, π0 and π0's optimiser; each learner's `state_tensors`), the PCGrad and batch-split
+numpy RNGs, torch/numpy/Python RNG states, every task's replay and demo sampler state, the counters (`RunState`)
+and the evaluation history. `MultiTaskRLTrainer.resume(run_dir)` reloads exactly the first `episodes_stored` of
+each task's replay episodes (later ones, written by the killed process, move to `replay-orphans/<task>/`), drops
+train.csv rows past the checkpoint's step and rewrites eval_history.csv from the checkpoint, so on CPU with the
+same thread count a resumed run repeats the uninterrupted one bit for bit (tests/test_multitask_resume.py).
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
+import math
 import random
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,8 +52,19 @@ from torch import Tensor
 from polytask.learning.agent import ExpertAgent
 from polytask.learning.atomic import write_text
 from polytask.learning.bc import pretrain_bc
-from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, save_checkpoint
-from polytask.learning.config import ConfigError, dump_yaml, to_dict
+from polytask.learning.checkpoint import (
+    CheckpointError,
+    config_hash,
+    load_checkpoint,
+    load_module,
+    load_optimizer,
+    module_tensors,
+    optimizer_tensors,
+    restore_rng,
+    rng_tensors,
+    save_checkpoint,
+)
+from polytask.learning.config import ConfigError, dump_yaml, load_config, to_dict
 from polytask.learning.distill import goals as goal_lib
 from polytask.learning.distill.report import per_task_rows, table, write_rows
 from polytask.learning.episodes import Episode, EpisodeStore
@@ -49,14 +74,16 @@ from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAge
 from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
-from polytask.learning.run_logging import Progress, make_run_dir
+from polytask.learning.run_logging import Progress, _truncate_csv, make_run_dir
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
 
 log = logging.getLogger(__name__)
 
 KIND = "multitask-rl"
+STATE_KIND = "multitask-rl-state"  # the full training state (not a policy: `polytask eval` refuses it by kind)
 POLICY_FILE = "policy.safetensors"
+LATEST = "latest.safetensors"
 EVAL_SEED = 1_000_000  # evaluation placements never coincide with training ones (as for experts)
 VECTOR_GOALS = ("onehot", "sinusoid", "language")
 TRAIN_COLUMNS = ["step", "frames", "episode", "task", "episode_return", "episode_score", "episode_success",
@@ -125,6 +152,31 @@ class MultiTaskReplay:
         """Demo (obs, action) rows from every task, `goal` per row (what Eq. 1's BC term and BC pretraining read)."""
         return self._mix(self.demos, batch, "sample_bc")
 
+    def state(self) -> dict[str, Any]:
+        """The samplers' state: the batch split's RNG and every task's replay and demo buffer (JSON)."""
+        return {"rng": self.rng.bit_generator.state,
+                "replay": {t: b.state() for t, b in self.replay.items()},
+                "demos": {t: b.state() for t, b in self.demos.items()}}
+
+    def load_state(self, state: Mapping[str, Any], where: str = "checkpoint") -> None:
+        """Restore `state()` (the replay episodes themselves are reloaded from the stores beforehand)."""
+        missing = [t for t in self.tasks if t not in state["replay"] or t not in state["demos"]]
+        if missing:
+            raise CheckpointError(f"{where}: no replay state for tasks {missing}")
+        self.rng.bit_generator.state = state["rng"]
+        for t in self.tasks:
+            self.replay[t].load_state(state["replay"][t])
+            self.demos[t].load_state(state["demos"][t])
+
+
+def _prefixed(prefix: str, tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {f"{prefix}/{k}": v for k, v in tensors.items()}
+
+
+def _unprefixed(prefix: str, tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
+
 
 class Learner(Protocol):
     """What the loop needs of a method: act in a task, learn from the replay, and the unified policy's modules."""
@@ -134,6 +186,12 @@ class Learner(Protocol):
     def update(self, data: MultiTaskReplay, task: str, step: int) -> dict[str, float]: ...
 
     def policy_modules(self) -> tuple[Encoder, Actor]: ...
+
+    def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything a resumed run needs of the learner: weights, optimiser moments, its own RNGs."""
+        ...
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any], where: str) -> None: ...
 
 
 class SharedLearner:
@@ -159,6 +217,22 @@ class SharedLearner:
 
     def policy_modules(self) -> tuple[Encoder, Actor]:
         return self.agent.nets.encoder, self.agent.nets.actor
+
+    def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        tensors, agent_meta = self.agent.state_tensors(with_optim=True)
+        tensors.pop("goal", None)  # the goal of the task played last: the next `act` sets its own task's goal
+        meta: dict[str, Any] = {"agent": agent_meta}
+        if isinstance(self.agent, PCGradAgent):  # PCGrad shuffles the task order of its projections
+            meta["pcgrad_rng"] = self.agent.rng.bit_generator.state
+        return _prefixed("agent", tensors), meta
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any], where: str) -> None:
+        self.agent.load_state_tensors(_unprefixed("agent", tensors), meta["agent"], where)
+        if isinstance(self.agent, PCGradAgent):
+            if "pcgrad_rng" not in meta:
+                raise CheckpointError(f"{where}: PCGrad agent without its RNG state (saved by another method?)")
+            self.agent.rng.bit_generator.state = meta["pcgrad_rng"]
+        self._goal_of = None  # the next act sets the goal of the task it plays
 
 
 class DistralLearner:
@@ -189,6 +263,29 @@ class DistralLearner:
 
     def policy_modules(self) -> tuple[Encoder, Actor]:
         return self.centroid.encoder, self.centroid.actor
+
+    def state_tensors(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Every task's agent under `agent/<task>/`, π0 and its Adam state under `centroid/`."""
+        c = self.centroid
+        tensors = {**module_tensors("centroid/encoder", c.encoder), **module_tensors("centroid/actor", c.actor)}
+        opt_t, opt_meta = optimizer_tensors("centroid/opt", c.opt)
+        tensors.update(opt_t)
+        meta: dict[str, Any] = {"centroid_opt": opt_meta, "agents": {}}
+        for t, agent in self.agents.items():
+            agent_t, meta["agents"][t] = agent.state_tensors(with_optim=True)
+            tensors.update(_prefixed(f"agent/{t}", agent_t))
+        return tensors, meta
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any], where: str) -> None:
+        missing = [t for t in self.agents if t not in meta.get("agents", {})]
+        if missing:
+            raise CheckpointError(f"{where}: no Distral agent state for tasks {missing}")
+        c, tensors = self.centroid, dict(tensors)
+        load_module(c.encoder, tensors, "centroid/encoder", where)
+        load_module(c.actor, tensors, "centroid/actor", where)
+        load_optimizer(c.opt, tensors, meta["centroid_opt"], "centroid/opt", where)
+        for t, agent in self.agents.items():
+            agent.load_state_tensors(_unprefixed(f"agent/{t}", tensors), meta["agents"][t], where)
 
 
 @dataclass(frozen=True)
@@ -281,13 +378,33 @@ def load_multitask_policy(path: str | Path, device: str | torch.device = "cpu") 
 
 
 # --- the loop --------------------------------------------------------------------------------------------
+@dataclass
+class RunState:
+    """The run's counters, saved in the full checkpoint's header."""
+
+    step: int = 0  # agent steps over all tasks
+    episode: int = 0
+    updates: int = 0
+    pretrained: bool = False  # BC pretraining done (or none to do)
+    started: bool = False  # the evaluation at step 0 done
+    last_eval: int = 0
+    last_save: int = 0
+    episodes_stored: dict[str, int] = field(default_factory=dict)  # per task: replay episodes in the store
+    wall_s: float = 0.0  # training seconds before the last (re)start, so wall_s columns run on after a resume
+    bc_loss_first: float | None = None
+    bc_loss_last: float | None = None
+
+
+BuildFn = Callable[[NetworkSpec, MultiTaskConfig, torch.device, Mapping[str, np.ndarray]], Learner]
+
+
 class MultiTaskRLTrainer:
-    """`MultiTaskRLTrainer(cfg).run()`: one multi-task RL run of `cfg.train.method` on `cfg.train.tasks`."""
+    """`MultiTaskRLTrainer(cfg).run()`: one multi-task RL run of `cfg.train.method` on `cfg.train.tasks`;
+    `MultiTaskRLTrainer.resume(run_dir).run()` continues a killed one."""
 
     def __init__(self, cfg: MultiTaskConfig, run_dir: str | Path | None = None,
-                 goals: Mapping[str, np.ndarray] | None = None,
-                 build: Callable[[NetworkSpec, MultiTaskConfig, torch.device, Mapping[str, np.ndarray]],
-                                 Learner] | None = None) -> None:
+                 goals: Mapping[str, np.ndarray] | None = None, build: BuildFn | None = None,
+                 _resume: bool = False) -> None:
         """`goals` and `build` are hooks for runs that train on a subset of a larger task set (the lifelong
         baselines, learning/lifelong_rl.py): `goals` fixes each task's goal vector (e.g. one-hot slots for every
         task of a sequence, so the network never changes size) instead of indexing `train.tasks`; `build`
@@ -355,10 +472,11 @@ class MultiTaskRLTrainer:
             run_dir = make_run_dir(tc.runs_dir, tc.name or f"{tc.method}-{len(self.names)}tasks")
         self.run_dir = Path(run_dir)
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
+        if not _resume:
+            write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
 
         def buffer(t: str, i: int) -> ReplayBuffer:
-            store = EpisodeStore(self.run_dir / "replay" / t.replace("/", "-"))
+            store = EpisodeStore(self._replay_dir(t))
             return ReplayBuffer(cfg.replay.capacity, self.pixels, self.spec.frame_stack,
                                 cfg.agent.n_step or self.tasks[t].spec.n_step, cfg.agent.gamma,
                                 seed=tc.seed + 10 * i, store=store)
@@ -370,11 +488,53 @@ class MultiTaskRLTrainer:
         self.data = MultiTaskReplay(self.names, self.goals, buffer, demo_buffer, seed=tc.seed)
         if self.method.uses_demos:
             self._load_demos()
-        self.step = self.episode = self.updates = 0
+        self.state = RunState()
+        self.hash = config_hash(to_dict(cfg))
         self.last_metrics: dict[str, float] = {}
         self.eval_history: list[dict[str, Any]] = []
         self._eval_tasks: dict[str, Task] = {}
         self._start = time.time()
+        self.on_update: Callable[[int, dict[str, float]], None] | None = None  # e.g. tests recording every update
+
+    # The counters live in `state` (saved with checkpoints); these read them as before.
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    @property
+    def episode(self) -> int:
+        return self.state.episode
+
+    @property
+    def updates(self) -> int:
+        return self.state.updates
+
+    def _replay_dir(self, task: str) -> Path:
+        return self.run_dir / "replay" / task.replace("/", "-")
+
+    def _wall_s(self) -> float:
+        return self.state.wall_s + time.time() - self._start
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: Mapping[str, Any] | None = None,
+               goals: Mapping[str, np.ndarray] | None = None, build: BuildFn | None = None) -> MultiTaskRLTrainer:
+        """Continue a run from `run_dir/checkpoints/latest.safetensors` with its saved config (+ overrides, e.g.
+        `{"train.steps": N}` to train on). `goals` and `build` as for the constructor (the lifelong stages)."""
+        run_dir = Path(run_dir)
+        ckpt = run_dir / "checkpoints" / LATEST
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{run_dir}: no checkpoint {ckpt.relative_to(run_dir)} to resume from "
+                                    f"(train.save_every > 0 writes one every that many steps)")
+        cfg = load_config(MultiTaskConfig, run_dir / "config.yaml", dict(overrides or {}))
+        trainer = cls(cfg, run_dir, goals=goals, build=build, _resume=True)
+        try:
+            trainer._load(ckpt)
+        except Exception:
+            trainer.close()
+            raise
+        if overrides:
+            write_text(run_dir / "config.yaml", dump_yaml(cfg))
+        return trainer
 
     def _load_demos(self) -> None:
         tc = self.cfg.train
@@ -413,59 +573,121 @@ class MultiTaskRLTrainer:
             row[f"score/{t}"], row[f"return/{t}"] = scores[t], returns[t]
         self.eval_history.append(row)
         write_rows(self.eval_history, self.run_dir / "eval_history.csv")
+        self.state.last_eval = self.step
         return scores
 
     def save(self) -> Path:
+        """The full training state (checkpoints/latest.safetensors) and the unified policy (policy.safetensors);
+        returns the policy's path."""
+        st = self.state
+        st.episodes_stored = {t: b.episodes_added for t, b in self.data.replay.items()}
+        st.wall_s, self._start, st.last_save = round(self._wall_s(), 2), time.time(), st.step
+        tensors, learner_meta = self.learner.state_tensors()
+        rng_t, rng_meta = rng_tensors()
+        tensors.update(rng_t)
+        base = {"method": self.cfg.train.method, "step": st.step, "frames": st.step * self.action_repeat,
+                "config": to_dict(self.cfg)}
+        ckpt_dir = self.run_dir / "checkpoints"
+        save_checkpoint(ckpt_dir / LATEST, tensors, {
+            **base, "kind": STATE_KIND, "network": self.spec.to_dict(), "tasks": self.names,
+            "config_hash": self.hash, "run_state": dataclasses.asdict(st), "learner": learner_meta, "rng": rng_meta,
+            "replay": self.data.state(), "eval_history": self.eval_history,
+            "last_metrics": {k: v for k, v in self.last_metrics.items() if math.isfinite(v)}})  # JSON has no NaN
         encoder, actor = self.learner.policy_modules()
-        return save_multitask_policy(self.run_dir / "checkpoints" / POLICY_FILE, encoder, actor, self.spec,
-                                     self.goals, {"method": self.cfg.train.method, "step": self.step,
-                                                  "frames": self.step * self.action_repeat,
-                                                  "config": to_dict(self.cfg)})
+        return save_multitask_policy(ckpt_dir / POLICY_FILE, encoder, actor, self.spec, self.goals, base)
+
+    def _load(self, path: Path) -> None:
+        where = str(path)
+        tensors, header = load_checkpoint(path, expect={"kind": STATE_KIND, "network": self.spec, "tasks": self.names,
+                                                        "method": self.cfg.train.method}, device="cpu")
+        names = {f.name for f in dataclasses.fields(RunState)}
+        self.state = RunState(**{k: v for k, v in header["run_state"].items() if k in names})
+        self.learner.load_state_tensors(tensors, header["learner"], where)
+        # Episodes the killed process stored after this checkpoint are not part of the resumed history.
+        for t, buf in self.data.replay.items():
+            keep = int(self.state.episodes_stored.get(t, 0))
+            orphans = EpisodeStore(self._replay_dir(t)).paths()[keep:]
+            if orphans:
+                dest = self.run_dir / "replay-orphans" / self._replay_dir(t).name
+                dest.mkdir(parents=True, exist_ok=True)
+                for p in orphans:
+                    shutil.move(str(p), dest / p.name)
+                log.info("%s: moved %d episodes stored after the checkpoint to %s", t, len(orphans), dest)
+            buf.store = EpisodeStore(self._replay_dir(t))
+            buf.reload(keep)
+        self.data.load_state(header["replay"], where)
+        self.eval_history = list(header.get("eval_history", []))
+        self.last_metrics = dict(header.get("last_metrics", {}))
+        if self.eval_history:
+            write_rows(self.eval_history, self.run_dir / "eval_history.csv")
+        else:
+            (self.run_dir / "eval_history.csv").unlink(missing_ok=True)
+        _truncate_csv(self.run_dir / "train.csv", TRAIN_COLUMNS, self.state.step)
+        restore_rng(tensors, header["rng"])
+        self._start = time.time()
+        log.info("resumed %s at step %d (episode %d)", self.run_dir, self.state.step, self.state.episode)
 
     # --- training ------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        tc = self.cfg.train
+        """Pretraining, the evaluation at step 0, `train.steps` steps, the final evaluation and checkpoint; a resumed
+        run skips what its checkpoint says is done."""
+        tc, st = self.cfg.train, self.state
         summary: dict[str, Any] = {"run_dir": str(self.run_dir), "method": tc.method, **self.pretrain()}
-        summary["eval_start"] = self.evaluate()
+        if not st.started:
+            summary["eval_start"] = self.evaluate()
+            st.started = True
         self._train()
-        summary["eval_final"] = self.evaluate()
-        self.save()
+        if st.last_eval == st.step and self.eval_history:  # resumed from the final checkpoint: nothing new to score
+            last = self.eval_history[-1]
+            summary["eval_final"] = {t: float(last[f"score/{t}"]) for t in self.names}
+        else:
+            summary["eval_final"] = self.evaluate()
+        if st.last_save != st.step or not (self.run_dir / "checkpoints" / POLICY_FILE).exists():
+            self.save()
         rows = per_task_rows({tc.method: summary["eval_final"]}, self.names)
         table(rows, self.run_dir / "eval", title=f"{tc.method}: success per task after {self.step} steps")
-        summary.update(step=self.step, updates=self.updates, wall_s=round(time.time() - self._start, 1),
+        summary.update(step=self.step, updates=self.updates, wall_s=round(self._wall_s(), 1),
                        effective_tasks=float(sum(summary["eval_final"].values())))
         return summary
 
     def pretrain(self) -> dict[str, float]:
-        """Multi-task BC pretraining on every task's demos (demo methods with bc.pretrain_steps > 0); returns the
-        first and last loss, or nothing when there is none to do."""
-        cfg = self.cfg
-        if not (self.method.uses_demos and cfg.bc.pretrain_steps > 0):
+        """Multi-task BC pretraining on every task's demos (demo methods with bc.pretrain_steps > 0), then a
+        checkpoint (with train.save_every > 0); returns the first and last loss, or nothing when there was none.
+        A resumed run does not pretrain again."""
+        cfg, st = self.cfg, self.state
+        if not st.pretrained:
+            st.pretrained = True
+            if not (self.method.uses_demos and cfg.bc.pretrain_steps > 0):
+                return {}
+            agent = self.learner.agent  # type: ignore[attr-defined]  (demo methods share one agent)
+            losses = pretrain_bc(agent, self.data, cfg.bc.pretrain_steps, cfg.bc.batch_size, cfg.bc.lr)  # type: ignore[arg-type]
+            st.bc_loss_first, st.bc_loss_last = losses[0], losses[-1]
+            if cfg.train.save_every > 0:
+                self.save()
+        if st.bc_loss_first is None or st.bc_loss_last is None:
             return {}
-        agent = self.learner.agent  # type: ignore[attr-defined]  (demo methods share one agent)
-        losses = pretrain_bc(agent, self.data, cfg.bc.pretrain_steps, cfg.bc.batch_size, cfg.bc.lr)  # type: ignore[arg-type]
-        return {"bc_loss_first": losses[0], "bc_loss_last": losses[-1]}
+        return {"bc_loss_first": st.bc_loss_first, "bc_loss_last": st.bc_loss_last}
 
     def train(self) -> None:
-        """The RL loop alone (no pretraining, evaluation or checkpoint): `train.steps` agent steps."""
+        """The RL loop alone (no pretraining or final evaluation): on to `train.steps` agent steps, with the
+        periodic evaluations and checkpoints."""
         self._train()
 
     def _train(self) -> None:
-        cfg, tc = self.cfg, self.cfg.train
+        cfg, tc, st = self.cfg, self.cfg.train, self.state
         seed_steps = tc.seed_frames // self.action_repeat
         every = cfg.agent.update_every_steps
         stacker = FrameStacker(self.spec.frame_stack, self.pixels)
-        progress = Progress(tc.steps, 0, self.action_repeat, enabled=tc.progress, desc=f"train {tc.method}")
-        last_eval = last_save = 0
+        progress = Progress(tc.steps, st.step, self.action_repeat, enabled=tc.progress, desc=f"train {tc.method}")
         try:
-            while self.step < tc.steps:
-                name = self.names[self.episode % len(self.names)]
+            while st.step < tc.steps:
+                name = self.names[st.episode % len(self.names)]
                 task = self.tasks[name]
-                step = task.reset(seed=tc.seed * 1_000_003 + self.episode)
+                step = task.reset(seed=tc.seed * 1_000_003 + st.episode)
                 x = stacker.reset(step.pixels if self.pixels else step.state)
                 states, frames, actions, rewards, successes = [step.state], [step.pixels], [], [], []
-                while not step.done and self.step < tc.steps:
-                    action = self.learner.act(name, x, self.step)
+                while not step.done and st.step < tc.steps:
+                    action = self.learner.act(name, x, st.step)
                     step = task.step(action)
                     x = stacker.push(step.pixels if self.pixels else step.state)
                     states.append(step.state)
@@ -473,23 +695,23 @@ class MultiTaskRLTrainer:
                     actions.append(action)
                     rewards.append(step.reward)
                     successes.append(step.success)
-                    self.step += 1
+                    st.step += 1
                     n_up = 0
-                    if self.step >= seed_steps and self.step % every == 0 and len(self.data) > 0:
-                        self.last_metrics = self.learner.update(self.data, name, self.step)
-                        self.updates += 1
+                    if st.step >= seed_steps and st.step % every == 0 and len(self.data) > 0:
+                        self.last_metrics = self.learner.update(self.data, name, st.step)
+                        if self.on_update is not None:
+                            self.on_update(st.step, self.last_metrics)
+                        st.updates += 1
                         n_up = 1
                     progress.advance(1, n_up)
                 episode = self._episode(name, task, states, frames, actions, rewards, successes, step)
                 self.data.replay[name].add(episode)
-                self.episode += 1
+                st.episode += 1
                 self._log_train(name, episode)
-                if tc.eval_every > 0 and self.step - last_eval >= tc.eval_every and self.step < tc.steps:
+                if tc.eval_every > 0 and st.step - st.last_eval >= tc.eval_every and st.step < tc.steps:
                     self.evaluate()
-                    last_eval = self.step
-                if tc.save_every > 0 and self.step - last_save >= tc.save_every:
+                if tc.save_every > 0 and st.step - st.last_save >= tc.save_every:
                     self.save()
-                    last_save = self.step
         finally:
             progress.close()
 
@@ -507,7 +729,7 @@ class MultiTaskRLTrainer:
         path = self.run_dir / "train.csv"
         row = {"step": self.step, "frames": self.step * self.action_repeat, "episode": self.episode, "task": name,
                "episode_return": float(episode.reward.sum()), "episode_score": episode.score,
-               "episode_success": int(episode.episode_success), "wall_s": round(time.time() - self._start, 2),
+               "episode_success": int(episode.episode_success), "wall_s": round(self._wall_s(), 2),
                **self.last_metrics}
         new = not path.exists()
         with open(path, "a", newline="") as fh:

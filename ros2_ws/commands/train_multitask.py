@@ -17,10 +17,14 @@ the next task of the order; --add N adds at most N tasks per command.
 
 All tasks must share observation and action sizes (Meta-World's 16: 39-D state, 4-D action). Writes
 runs/<date>-<method>-<N>tasks/ (or --out): config.yaml, checkpoints/policy.safetensors (the unified policy, one
-goal per task), train.csv, eval_history.csv, eval.csv/eval.png (per-task success, effective number of tasks).
+goal per task), train.csv, eval_history.csv, eval.csv/eval.png (per-task success, effective number of tasks),
+and every --set train.save_every steps checkpoints/latest.safetensors, from which a killed run continues exactly
+with --resume RUN_DIR (its own config; --steps N to train on to N steps). A killed lifelong stage continues from
+its latest checkpoint when rerun with the same --out.
 
   polytask train-multitask --method mtrl --tasks 'metaworld/*' --steps 1600000 --set network.obs=state
   polytask train-multitask --method mtrl-demo --tasks metaworld/door-open metaworld/drawer-close --demos data/mw
+  polytask train-multitask --resume runs/20260101-120000-mtrl-demo-2tasks --steps 200000
   polytask train-multitask --method finetune-rl --tasks metaworld/door-open metaworld/drawer-close --demos data/mw \
       --set network.obs=state --out runs/ft --add 1
 """
@@ -39,9 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from polytask.learning.lifelong_rl import METHODS as LIFELONG
     from polytask.learning.multitask_config import METHODS
 
-    p.add_argument("--method", required=True, choices=[*METHODS, *LIFELONG], help="which baseline")
-    p.add_argument("--tasks", nargs="+", required=True,
-                   help="registry task names or globs, e.g. 'metaworld/*' or metaworld/door-open metaworld/hammer")
+    p.add_argument("--method", choices=[*METHODS, *LIFELONG], help="which baseline (required unless --resume)")
+    p.add_argument("--tasks", nargs="+",
+                   help="registry task names or globs, e.g. 'metaworld/*' or metaworld/door-open metaworld/hammer "
+                        "(required unless --resume)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a multi-task run from its checkpoints/latest.safetensors with its own config "
+                        "(give only --steps/--device/--seed/--set/--no-progress with it)")
     p.add_argument("--demos", help="episode store holding every task's demos (mtrl-demo)")
     p.add_argument("--steps", type=int, help="agent steps over all tasks (env frames = steps x action repeat)")
     p.add_argument("--config", help="YAML file of MultiTaskConfig values (e.g. config/multitask_rl.yaml)")
@@ -81,9 +89,35 @@ def _task_names(patterns: list[str]) -> list[str]:
     return names
 
 
+def _resume(args: argparse.Namespace) -> dict:
+    from polytask.learning.multitask_rl import MultiTaskRLTrainer
+
+    given = [f"--{k.replace('_', '-')}" for k in ("method", "tasks", "demos", "config", "out", "add")
+             if getattr(args, k) is not None]
+    if given:
+        raise ValueError(f"--resume uses the run's own config.yaml and folder; drop {' '.join(given)} (lifelong runs "
+                         "continue by rerunning with the same --out instead)")
+    overrides = _overrides(args)
+    if args.steps is not None:
+        overrides["train.steps"] = args.steps
+    trainer = MultiTaskRLTrainer.resume(args.resume, overrides)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
 def run(args: argparse.Namespace) -> int:
     from polytask.learning.distill.baselines import get
 
+    keys = ["run_dir", "method", "step", "effective_tasks", "eval_final", "stages", "parameters"]
+    if args.resume:
+        summary = _resume(args)
+        print(json.dumps({k: summary[k] for k in keys if k in summary}))
+        return 0
+    missing = [flag for flag, value in (("--method", args.method), ("--tasks", args.tasks)) if not value]
+    if missing:
+        raise ValueError(f"train-multitask needs {' and '.join(missing)} (or --resume RUN_DIR)")
     baseline = get(args.method)
     extra: dict = {}
     if baseline.kind == "lifelong":
@@ -94,6 +128,5 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--add applies to the lifelong methods only, not --method {args.method}")
     summary = baseline.runner(_task_names(args.tasks), demos=args.demos or "", steps=args.steps, config=args.config,
                               overrides=_overrides(args), run_dir=args.out, **extra)
-    keys = ["run_dir", "method", "step", "effective_tasks", "eval_final", "stages", "parameters"]
     print(json.dumps({k: summary[k] for k in keys if k in summary}))
     return 0
