@@ -16,9 +16,10 @@ from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.multitask_rl import LATEST, MultiTaskRLTrainer
 
 TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]  # = conftest.RL_PAIR (rl_pair_demos)
-# Tiny state-based runs (63-step Meta-World episodes): a checkpoint after BC, one at step 126, the end at 250.
+# Tiny state-based runs (63-step Meta-World episodes): a checkpoint after BC, one at step 126, the end at 250. An odd
+# batch size makes the batch split over the tasks random, so its RNG must be restored too.
 TINY = {"train.threads": 1, "train.progress": False, "network.obs": "state", "network.hidden": 32,
-        "network.actor_layers": 2, "agent.batch_size": 32, "bc.pretrain_steps": 20, "bc.batch_size": 32,
+        "network.actor_layers": 2, "agent.batch_size": 33, "bc.pretrain_steps": 20, "bc.batch_size": 32,
         "train.seed_frames": 0, "agent.num_expl_steps": 0, "train.eval_episodes": 1, "train.eval_every": 120,
         "train.save_every": 120, "agent.stddev_schedule": "0.3", "train.steps": 250}
 
