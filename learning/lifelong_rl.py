@@ -23,7 +23,9 @@ learning/distill/lifelong.py), `forgetting.png`, and `stage_NN/` (the stage's MT
 train.csv, replay/, checkpoints/policy.safetensors — a `multitask-rl` or `progressive-rl` checkpoint that
 `polytask eval` loads through learning/policy_loaders.py — and, for fine-tuning, checkpoints/agent.safetensors,
 the full agent the next stage starts from). Rerunning on the same folder continues with the next task of the
-order; a stage killed midway starts over.
+order. A stage killed midway continues from its last full checkpoint (stage_NN/checkpoints/latest.safetensors,
+every `train.save_every` steps and after BC pretraining: the exact resume of learning/multitask_rl.py, with the
+stage's saved config and this command's `train.steps`); without one it starts over.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from polytask.learning.evaluate import evaluate
 from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.multitask_rl import (
     EVAL_SEED,
+    LATEST,
     POLICY_FILE,
     VECTOR_GOALS,
     Learner,
@@ -286,13 +289,19 @@ def add_task_rl(run_dir: str | Path, method: str, order: Sequence[str], cfg: Mul
     new, seen = order[k], list(order[: k + 1])
     goals = sequence_goals(cfg, order)
     stage_dir = run_dir / f"stage_{k + 1:02d}"
-    if stage_dir.exists():
-        shutil.rmtree(stage_dir)  # a stage killed midway: its replay and logs start over with it
     stage_cfg = replace(cfg, train=replace(cfg.train, method="mtrl-demo", tasks=[new], seed=cfg.train.seed + k,
                                            name=""))
     start = time.perf_counter()
-    trainer = MultiTaskRLTrainer(stage_cfg, stage_dir, goals=goals, build=impl.builder(history[-1] if history
-                                                                                       else None))
+    build = impl.builder(history[-1] if history else None)
+    if (stage_dir / "checkpoints" / LATEST).exists():  # a stage killed after a checkpoint continues from it
+        trainer = MultiTaskRLTrainer.resume(stage_dir, {"train.steps": stage_cfg.train.steps,
+                                                        "train.progress": stage_cfg.train.progress},
+                                            goals=goals, build=build)
+        log(f"[lifelong {method}] stage {k + 1} ({new}) resumes at step {trainer.step}")
+    else:
+        if stage_dir.exists():
+            shutil.rmtree(stage_dir)  # killed before any checkpoint: its replay and logs start over with it
+        trainer = MultiTaskRLTrainer(stage_cfg, stage_dir, goals=goals, build=build)
     try:
         params_before = impl.parameters(trainer.learner)
         bc = trainer.pretrain()

@@ -149,3 +149,45 @@ def test_resume_needs_a_checkpoint_and_the_same_network(rl_pair_demos, tmp_path)
     with pytest.raises(CheckpointError, match=r"network\.hidden is 32 in the checkpoint, expected 64"):
         MultiTaskRLTrainer.resume(tmp_path / "run", {"network.hidden": 64})
     assert main(["train-multitask", "--resume", str(tmp_path / "run"), "--method", "mtrl"]) == 1  # names --method
+
+
+def test_a_killed_lifelong_stage_continues_from_its_checkpoint(rl_pair_demos, tmp_path, monkeypatch):
+    """finetune-rl, one stage: killed (an exception) after its step-126 checkpoint, rerun on the same folder, it ends
+    with the agent an uninterrupted stage ends with."""
+    from polytask.learning.checkpoint import load_checkpoint
+    from polytask.learning.distill.lifelong import read_history
+    from polytask.learning.lifelong_rl import AGENT_FILE, run_lifelong_rl
+
+    ov = {k: v for k, v in TINY.items() if k != "train.steps"}
+
+    lines: list[str] = []
+
+    def stage(run_dir: Path) -> dict:
+        return run_lifelong_rl("finetune-rl", TASKS, demos=str(rl_pair_demos), steps=250, overrides=ov,
+                               run_dir=run_dir, add=1, log=lines.append)
+
+    whole = stage(tmp_path / "whole")
+    log_train = MultiTaskRLTrainer._log_train
+
+    def die_after_the_checkpoint(self, name, episode):
+        if self.step > 126:
+            raise RuntimeError("killed")
+        log_train(self, name, episode)
+
+    monkeypatch.setattr(MultiTaskRLTrainer, "_log_train", die_after_the_checkpoint)
+    with pytest.raises(RuntimeError, match="killed"):
+        stage(tmp_path / "killed")
+    monkeypatch.setattr(MultiTaskRLTrainer, "_log_train", log_train)
+    assert read_header(tmp_path / "killed" / "stage_01" / "checkpoints" / LATEST)["step"] == 126
+    again = stage(tmp_path / "killed")
+    assert any("stage 1 (metaworld/button-press-topdown) resumes at step 126" in x for x in lines), lines
+    assert len(list((tmp_path / "killed" / "stage_01" / "replay-orphans").rglob("*.npz"))) == 1  # not started over
+
+    assert again["step"] == whole["step"] == 250 and again["eval_final"] == whole["eval_final"]
+    h_whole, h_again = read_history(tmp_path / "whole")[0], read_history(tmp_path / "killed")[0]
+    assert h_again["updates"] == h_whole["updates"] and h_again["bc_loss_last"] == h_whole["bc_loss_last"]
+    a = load_checkpoint(tmp_path / "whole" / "stage_01" / "checkpoints" / AGENT_FILE)[0]
+    b = load_checkpoint(tmp_path / "killed" / "stage_01" / "checkpoints" / AGENT_FILE)[0]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [int(r["step"]) for r in _rows(tmp_path / "killed" / "stage_01" / "train.csv")]
+    assert steps == [63, 126, 189, 250]
