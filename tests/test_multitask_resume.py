@@ -4,6 +4,7 @@ one bit for bit (updates, weights, CSVs), and Distral's and PCGrad's whole learn
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def test_learner_state_round_trips_through_the_checkpoint(method, steps, tmp_pat
         resumed.close()
 
 
-def test_resume_needs_a_checkpoint_and_the_same_network(rl_pair_demos, tmp_path):
+def test_resume_needs_a_checkpoint_and_the_same_network_and_the_cli_trains_on(tmp_path, capsys):
     from polytask.cli import main
     from polytask.learning.checkpoint import CheckpointError
 
@@ -148,7 +149,12 @@ def test_resume_needs_a_checkpoint_and_the_same_network(rl_pair_demos, tmp_path)
         trainer.close()
     with pytest.raises(CheckpointError, match=r"network\.hidden is 32 in the checkpoint, expected 64"):
         MultiTaskRLTrainer.resume(tmp_path / "run", {"network.hidden": 64})
-    assert main(["train-multitask", "--resume", str(tmp_path / "run"), "--method", "mtrl"]) == 1  # names --method
+    assert main(["train-multitask", "--resume", str(tmp_path / "run"), "--method", "mtrl"]) == 1
+    assert "drop --method" in capsys.readouterr().err
+    assert main(["train-multitask", "--resume", str(tmp_path / "run"), "--steps", "70"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 70 and summary["method"] == "mtrl"
+    assert read_header(tmp_path / "run" / "checkpoints" / LATEST)["step"] == 70
 
 
 def test_a_killed_lifelong_stage_continues_from_its_checkpoint(rl_pair_demos, tmp_path, monkeypatch):
