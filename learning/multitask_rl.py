@@ -74,7 +74,7 @@ from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAge
 from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
-from polytask.learning.run_logging import Progress, _truncate_csv, make_run_dir
+from polytask.learning.run_logging import Progress, truncate_csv, make_run_dir
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
 
@@ -622,7 +622,7 @@ class MultiTaskRLTrainer:
             write_rows(self.eval_history, self.run_dir / "eval_history.csv")
         else:
             (self.run_dir / "eval_history.csv").unlink(missing_ok=True)
-        _truncate_csv(self.run_dir / "train.csv", TRAIN_COLUMNS, self.state.step)
+        truncate_csv(self.run_dir / "train.csv", TRAIN_COLUMNS, self.state.step)
         restore_rng(tensors, header["rng"])
         self._start = time.time()
         log.info("resumed %s at step %d (episode %d)", self.run_dir, self.state.step, self.state.episode)

@@ -38,7 +38,7 @@ def make_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
     return path
 
 
-def _truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
+def truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
     """Keep only well-formed rows with step <= max_step (rows of a killed process after its checkpoint go)."""
     if not path.exists():
         return
@@ -63,7 +63,7 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         if resume_step is not None:
             for kind, cols in COLUMNS.items():
-                _truncate_csv(self.run_dir / f"{kind}.csv", cols, resume_step)
+                truncate_csv(self.run_dir / f"{kind}.csv", cols, resume_step)
         self.tb = None
         if tensorboard:
             try:
