@@ -74,7 +74,7 @@ from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAge
 from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
-from polytask.learning.run_logging import Progress, truncate_csv, make_run_dir
+from polytask.learning.run_logging import Progress, make_run_dir, truncate_csv
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
 
