@@ -74,6 +74,7 @@ from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAge
 from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
+from polytask.learning.rollout import EpisodeRecorder
 from polytask.learning.run_logging import Progress, make_run_dir, truncate_csv
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
@@ -685,16 +686,12 @@ class MultiTaskRLTrainer:
                 task = self.tasks[name]
                 step = task.reset(seed=tc.seed * 1_000_003 + st.episode)
                 x = stacker.reset(step.pixels if self.pixels else step.state)
-                states, frames, actions, rewards, successes = [step.state], [step.pixels], [], [], []
+                rec = EpisodeRecorder(step)
                 while not step.done and st.step < tc.steps:
                     action = self.learner.act(name, x, st.step)
                     step = task.step(action)
                     x = stacker.push(step.pixels if self.pixels else step.state)
-                    states.append(step.state)
-                    frames.append(step.pixels)
-                    actions.append(action)
-                    rewards.append(step.reward)
-                    successes.append(step.success)
+                    rec.add(action, step)
                     st.step += 1
                     n_up = 0
                     if st.step >= seed_steps and st.step % every == 0 and len(self.data) > 0:
@@ -704,7 +701,10 @@ class MultiTaskRLTrainer:
                         st.updates += 1
                         n_up = 1
                     progress.advance(1, n_up)
-                episode = self._episode(name, task, states, frames, actions, rewards, successes, step)
+                episode = rec.episode(task, source="replay", keep_pixels=self.pixels,
+                                      extra={"terminal": bool(rec.last.terminal),
+                                             "env_return": float(rec.env_reward.sum()),
+                                             "episode_index": self.episode})
                 self.data.replay[name].add(episode)
                 st.episode += 1
                 self._log_train(name, episode)
@@ -714,16 +714,6 @@ class MultiTaskRLTrainer:
                     self.save()
         finally:
             progress.close()
-
-    def _episode(self, name: str, task: Task, states, frames, actions, rewards, successes, last: Step) -> Episode:
-        reward = np.asarray(rewards, dtype=np.float32)
-        return Episode(task=name, task_id=task.spec.task_id, state=np.stack(states).astype(np.float32),
-                       pixels=np.stack(frames).astype(np.uint8) if self.pixels else None,
-                       action=np.stack(actions).astype(np.float32), reward=reward,
-                       success=np.asarray(successes, dtype=bool), episode_success=task.episode_success(),
-                       score=float(task.score()), source="replay",
-                       extra={"terminal": bool(last.terminal), "env_return": float(reward.sum()),
-                              "episode_index": self.episode})
 
     def _log_train(self, name: str, episode: Episode) -> None:
         path = self.run_dir / "train.csv"

@@ -46,6 +46,7 @@ from polytask.learning.frames import FrameStacker, frames_chw, goal_image_chw
 from polytask.learning.networks import NetworkSpec
 from polytask.learning.ot_rewards import OTRewarder
 from polytask.learning.replay import ReplayBuffer, episode_obs
+from polytask.learning.rollout import EpisodeRecorder
 from polytask.learning.run_logging import Progress, RunLogger, make_run_dir
 from polytask.sim import registry
 from polytask.sim.task import Task
@@ -379,18 +380,14 @@ class ExpertTrainer:
                 step = self.task.reset(seed=tc.seed * 1_000_003 + st.episode)
                 obs_now = step.pixels if self.pixels else step.state
                 x = stacker.reset(obs_now)
-                states, frames, actions, rewards, successes = [step.state], [step.pixels], [], [], []
+                rec = EpisodeRecorder(step)
                 while not step.done:
                     if self.rewarder is not None and st.step % cfg.reward.target_update_steps == 0:
                         self.rewarder.refresh(self.agent.nets.encoder)
                     action = self.agent.act(x, st.step, eval_mode=False)
                     step = self.task.step(action)
                     x = stacker.push(step.pixels if self.pixels else step.state)
-                    states.append(step.state)
-                    frames.append(step.pixels)
-                    actions.append(action)
-                    rewards.append(step.reward)
-                    successes.append(step.success)
+                    rec.add(action, step)
                     st.step += 1
                     n_up = 0
                     if st.step >= seed_steps and st.step % every == 0 and len(self.replay) > 0:
@@ -407,7 +404,7 @@ class ExpertTrainer:
                     progress.advance(1, n_up)
                     if st.step >= tc.steps:
                         break
-                episode = self._episode(states, frames, actions, rewards, successes, step)
+                episode = self._episode(rec)
                 self.replay.add(episode)
                 st.episode += 1
                 ep_returns.append(float(episode.extra["env_return"]))
@@ -425,22 +422,18 @@ class ExpertTrainer:
             progress.close()
         return {"train_episode_returns": ep_returns, "updates": st.updates}
 
-    def _episode(self, states, frames, actions, rewards, successes, last_step) -> Episode:
-        obs = np.stack(frames).astype(np.uint8) if self.pixels else np.stack(states).astype(np.float32)
-        env_reward = np.asarray(rewards, dtype=np.float32)
+    def _episode(self, rec: EpisodeRecorder) -> Episode:
+        env_reward = rec.env_reward
         reward = env_reward
-        extra: dict[str, Any] = {"terminal": bool(last_step.terminal), "env_return": float(env_reward.sum()),
+        extra: dict[str, Any] = {"terminal": bool(rec.last.terminal), "env_return": float(env_reward.sum()),
                                  "episode_index": self.state.episode}
         if self.rewarder is not None:
-            reward = self.rewarder.episode_rewards(frames_chw(obs) if self.pixels else obs)
+            obs = frames_chw(rec.pixels()) if self.pixels else np.stack(rec.states).astype(np.float32)
+            reward = self.rewarder.episode_rewards(obs)
             extra["ot_demo"] = self.rewarder.last_best
             extra["ot_scale"] = self.rewarder.scale
-        return Episode(task=self.cfg.train.task, task_id=self.task.spec.task_id,
-                       state=np.stack(states).astype(np.float32), pixels=obs if self.pixels else None,
-                       action=np.stack(actions).astype(np.float32), reward=reward,
-                       success=np.asarray(successes, dtype=bool), episode_success=self.task.episode_success(),
-                       score=float(self.task.score()), source="replay", extra=extra,
-                       goal_pixels=self.goal_hwc)
+        return rec.episode(self.task, source="replay", keep_pixels=self.pixels, reward=reward, extra=extra,
+                           goal_pixels=self.goal_hwc)
 
     def close(self) -> None:
         self.task.close()
