@@ -37,7 +37,6 @@ import csv
 import dataclasses
 import logging
 import math
-import random
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +75,7 @@ from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
 from polytask.learning.rollout import EpisodeRecorder
 from polytask.learning.run_logging import Progress, make_run_dir, truncate_csv
+from polytask.learning.torch_setup import prepare_torch
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
 
@@ -420,13 +420,7 @@ class MultiTaskRLTrainer:
         if tc.demos and not self.method.uses_demos:
             raise ConfigError(f"train.method {tc.method!r} learns without demos, but train.demos is "
                               f"{tc.demos!r}; use --method mtrl-demo, or drop --demos")
-        if tc.threads > 0:
-            torch.set_num_threads(tc.threads)
-        if tc.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"train.device is {tc.device!r} but torch sees no CUDA device")
-        self.device = torch.device(tc.device)
-        torch.manual_seed(tc.seed)
-        random.seed(tc.seed)
+        self.device = prepare_torch(tc.device, tc.threads, tc.seed)
 
         entries = [registry.entry(t) for t in tc.tasks]  # unknown names fail here, before any simulator starts
         obs_kind = nc.obs if nc.obs != "auto" else ("state" if entries[0].suite == "dmc" else "pixels")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from polytask.learning.agent import ExpertAgent
 from polytask.learning.atomic import write_text
@@ -48,6 +46,7 @@ from polytask.learning.ot_rewards import OTRewarder
 from polytask.learning.replay import ReplayBuffer, episode_obs
 from polytask.learning.rollout import EpisodeRecorder
 from polytask.learning.run_logging import Progress, RunLogger, make_run_dir
+from polytask.learning.torch_setup import prepare_torch
 from polytask.sim import registry
 from polytask.sim.task import Task
 
@@ -156,13 +155,7 @@ class ExpertTrainer:
             raise ConfigError("train.task is empty; give --task (e.g. metaworld/button-press-topdown)")
         if not tc.demos:
             _check_from_scratch(cfg)
-        if tc.threads > 0:
-            torch.set_num_threads(tc.threads)
-        if tc.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"train.device is {tc.device!r} but torch sees no CUDA device")
-        self.device = torch.device(tc.device)
-        torch.manual_seed(tc.seed)
-        random.seed(tc.seed)
+        self.device = prepare_torch(tc.device, tc.threads, tc.seed)
 
         entry = registry.entry(tc.task)
         obs_kind = cfg.network.obs if cfg.network.obs != "auto" else ("state" if entry.suite == "dmc" else "pixels")
