@@ -33,7 +33,6 @@ same thread count a resumed run repeats the uninterrupted one bit for bit (tests
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import logging
 import math
@@ -74,7 +73,7 @@ from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
 from polytask.learning.rollout import EpisodeRecorder
-from polytask.learning.run_logging import Progress, make_run_dir, truncate_csv
+from polytask.learning.run_logging import Progress, append_csv_row, make_run_dir, truncate_csv
 from polytask.learning.torch_setup import prepare_torch
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
@@ -715,12 +714,7 @@ class MultiTaskRLTrainer:
                "episode_return": float(episode.reward.sum()), "episode_score": episode.score,
                "episode_success": int(episode.episode_success), "wall_s": round(self._wall_s(), 2),
                **self.last_metrics}
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=TRAIN_COLUMNS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_csv_row(path, TRAIN_COLUMNS, row)
 
     def close(self) -> None:
         for t in [*self.tasks.values(), *getattr(self, "_eval_tasks", {}).values()]:

@@ -56,6 +56,20 @@ def truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
         w.writerows(keep)
 
 
+def append_csv_row(path: Path, columns: list[str], row: dict[str, Any]) -> None:
+    """Append one row (header first when the file is new); keys outside `columns` are ignored.
+
+    Appends rather than rewrites: a log grows by one line per episode, and a killed process loses at most the
+    line it was writing, which `truncate_csv` drops on resume.
+    """
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
 class RunLogger:
     """CSV + TensorBoard for one run; `resume_step` drops what a killed process logged after its checkpoint."""
 
@@ -80,13 +94,7 @@ class RunLogger:
         row["step"] = step
         if "wall_s" in cols:
             row["wall_s"] = round(time.time() - self.start, 2)
-        path = self.run_dir / f"{kind}.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_csv_row(self.run_dir / f"{kind}.csv", cols, row)
         if self.tb is not None:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
