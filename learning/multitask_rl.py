@@ -73,7 +73,7 @@ from polytask.learning.multitask_config import MultiTaskConfig
 from polytask.learning.networks import Actor, Encoder, NetworkSpec
 from polytask.learning.replay import ReplayBuffer
 from polytask.learning.rollout import EpisodeRecorder
-from polytask.learning.run_logging import Progress, append_csv_row, make_run_dir, truncate_csv
+from polytask.learning.run_logging import Progress, append_csv_row, open_run_dir, truncate_csv
 from polytask.learning.torch_setup import prepare_torch
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
@@ -462,10 +462,7 @@ class MultiTaskRLTrainer:
                                 state_encoder=nc.state_encoder)
         self.learner = (build or self.method.build)(self.spec, cfg, self.device, self.goals)
 
-        if run_dir is None:
-            run_dir = make_run_dir(tc.runs_dir, tc.name or f"{tc.method}-{len(self.names)}tasks")
-        self.run_dir = Path(run_dir)
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self.run_dir = open_run_dir(run_dir, tc.runs_dir, tc.name or f"{tc.method}-{len(self.names)}tasks")
         if not _resume:
             write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
 

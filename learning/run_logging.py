@@ -38,6 +38,13 @@ def make_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
     return path
 
 
+def open_run_dir(run_dir: str | os.PathLike | None, runs_dir: str | os.PathLike, name: str) -> Path:
+    """The run folder with its checkpoints/ subfolder: `run_dir` when given (a resume), else a new dated one."""
+    path = Path(run_dir) if run_dir is not None else make_run_dir(runs_dir, name)
+    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def truncate_csv(path: Path, columns: list[str], max_step: int) -> None:
     """Keep only well-formed rows with step <= max_step (rows of a killed process after its checkpoint go)."""
     if not path.exists():

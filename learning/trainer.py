@@ -45,7 +45,7 @@ from polytask.learning.networks import NetworkSpec
 from polytask.learning.ot_rewards import OTRewarder
 from polytask.learning.replay import ReplayBuffer, episode_obs
 from polytask.learning.rollout import EpisodeRecorder
-from polytask.learning.run_logging import Progress, RunLogger, make_run_dir
+from polytask.learning.run_logging import Progress, RunLogger, open_run_dir
 from polytask.learning.torch_setup import prepare_torch
 from polytask.sim import registry
 from polytask.sim.task import Task
@@ -182,10 +182,7 @@ class ExpertTrainer:
         self.goal_hwc = demo_goal_image(demos) if self.spec.goal_modality == "image" else None
         n_step = cfg.agent.n_step or ts.n_step
 
-        if run_dir is None:
-            run_dir = make_run_dir(tc.runs_dir, tc.name or f"{tc.task.replace('/', '-')}-{cfg.reward.kind}")
-        self.run_dir = Path(run_dir)
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        self.run_dir = open_run_dir(run_dir, tc.runs_dir, tc.name or f"{tc.task.replace('/', '-')}-{cfg.reward.kind}")
         if not _resume:
             write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
         self.replay = ReplayBuffer(cfg.replay.capacity, self.pixels, self.spec.frame_stack, n_step,
