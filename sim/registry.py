@@ -24,6 +24,7 @@ SUITE_MODULES: tuple[str, ...] = (
     "polytask.sim.dmc_suite",
     "polytask.sim.kitchen_suite",
     "polytask.sim.xarm_suite",
+    "polytask.sim.xarm_tasks",
 )
 
 RENDER_QUALITIES = ("fast", "default")

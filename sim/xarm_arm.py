@@ -7,8 +7,9 @@ welded to the last link follows a commanded position with the gripper pointing d
 Δxyz in metres (plus a gripper command) — the same contract the ROS driver has with the real SDK.
 
 Units: metres, world frame of the MJCF (the table top is at z = TABLE_TOP_Z). `move` clamps the commanded
-position to `WORKSPACE_LOW`/`WORKSPACE_HIGH`; scaling a [-1, 1] policy action to metres is the caller's job
-(`action_to_delta`, used by the xArm tasks and the driver, keeps that rule in one place).
+position to the arm's workspace box (`WORKSPACE_LOW`/`WORKSPACE_HIGH` unless a task gives its own); scaling a
+[-1, 1] policy action to metres is the caller's job (`action_to_delta`, used by the xArm tasks and the driver,
+keeps that rule in one place).
 """
 
 from __future__ import annotations
@@ -79,11 +80,20 @@ class SimArm:
     """An xArm7 + gripper on a table, moved by Cartesian deltas. No ROS, no policy: just the arm.
 
     Typical use: `arm = SimArm("push"); arm.reset(seed=0); arm.move([0.01, 0, 0], gripper=1.0)`.
+    A task with its own objects passes the compiled `model` (built on a gym-xarm scene, see
+    polytask.sim.xarm_tasks.scene) and its own `workspace` box (low, high) in metres; `scene` is then a label.
     """
 
-    def __init__(self, scene: str = "reach", quality: str = "fast") -> None:
+    def __init__(self, scene: str = "reach", quality: str = "fast", model: mujoco.MjModel | None = None,
+                 workspace: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.scene = scene
-        self.model = mujoco.MjModel.from_xml_path(str(asset_path(scene)))
+        self.model = model if model is not None else mujoco.MjModel.from_xml_path(str(asset_path(scene)))
+        low, high = workspace if workspace is not None else (WORKSPACE_LOW, WORKSPACE_HIGH)
+        self.workspace_low = np.asarray(low, dtype=np.float64).copy()
+        self.workspace_high = np.asarray(high, dtype=np.float64).copy()
+        if self.workspace_low.shape != (3,) or not np.all(self.workspace_low < self.workspace_high):
+            raise ValueError(f"SimArm: workspace low {self.workspace_low.tolist()} must be 3 values below high "
+                             f"{self.workspace_high.tolist()}")
         apply_render_quality(self.model, quality)
         self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, 640)
         self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, 480)
@@ -96,6 +106,9 @@ class SimArm:
         self._link7 = self.model.body("link7").id
         self._arm_qpos = [self.model.joint(n).qposadr[0] for n in ARM_JOINTS]
         self._gripper_qpos = self.model.joint(GRIPPER_JOINT).qposadr[0]
+        # The gripper's motors are the actuators on the inner knuckles; a task may add others (set_ctrl).
+        knuckles = {self.model.joint(n).id for n in ("left_inner_knuckle_joint", "right_inner_knuckle_joint")}
+        self._gripper_act = [a for a in range(self.model.nu) if self.model.actuator_trnid[a, 0] in knuckles]
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._target = HOME.copy()
         self._gripper_cmd = -1.0
@@ -173,14 +186,33 @@ class SimArm:
         self.data.qvel[v:v + 6] = 0.0
         mujoco.mj_forward(self.model, self.data)
 
+    def set_joint_position(self, joint: str, value: float) -> None:
+        """Put a 1-DoF joint (a drawer's slide, a lid's hinge) at `value` (metres or radians), at rest."""
+        if mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, joint) < 0:
+            raise ValueError(f"SimArm: no joint {joint!r} in scene {self.scene!r}")
+        jnt = self.model.joint(joint)
+        if jnt.type[0] not in (mujoco.mjtJoint.mjJNT_SLIDE, mujoco.mjtJoint.mjJNT_HINGE):
+            raise ValueError(f"SimArm: joint {joint!r} is not a slide or hinge joint")
+        self.data.qpos[jnt.qposadr[0]] = float(value)
+        self.data.qvel[jnt.dofadr[0]] = 0.0
+        mujoco.mj_forward(self.model, self.data)
+
+    def joint_position(self, joint: str) -> float:
+        """Position of a 1-DoF joint by name (metres or radians)."""
+        return float(self.data.qpos[self.model.joint(joint).qposadr[0]])
+
+    def set_ctrl(self, actuator: str, value: float) -> None:
+        """Command a task's own actuator (e.g. the pour cup's tilt servo); it holds until changed."""
+        self.data.ctrl[self.model.actuator(actuator).id] = float(value)
+
     def _clamp(self, pos: np.ndarray) -> np.ndarray:
-        return np.clip(pos, WORKSPACE_LOW, WORKSPACE_HIGH)
+        return np.clip(pos, self.workspace_low, self.workspace_high)
 
     def _apply_target(self) -> None:
         # The mocap is welded to link7, the target is for the grasp site 16 cm below it (gripper down).
         self.data.mocap_pos[0] = self._target + np.array([0.0, 0.0, 0.16])
         self.data.mocap_quat[0] = _DOWN
-        self.data.ctrl[:] = self._gripper_cmd
+        self.data.ctrl[self._gripper_act] = self._gripper_cmd
 
     # --- readings ------------------------------------------------------------------------------------
     def ee_position(self) -> np.ndarray:

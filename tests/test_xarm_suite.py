@@ -14,7 +14,7 @@ XARM_TASKS = ("xarm/reach", "xarm/push")
 
 
 def test_registry_lists_xarm_tasks():
-    assert registry.names("xarm/*") == list(XARM_TASKS)
+    assert registry.names("xarm/*")[:2] == list(XARM_TASKS)  # the paper's tasks follow (tests/test_xarm_tasks.py)
 
 
 @pytest.mark.parametrize("name", XARM_TASKS)
