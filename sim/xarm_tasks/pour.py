@@ -132,5 +132,5 @@ class PourTask(SceneTask):
         ee, tilt, _grains, goal = self._from_state(step)
         pour_at = np.array([goal[0], goal[1] + self.POUR_OFFSET_Y, self.POUR_Z])
         there = np.linalg.norm(ee[:2] - pour_at[:2]) < 0.01
-        tipping = tilt > 0.05
+        tipping = tilt > 0.35  # well past what a noisy "upright" command tilts it (demos with action noise)
         return toward(ee, pour_at, 1.0 if (there or tipping) else -1.0)

@@ -64,7 +64,7 @@ def _ring(
     contype: int,
     conaffinity: int,
     z0: float = 0.0,
-    panels: int = 14,
+    panels: int = 10,
 ) -> None:
     """An open-topped cylinder (a cup) from `panels` wall boxes and a floor disc; its floor's underside at z0."""
     half_w = radius * math.tan(math.pi / panels) + wall  # panels overlap a little at the corners: no gaps
