@@ -70,7 +70,7 @@ class PegTask(SceneTask):
     START_HIGH = np.array([1.43, 0.36, 0.80])
     CUP_JITTER = 0.04
     TRAVEL_CLEARANCE = 0.03  # the expert carries the tip this far above the rim
-    ALIGN_M = 0.012  # the expert lowers only once the tip hangs this close to the cup's axis
+    ALIGN_M = 0.012  # the expert lowers only once the tip hangs this close to the cup's axis (and the hand 1 cm)
 
     def _add_objects(self, spec: mujoco.MjSpec) -> None:
         scene.add_table_cup(spec, "cup", CUP, list(self.definition.rgba), scene.PEG_BITS)
@@ -103,7 +103,7 @@ class PegTask(SceneTask):
         tip_off = np.linalg.norm(tip[:2] - goal[:2])
         if tip[2] < rim:  # inside the cup: keep the hand over its axis and go down
             target = np.array([goal[0], goal[1], goal[2] + 0.01 + HANG])
-        elif np.linalg.norm(ee[:2] - goal[:2]) < 0.006 and (
+        elif np.linalg.norm(ee[:2] - goal[:2]) < 0.01 and (
             tip_off < self.ALIGN_M or (ee[2] < travel_z - 0.005 and tip_off < 2 * self.ALIGN_M)
         ):
             # hanging over the opening (once on the way down, a little swing does not send it back up)
