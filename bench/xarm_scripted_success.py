@@ -6,8 +6,9 @@
 Per task: successes of the scripted expert (which reads the state vector only) over seeds 0..N-1, the mean
 first step at which the success rule held, successes of a do-nothing policy (zero motion, tool at -1), agent
 steps/s with the scripted expert and rendering off, and with 84x84 pixels at the "fast" quality. Speeds are
-also given as a ratio to `xarm/reach` measured in the same process (the baseline: the bare arm, 50 physics
-substeps per agent step), so a loaded machine shows in both and the ratio stays comparable.
+also given as a ratio to `xarm/reach` (the baseline: the bare arm, 50 physics substeps per agent step) measured
+in the same process right before each task, so a machine whose load drifts shows in both and the ratio stays
+comparable.
 """
 
 from __future__ import annotations
@@ -88,27 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs); seeds 0..{args.seeds - 1}, "
         f"expert noise {args.noise:g}"
     )
-    base = success_run(BASELINE, min(args.seeds, 10), 0.0)["state_steps_s"]
-    base_px = pixel_speed(BASELINE, args.pixel_steps) if args.pixel_steps else None
     print(
-        f"baseline {BASELINE}: {base:.0f} steps/s state-only"
-        + (f", {base_px:.0f} steps/s with 84x84 pixels" if base_px else "")
-    )
-    print(
-        "| task | horizon | scripted success | mean first success step | do-nothing success | steps/s (state) "
-        "| steps/s (84x84 pixels) |"
+        f"| task | horizon | scripted success | mean first success step | do-nothing success | steps/s (state; "
+        f"x {BASELINE}'s) | steps/s (84x84 pixels; x {BASELINE}'s) |"
     )
     print("|---|---|---|---|---|---|---|")
     total = 0.0
     for name in names:
+        base = success_run(BASELINE, 3, 0.0)["state_steps_s"]  # the baseline, measured next to each task
+        base_px = pixel_speed(BASELINE, args.pixel_steps) if args.pixel_steps else None
         r = success_run(name, args.seeds, args.noise)
         total += r["wins"] / r["seeds"]
         px = pixel_speed(name, args.pixel_steps) if args.pixel_steps else None
         first = "-" if r["first"] is None else f"{r['first']:.1f}"
-        px_cell = "-" if px is None else f"{px:.0f} ({px / base_px:.2f}x)"
+        px_cell = "-" if px is None else f"{px:.0f} ({px / base_px:.2f}x of {base_px:.0f})"
         print(
             f"| `{name}` | {r['horizon']} | {r['wins']}/{r['seeds']} | {first} | {r['still']}/{r['still_seeds']} "
-            f"| {r['state_steps_s']:.0f} ({r['state_steps_s'] / base:.2f}x) | {px_cell} |",
+            f"| {r['state_steps_s']:.0f} ({r['state_steps_s'] / base:.2f}x of {base:.0f}) | {px_cell} |",
             flush=True,
         )
     print(f"effective number of tasks (sum of success rates): {total:.1f} of {len(names)}")
