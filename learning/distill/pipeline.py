@@ -137,10 +137,10 @@ def run_distillation(job: DistillJob, progress: ProgressFn | None = None,
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     # Under torchrun (several ranks): rank 0 relabels, reports and writes; every rank trains on its share.
+    if job.lifelong and ddp.from_env().active:
+        raise ValueError("--lifelong distils on one process; run it without --nproc / torchrun")
     ctx, device = ddp.setup(cfg.device)
     if ctx.active:
-        if job.lifelong:
-            raise ValueError("--lifelong distils on one process; run it without --nproc / torchrun")
         cfg = dataclasses.replace(cfg, device=device)
         if not ctx.main:
             report, log = (lambda stage, fraction, details: None), (lambda _: None)

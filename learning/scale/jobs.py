@@ -64,7 +64,7 @@ class JobResult:
     total: int = 0
     success_rate: float | None = None
     score: float | None = None
-    wall_s: float = 0.0  # from the first attempt's start to the end of the last one
+    wall_s: float = 0.0  # time spent running, summed over the attempts (queueing and pauses between not counted)
     attempts: int = 0
     resumed_from: int = 0  # the step the last attempt started from (0: from scratch)
     message: str = ""
@@ -89,7 +89,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
 def failed_result(job: ExpertJob, message: str) -> JobResult:
     """The result of a job that crashed beyond its retries, from what its last attempt left in progress.json."""
     prog = read_json(Path(job.run_dir) / PROGRESS) or {}
-    started = prog.get("first_started")
     return JobResult(
         task=job.task,
         run_dir=job.run_dir,
@@ -98,9 +97,17 @@ def failed_result(job: ExpertJob, message: str) -> JobResult:
         total=int(prog.get("total", 0)),
         attempts=int(prog.get("attempt", 0)),
         resumed_from=int(prog.get("resumed_from", 0)),
-        wall_s=round(time.time() - started, 1) if started else 0.0,
+        wall_s=round(_wall(prog), 1),
         message=message,
     )
+
+
+def _wall(prog: dict[str, Any]) -> float:
+    """Running time of the attempts a progress record covers: the earlier ones plus its own, to its last write."""
+    try:
+        return float(prog.get("wall_prior", 0.0)) + max(0.0, float(prog["updated"]) - float(prog["started"]))
+    except (KeyError, TypeError, ValueError):
+        return 0.0
 
 
 class _Reporter:
@@ -176,11 +183,11 @@ def run_expert_job(job: ExpertJob) -> JobResult:
     previous = read_json(run_dir / PROGRESS) or {}
     attempt = int(previous.get("attempt", 0)) + 1
     now = time.time()
-    first_started = float(previous.get("first_started", now))
+    wall_prior = _wall(previous)  # a killed attempt's time ends at its last progress write
     base = {
         "task": job.task,
         "attempt": attempt,
-        "first_started": first_started,
+        "wall_prior": wall_prior,
         "started": now,
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -231,7 +238,7 @@ def run_expert_job(job: ExpertJob) -> JobResult:
             total=int(trainer.cfg.train.steps),
             success_rate=_num(final.get("success_rate")),
             score=_num(final.get("score")),
-            wall_s=round(time.time() - first_started, 1),
+            wall_s=round(wall_prior + time.time() - now, 1),
             attempts=attempt,
             resumed_from=resumed_from,
         )

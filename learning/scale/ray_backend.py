@@ -1,6 +1,6 @@
 """The Ray backend: every expert job is one Ray task with its CPU/GPU share; Ray retries a crashed or killed one.
 
-Where jobs run: a local Ray instance started here (`local_cpus` CPUs, no dashboard, a small object store: jobs
+Where jobs run: a local Ray instance started here (`local_cpus` CPUs, the dashboard UI off, a small object store: jobs
 exchange only their small results), or the cluster at RAY_ADDRESS (`ray start --head` on one machine,
 `ray start --address HEAD:6379` on the others). On a cluster every node needs polytask installed, and the runs
 folder must be on a filesystem all nodes share: a retry may land on another node and must find the checkpoint.

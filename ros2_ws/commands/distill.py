@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from polytask.learning.distill.pipeline import run_distillation
 
     job = job_from_args(args)
+    if args.nproc > 1 and args.lifelong:
+        raise ValueError("--lifelong distils on one process; drop --nproc")
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet inside torchrun: start the ranks
         from polytask.learning.distill.ddp import launch
 
