@@ -46,7 +46,7 @@ def demos(tmp_path_factory) -> Path:
     return out
 
 
-def _command(tasks: list[str], demos: Path, runs: Path, *extra: str) -> list[str]:
+def _command(tasks: list[str], demos: Path, runs: Path, *extra: str, steps: int = STEPS) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -59,7 +59,7 @@ def _command(tasks: list[str], demos: Path, runs: Path, *extra: str) -> list[str
         "--runs-dir",
         str(runs),
         "--steps",
-        str(STEPS),
+        str(steps),
         "--bc-steps",
         "20",
         "--progress-every",
@@ -104,8 +104,10 @@ def test_ray_sweep_retries_a_killed_job_from_its_checkpoint(demos, tmp_path):
     ray_tmp = tempfile.mkdtemp(prefix="ptray", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
+    relative = Path(os.path.relpath(demos, tmp_path))  # given relative to the command's folder, as users do
     proc = subprocess.Popen(
-        _command(TASKS, demos, runs, "--backend", "ray", "--ray-cpus", "2", "--retries", "2"),
+        _command(TASKS, relative, Path("runs"), "--backend", "ray", "--ray-cpus", "2", "--retries", "2"),
+        cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -186,12 +188,16 @@ def test_without_ray_the_ray_backend_says_how_to_install_it_and_local_still_work
     assert "needs Ray" in ray.stderr and "requirements-ray.txt" in ray.stderr and "pip install" in ray.stderr
     assert not runs.exists()  # nothing planned or started
 
+    steps = 130  # two episodes and a bit: one checkpoint at 126, the last at 130
     local = subprocess.run(
-        base + _command(TASKS[2:], demos, runs, "--backend", "local")[3:], capture_output=True, text=True, timeout=300
+        base + _command(TASKS[2:], demos, runs, "--backend", "local", steps=steps)[3:],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert local.returncode == 0, local.stderr[-3000:]
     run_dir = next(runs.glob("*-experts")) / TASKS[2].replace("/", "-")
     res = read_json(run_dir / RESULT)
-    assert res["status"] == "done" and res["step"] == STEPS and res["attempts"] == 1
-    assert (run_dir / "checkpoints" / "expert.safetensors").exists()
-    assert f"{TASKS[2]}  done    {STEPS}/{STEPS}" in local.stdout  # the summary table
+    assert res["status"] == "done" and res["step"] == steps and res["attempts"] == 1
+    assert read_header(run_dir / "checkpoints" / "expert.safetensors")["step"] == steps
+    assert f"{TASKS[2]}  done    {steps}/{steps}" in local.stdout  # the summary table

@@ -224,6 +224,7 @@ def run_expert_job(job: ExpertJob) -> JobResult:
         try:
             summary = trainer.run()
         except BaseException as err:
+            log.error("attempt %d crashed at step %d", attempt, trainer.state.step, exc_info=True)
             reporter.write("crashed", message=f"{type(err).__name__}: {err}")
             raise
         finally:

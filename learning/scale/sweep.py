@@ -78,7 +78,8 @@ def plan_sweep(
     """A new sweep folder with one job per task; the jobs share `config` and `overrides`.
 
     Each job trains with `cpus` torch threads (at least 1) and on `cuda` when it has a GPU share, unless the
-    overrides name `train.threads` / `train.device` themselves; progress bars are off (the sweep reports).
+    overrides name `train.threads` / `train.device` themselves; progress bars are off (the sweep reports). Paths
+    are made absolute: a Ray worker does not start in this process's folder.
     """
     from polytask.learning.run_logging import make_run_dir
 
@@ -86,18 +87,19 @@ def plan_sweep(
         raise ValueError("train-experts: no tasks")
     if len(set(tasks)) != len(tasks):
         raise ValueError(f"train-experts: tasks repeat: {list(tasks)}")
-    root = make_run_dir(runs_dir, name)
+    root = make_run_dir(runs_dir, name).resolve()
+    config = str(Path(config).resolve()) if config else None
     jobs = []
     for task in tasks:
         ov: dict[str, Any] = {
             "train.threads": max(1, int(cpus)),
-            "train.device": "cuda" if gpus > 0 else "cpu",
+            **({"train.device": "cuda"} if gpus > 0 else {}),
             **(overrides or {}),
             "train.task": task,
             "train.progress": False,
         }
         if demos:
-            ov["train.demos"] = str(demo_store_for(demos, task))
+            ov["train.demos"] = str(demo_store_for(demos, task).resolve())
         jobs.append(
             ExpertJob(task=task, run_dir=str(root / task_slug(task)), config=config, overrides=ov, cpus=cpus, gpus=gpus)
         )
