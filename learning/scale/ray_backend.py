@@ -43,7 +43,8 @@ def import_ray() -> Any:
 
 
 def start_ray(ray: Any, local_cpus: int | None = None) -> bool:
-    """Connect to RAY_ADDRESS, or start a local instance; True when this call started it (and must shut it down).
+    """Connect to RAY_ADDRESS, or start a new local instance; True when this call started it (and must shut it
+    down).
 
     The workers of a local instance inherit this process's environment; a cluster's get the rendering variables
     through the runtime environment.
@@ -57,6 +58,7 @@ def start_ray(ray: Any, local_cpus: int | None = None) -> bool:
         ray.init(address=address, runtime_env={"env_vars": env}, **quiet)
     else:
         ray.init(
+            address="local",  # a new instance: never join another command's running one (Ray would by default)
             num_cpus=local_cpus or os.cpu_count() or 1,
             include_dashboard=False,
             object_store_memory=OBJECT_STORE_BYTES,
