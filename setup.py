@@ -46,6 +46,14 @@ def node_entry_points() -> list[str]:
     return scripts
 
 
+def optional_requirements(path: str) -> list[str]:
+    """The requirement lines of an optional extra's file (e.g. requirements-ray.txt); none when it is absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+
+
 packages, package_dir = discover_packages()
 
 setup(
@@ -64,6 +72,7 @@ setup(
         (f"share/{PACKAGE}/rviz", sorted(glob.glob("rviz/*.rviz"))),
     ],
     install_requires=["setuptools"],
+    extras_require={"ray": optional_requirements("requirements-ray.txt")},
     zip_safe=False,
     python_requires=">=3.10",
     entry_points={"console_scripts": [f"{PACKAGE} = {PACKAGE}.cli:main", *node_entry_points()]},

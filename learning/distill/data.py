@@ -15,13 +15,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from polytask.learning.distill.relabel import select_recent
-from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore
+from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore, load_episode
 
 
 @dataclass
@@ -53,10 +54,15 @@ def episode_rows(ep: Episode, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_task(store_root: str | Path, task: str, cap: int = 30000, pixels: bool = False,
-              frame_stack: int = 3) -> TaskData:
-    """Load the most recent `cap` relabelled transitions of `task` (every state of each episode is a row)."""
+              frame_stack: int = 3, share: Any = None) -> TaskData:
+    """Load the most recent `cap` relabelled transitions of `task` (every state of each episode is a row).
+
+    `share` (a `ddp.DistContext` of a data-parallel rank): only this rank's share of those episodes is read."""
     store = EpisodeStore(store_root, create=False)
-    found = [(p, ep) for p, ep in store.iter_episodes(task)]
+    if share is not None and share.active:
+        found = _shared_episodes(store, task, cap, share)
+    else:
+        found = [(p, ep) for p, ep in store.iter_episodes(task)]
     if not found:
         raise ValueError(f"relabelled store {store_root}: no episodes of task {task!r}")
     keep = {p for p, _ in select_recent([(p, len(ep)) for p, ep in found], cap)}
@@ -81,6 +87,20 @@ def load_task(store_root: str | Path, task: str, cap: int = 30000, pixels: bool 
     return TaskData(task=task, task_id=task_id, states=np.concatenate(states), actions=np.concatenate(actions),
                     episodes=len(keep), frames=np.concatenate(frames) if pixels else None,
                     stack_idx=np.concatenate(stacks) if pixels else None, goal_pixels=goal)
+
+
+def _shared_episodes(store: EpisodeStore, task: str, cap: int, ctx: Any) -> list[tuple[Path, Episode]]:
+    """A rank's share of the episodes `load_task` keeps, chosen from the file names (which carry the lengths)
+    so that the other ranks' files are never read."""
+    from polytask.learning.distill.ddp import share
+
+    lengths = [(p, int(p.stem.rsplit("_", 1)[-1])) for p in store.paths()]
+    mine = share([p for p, _ in select_recent(lengths, cap)], ctx, f"relabelled store {store.root}")
+    found = [(p, load_episode(p)) for p in mine]
+    wrong = [str(p) for p, ep in found if ep.task != task]
+    if wrong:
+        raise EpisodeError(f"relabelled store {store.root}: episodes of another task than {task!r}: {wrong[:3]}")
+    return found
 
 
 def normalizer(datasets: Sequence[TaskData]) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,7 @@ from polytask.learning.checkpoint import (
     restore_rng,
     rng_tensors,
 )
+from polytask.learning.distill import ddp
 from polytask.learning.distill.data import MemorySampler, TaskData
 from polytask.learning.distill.student import StudentNet, StudentSpec, goal_tensor, save_student, student_tensors
 from polytask.learning.distill_config import DistillConfig
@@ -103,11 +104,18 @@ class Distiller:
         self.cfg = cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.header_extra = dict(header_extra or {})
+        # Under torchrun (distill.ddp): `model` is the DDP wrapper that all-reduces gradients, each rank draws
+        # `batch` = batch_size / ranks rows with its own generator, and all ranks share the task stream `rng`.
+        self.dist = ddp.current()
+        self.batch = ddp.rank_batch(cfg.batch_size, self.dist)
+        self.model = ddp.wrap(self.student, self.dist)
         self.opt = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.goal_t = [goal_tensor(self.goals[t], student.spec.goal).to(cfg.device) for t in self.tasks]
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed + self.dist.rank)
+        if self.dist.active:
+            self.header_extra.update(world_size=self.dist.world, rank_batch=self.batch)
         self.history: list[dict[str, float]] = []
 
     # --- resume ----------------------------------------------------------------------------------------
@@ -118,9 +126,13 @@ class Distiller:
     def save_state(self) -> None:
         if self.state_path is None:
             return
+        gens = ddp.gather_generators(self.gen, self.dist)  # a collective: every rank calls, rank 0 writes
+        if not self.dist.main:
+            return
         opt_t, opt_meta = optimizer_tensors("opt", self.opt)
         rng_t, rng_meta = rng_tensors(self.rng)
-        extra_t = {**opt_t, **rng_t, "rng/generator": self.gen.get_state()}
+        extra_t = {**opt_t, **rng_t, "rng/generator": self.gen.get_state(),
+                   **{f"rng/generator_rank{r}": g for r, g in enumerate(gens) if r > 0}}
         save_student(self.state_path, self.student, self.goals, self.tasks, self.step,
                      extra={"optimizer": opt_meta, "rng": rng_meta, "config": asdict(self.cfg),
                             "history": self.history[-200:], **self.header_extra}, extra_tensors=extra_t)
@@ -135,18 +147,19 @@ class Distiller:
         load_module(self.student, tensors, "student", str(path))
         load_optimizer(self.opt, tensors, header["optimizer"], "opt", str(path))
         restore_rng(tensors, header.get("rng", {}), self.rng)
-        if "rng/generator" in tensors:
-            self.gen.set_state(tensors["rng/generator"])
+        own = "rng/generator" if self.dist.rank == 0 else f"rng/generator_rank{self.dist.rank}"
+        if own in tensors:  # absent when the saved run had fewer processes: this rank's stream starts afresh
+            self.gen.set_state(tensors[own])
         self.step = int(header["step"])
         self.history = list(header.get("history", []))
         log.info("resumed distillation from %s at step %d", path, self.step)
         return self.step
 
     # --- training --------------------------------------------------------------------------------------
-    def _loss(self, k: int) -> torch.Tensor:
-        obs, target = self.sampler.sample(k, self.cfg.batch_size, self.gen)
+    def _loss(self, k: int, model: torch.nn.Module | None = None) -> torch.Tensor:
+        obs, target = self.sampler.sample(k, self.batch, self.gen)
         obs = obs.to(self.cfg.device)
-        pred = self.student(obs, self.goal_t[k])
+        pred = (model or self.model)(obs, self.goal_t[k])
         return (pred - target.to(self.cfg.device)).pow(2).sum(-1).mean()
 
     def train_step(self, total: int) -> float:
@@ -158,10 +171,10 @@ class Distiller:
             params = [p for p in self.student.parameters() if p.requires_grad]
             grads, losses = [], []
             for k in ks:
-                loss = self._loss(int(k))
+                loss = self._loss(int(k), self.student)  # not through DDP: these gradients are averaged here
                 g = torch.autograd.grad(loss, params, allow_unused=True)
-                grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                        for x, p in zip(g, params, strict=True)]))
+                grads.append(ddp.average_tensor(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
+                                                           for x, p in zip(g, params, strict=True)]), self.dist))
                 losses.append(loss.item())
             flat = pcgrad_combine(grads, self.rng)
             offset = 0
@@ -188,7 +201,7 @@ class Distiller:
         resumed = self.step
         self.student.train()
         bar = None
-        if progress:
+        if progress and self.dist.main:
             from tqdm import tqdm
 
             bar = tqdm(total=total_steps, initial=self.step, desc="distill", unit="step", mininterval=2.0)
@@ -202,8 +215,8 @@ class Distiller:
                 bar.update(1)
             if self.step % self.cfg.log_every == 0 or self.step == total_steps:
                 elapsed = time.perf_counter() - start
-                row = {"step": self.step, "loss": float(np.mean(window)), "lr": lr_at(self.cfg, self.step - 1,
-                                                                                      total_steps),
+                row = {"step": self.step, "loss": ddp.mean_over_ranks(float(np.mean(window)), self.dist),
+                       "lr": lr_at(self.cfg, self.step - 1, total_steps),
                        "samples_per_s": (self.step - resumed) * self.cfg.batch_size / max(elapsed, 1e-9)}
                 self.history.append(row)
                 window = []
@@ -215,6 +228,8 @@ class Distiller:
                 self.save_state()
         if bar is not None:
             bar.close()
+        if self.dist.active:
+            self.header_extra["replica_spread"] = ddp.replica_spread(self.student, self.dist)
         self.save_state()
         self.student.eval()
         elapsed = time.perf_counter() - start
@@ -281,6 +296,8 @@ def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: 
     goal_dim = len(next(iter(goals.values()))) if cfg.goal != "image" else 0
     if student is None:
         student = new_student(cfg, datasets, goal_dim)
+        if ddp.current().active and cfg.obs == "state":  # each rank holds a share: the statistics of all shares
+            student.set_normalizer(*ddp.global_normalizer(datasets, ddp.current()))
     if sampler is None:
         sampler = MemorySampler(datasets, device=cfg.device)
     distiller = Distiller(student, goals, sampler, [d.task for d in datasets], cfg, run_dir, header_extra)
@@ -291,7 +308,7 @@ def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: 
             raise CheckpointError(f"{err}. Use a new run folder (or --no-resume) for a different student or "
                                   "task set.") from err
     result = distiller.train(steps if steps is not None else cfg.steps, progress=progress, on_log=on_log)
-    if run_dir is not None:
+    if run_dir is not None and ddp.current().main:
         write_history(distiller.history, Path(run_dir) / "distill_history.csv")
     return distiller, result
 

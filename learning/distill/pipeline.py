@@ -17,6 +17,7 @@ Outputs in `job.out`: `relabelled/<task>/` (resumable), `tasks.json`; multi-task
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,6 +126,7 @@ def run_distillation(job: DistillJob, progress: ProgressFn | None = None,
     import torch
 
     from polytask.learning.config import load_config
+    from polytask.learning.distill import ddp
 
     report = progress or (lambda stage, fraction, details: None)
     overrides = dict(job.overrides)
@@ -134,20 +136,39 @@ def run_distillation(job: DistillJob, progress: ProgressFn | None = None,
     out = Path(job.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
+    # Under torchrun (several ranks): rank 0 relabels, reports and writes; every rank trains on its share.
+    if job.lifelong and ddp.from_env().active:
+        raise ValueError("--lifelong distils on one process; run it without --nproc / torchrun")
+    ctx, device = ddp.setup(cfg.device)
+    if ctx.active:
+        cfg = dataclasses.replace(cfg, device=device)
+        if not ctx.main:
+            report, log = (lambda stage, fraction, details: None), (lambda _: None)
+            job = dataclasses.replace(job, show_progress=False)
+    try:
+        tasks = ddp.broadcast(_task_list(job, cfg, out, report, log) if ctx.main else None, ctx)
+        goals = student_goals(cfg, tasks, job.goal_images)
+        if job.lifelong:
+            outcome = _lifelong(job, cfg, out, tasks, goals, report, log)
+        else:
+            outcome = _multitask(job, cfg, out, tasks, goals, report, log)
+    finally:
+        if ctx.active:
+            ddp.teardown()
+    report("done", 1.0, {})
+    return outcome
 
+
+def _task_list(job: DistillJob, cfg: DistillConfig, out: Path, report: ProgressFn,
+               log: Callable[[str], None]) -> list[str]:
+    """Relabel the stores, then the run's tasks in order (written to tasks.json)."""
     new_tasks = _relabel_all(job, cfg, out, report, log)
     known_path = out / "tasks.json"
     known = json.loads(known_path.read_text()) if known_path.exists() else []
     # lifelong: the tasks already in the run keep their place, the new ones follow in the order given
     tasks = list(known) + [t for t in new_tasks if t not in known] if job.lifelong else list(dict.fromkeys(new_tasks))
     write_text(known_path, json.dumps(tasks))
-    goals = student_goals(cfg, tasks, job.goal_images)
-    if job.lifelong:
-        outcome = _lifelong(job, cfg, out, tasks, goals, report, log)
-    else:
-        outcome = _multitask(job, cfg, out, tasks, goals, report, log)
-    report("done", 1.0, {})
-    return outcome
+    return tasks
 
 
 def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: ProgressFn,
@@ -178,10 +199,11 @@ def _relabelled(out: Path, task: str) -> Path:
 
 
 def _load_data(cfg: DistillConfig, out: Path, tasks: Sequence[str]) -> dict[str, Any]:
+    from polytask.learning.distill import ddp
     from polytask.learning.distill.data import load_task
 
     return {t: load_task(_relabelled(out, t), t, cap=cfg.buffer_per_task, pixels=cfg.obs == "pixels",
-                         frame_stack=cfg.student.frame_stack) for t in tasks}
+                         frame_stack=cfg.student.frame_stack, share=ddp.current()) for t in tasks}
 
 
 def _row_details(row: Mapping[str, float], total: int, tasks: Sequence[str]) -> dict[str, Any]:
@@ -201,6 +223,10 @@ def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str],
                              progress=job.show_progress, header_extra={"method": "polytask"},
                              on_log=lambda row: report("distilling", row["step"] / total,
                                                        _row_details(row, total, tasks)))
+    if not distiller.dist.main:  # the other ranks of a data-parallel job are done: rank 0 writes and evaluates
+        return DistillOutcome(tasks=list(tasks), checkpoint=out / "student.safetensors", step=res.step,
+                              parameters=distiller.student.num_parameters(), scores={}, effective_tasks=None,
+                              resumed_from=res.resumed_from)
     ckpt = distiller.save_student()
     if res.resumed_from:
         log(f"resumed from step {res.resumed_from}")

@@ -13,6 +13,11 @@ parameter count, and each stage's policy and evaluation are kept in <out>/lifelo
 
   polytask distill --experts scripted --stores data/replay/door-open data/replay/drawer-open --out runs/d1
   polytask distill --experts scripted --stores data/replay/hammer --out runs/ll --lifelong
+  polytask distill --experts scripted --stores data/replay/* --out runs/d2 --nproc 4   # data-parallel (DDP)
+
+With --nproc N the distillation runs data-parallel on N local processes (torchrun; gloo on CPU, NCCL with
+--set device=cuda): each reads its share of the relabelled stores, gradients are all-reduced, process 0 writes the
+usual files; batch_size stays the global batch. Across machines, see docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. lr=1e-3 student.hidden=512 (YAML values)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel processes on this machine, started through torchrun (default 1)")
 
 
 def job_from_args(args: argparse.Namespace) -> DistillJob:
@@ -61,7 +68,16 @@ def job_from_args(args: argparse.Namespace) -> DistillJob:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from polytask.learning.distill.pipeline import run_distillation
 
-    run_distillation(job_from_args(args))
+    job = job_from_args(args)
+    if args.nproc > 1 and args.lifelong:
+        raise ValueError("--lifelong distils on one process; drop --nproc")
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # not yet inside torchrun: start the ranks
+        from polytask.learning.distill.ddp import launch
+
+        return launch(job, args.nproc)
+    run_distillation(job)
     return 0
