@@ -29,7 +29,10 @@ def installed(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src")
     for item in ("setup.py", "setup.cfg", "package.xml", "resource", "ros2_ws", "sim", "learning", "launch",
                  "config", "rviz"):
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
+        if (REPO / item).is_dir():
+            shutil.copytree(REPO / item, src / item, symlinks=True)  # ros2_ws/ keeps its relative links
+        else:
+            shutil.copy(REPO / item, src / item)
     prefix = tmp_path_factory.mktemp("install")
     proc = subprocess.run([sys.executable, "setup.py", "-q", "install", f"--prefix={prefix}",
                            "--single-version-externally-managed", "--root=/"], cwd=src, capture_output=True,
@@ -70,3 +73,28 @@ def test_every_graph_executable_is_installed(installed: Path) -> None:
         for node in graph.nodes:
             if node.package == "polytask":
                 assert node.executable in executables, (graph.name, node.executable)
+
+
+def test_top_level_folders_are_linked_into_the_namespace_folder() -> None:
+    """ros2_ws/ is the `polytask` package; sim/, learning/, launch/ join it through relative symlinks, so the one
+    `package_dir` entry covers every sub-package (what colcon --symlink-install links into its build folder)."""
+    for folder in ("sim", "learning", "launch"):
+        link = REPO / "ros2_ws" / folder
+        assert link.is_symlink(), f"{link} must be a symlink"
+        assert Path(link.readlink()) == Path("..") / folder, f"{link} must point at ../{folder} (relative)"
+        assert (link / "__init__.py").is_file()
+
+
+def test_the_environment_imports_every_part_of_the_namespace_from_this_checkout() -> None:
+    """`pip install -e .` (make setup): polytask.sim/learning/launch resolve to the top-level folders."""
+    import polytask
+
+    if Path(polytask.__file__).resolve().parent != REPO / "ros2_ws":
+        pytest.skip(f"polytask is not installed from this checkout (it comes from {polytask.__file__})")
+    import polytask.launch.graphs
+    import polytask.learning.agent
+    import polytask.sim.registry
+
+    for module, folder in ((polytask.sim.registry, "sim"), (polytask.learning.agent, "learning"),
+                           (polytask.launch.graphs, "launch")):
+        assert Path(module.__file__).resolve().parent == REPO / folder, module.__file__
