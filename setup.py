@@ -71,6 +71,7 @@ setup(
         (f"share/{PACKAGE}/launch", sorted(glob.glob("launch/*.launch.py"))),
         (f"share/{PACKAGE}/config", sorted(glob.glob("config/*.yaml"))),
         (f"share/{PACKAGE}/rviz", sorted(glob.glob("rviz/*.rviz"))),
+        (f"share/{PACKAGE}/urdf", sorted(glob.glob("urdf/*.urdf"))),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

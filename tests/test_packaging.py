@@ -19,8 +19,42 @@ def test_package_xml_is_format3_ament_python_with_ros_deps() -> None:
     assert root.get("format") == "3" and root.findtext("name") == "polytask"
     assert root.findtext("export/build_type") == "ament_python"
     deps = {e.text for e in root.findall("exec_depend")}
-    assert {"rclpy", "sensor_msgs", "std_msgs", "geometry_msgs", "visualization_msgs", "std_srvs",
+    assert {"rclpy", "rcl_interfaces", "ament_index_python", "sensor_msgs", "std_msgs", "geometry_msgs",
+            "visualization_msgs", "diagnostic_msgs", "std_srvs", "launch", "launch_ros",
             "python3-numpy", "python3-opencv", "python3-yaml"} <= deps
+    # rosdep keys of rosdistro's python.yaml for the learning/simulator stack
+    assert {"python3-torch", "python3-mujoco-pip", "python3-rosbags-pip", "python3-gymnasium-robotics-pip",
+            "python3-tensorboard-pip"} <= deps
+    # every ROS package a graph starts is declared (the graphs still skip one that is missing)
+    from polytask.launch.graphs import GRAPHS
+
+    assert {n.package for g in GRAPHS.values() for n in g.nodes if n.external} <= deps
+    tests = {e.text for e in root.findall("test_depend")}
+    assert "python3-pytest" in tests and "python3-pytest" not in deps  # a test tool, not a run-time dependency
+
+
+def test_every_imported_ros_package_is_declared() -> None:
+    """The ROS Python packages the code imports (messages, rclpy, ament_index_python) are in package.xml."""
+    import re
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    deps = {e.text for e in root.findall("exec_depend")}
+    ros_packages = {"rclpy", "rcl_interfaces", "ament_index_python", "std_msgs", "sensor_msgs", "geometry_msgs",
+                    "visualization_msgs", "diagnostic_msgs", "std_srvs", "launch", "launch_ros"}
+    used = set()
+    for folder in ("ros2_ws", "launch"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path.is_relative_to(REPO / "ros2_ws" / "sim") or path.is_relative_to(REPO / "ros2_ws" / "learning"):
+                continue
+            for name in re.findall(r"^\s*(?:from|import) ([a-z_]+)", path.read_text(), re.M):
+                if name in ros_packages:
+                    used.add(name)
+    # message/service packages named in the topic table are imported through it (load_type)
+    from polytask.ros import topics
+
+    used |= {t.msg_type.split("/")[0] for t in topics.TOPICS.values()}
+    used |= {s.srv_type.split("/")[0] for s in topics.SERVICES.values()}
+    assert used <= deps, f"imported but not declared in package.xml: {sorted(used - deps)}"
 
 
 @pytest.fixture(scope="module")

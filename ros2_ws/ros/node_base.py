@@ -148,13 +148,16 @@ def json_string(data: dict[str, Any]):
 
 
 # --- running a node ----------------------------------------------------------------------------------------------
-def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
+def run_node(factory: Callable[[], Any], args: list[str] | None = None, threads: int = 1) -> int:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM, call node.close() while ROS still works, shut down.
 
+    `threads` > 1 spins a MultiThreadedExecutor: callbacks in different callback groups then run concurrently
+    (the xArm driver's reset service must not stop its control timer). A node may set `executor_threads` to
+    choose at run time (an EGL context is bound to one thread: a node that renders must stay single-threaded).
     Returns a process exit code: 0 after a clean stop, 2 when the node refused its parameters (one-line error).
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     stop = {"flag": False}
@@ -168,7 +171,8 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     code = 0
     try:
         node = factory()
-        executor = SingleThreadedExecutor()
+        threads = int(getattr(node, "executor_threads", threads))
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         while not stop["flag"] and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
