@@ -181,6 +181,14 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None, threads:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as err:
+        from polytask.sim.mujoco_render import gl_failure
+
+        line = gl_failure(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)  # one line, not a traceback ending in '_mjr_context'
+        code = 2
     finally:
         if node is not None:
             close = getattr(node, "close", None)
