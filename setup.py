@@ -69,7 +69,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob.glob("launch/*.launch.py"))),
-        (f"share/{PACKAGE}/config", sorted(glob.glob("config/*.yaml"))),
+        (f"share/{PACKAGE}/config", sorted(glob.glob("config/*.yaml") + glob.glob("config/*.xml"))),
         (f"share/{PACKAGE}/rviz", sorted(glob.glob("rviz/*.rviz"))),
         (f"share/{PACKAGE}/urdf", sorted(glob.glob("urdf/*.urdf"))),
     ],

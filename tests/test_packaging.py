@@ -62,7 +62,7 @@ def installed(tmp_path_factory) -> Path:
     """What colcon's ament_python build does: `setup.py install` with setup.cfg's script dir, into a prefix."""
     src = tmp_path_factory.mktemp("src")
     for item in ("setup.py", "setup.cfg", "package.xml", "resource", "ros2_ws", "sim", "learning", "launch",
-                 "config", "rviz"):
+                 "config", "rviz", "urdf"):
         if (REPO / item).is_dir():
             shutil.copytree(REPO / item, src / item, symlinks=True)  # ros2_ws/ keeps its relative links
         else:
@@ -83,6 +83,8 @@ def test_install_layout_matches_ros2_conventions(installed: Path) -> None:
     assert launch_files == sorted(p.name for p in (REPO / "launch").glob("*.launch.py"))
     assert {"teleop_record.launch.py", "train_task.launch.py", "deploy.launch.py"} <= set(launch_files)
     assert (share / "rviz" / "polytask.rviz").is_file()
+    assert (share / "urdf" / "xarm7.urdf").is_file()
+    assert (share / "config" / "fastdds_large_frames.xml").is_file()
     assert sorted(p.name for p in (share / "config").glob("*.yaml")) == \
         sorted(p.name for p in (REPO / "config").glob("*.yaml"))
     executables = {p.name for p in (installed / "lib" / "polytask").iterdir()}

@@ -156,3 +156,31 @@ def test_diagnostic_levels_follow_the_status():
     )
     (status,) = array.status
     assert {kv.key: kv.value for kv in status.values} == {"state": "ready", "commands": '{"accepted":3}'}
+
+
+def test_nodes_get_the_large_frames_profile_unless_one_is_chosen():
+    import xml.etree.ElementTree as ET
+
+    from polytask.ros.transport import PROFILE_VARIABLES, apply_default_profile, profile_path
+
+    path = profile_path()
+    env: dict[str, str] = {}
+    assert apply_default_profile(env) == str(path) and all(env[v] == str(path) for v in PROFILE_VARIABLES)
+    mine = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/etc/my_dds.xml"}
+    assert apply_default_profile(mine) == "/etc/my_dds.xml" and "FASTDDS_DEFAULT_PROFILES_FILE" not in mine
+    off = {"FASTRTPS_DEFAULT_PROFILES_FILE": ""}
+    assert apply_default_profile(off) is None and off == {"FASTRTPS_DEFAULT_PROFILES_FILE": ""}
+    cyclone = {"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}
+    assert apply_default_profile(cyclone) is None and set(cyclone) == {"RMW_IMPLEMENTATION"}
+    # the segment holds a 640x480 rgb8 frame with room to spare, and a message may be that large
+    ns = {"f": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    shm = next(
+        t
+        for t in ET.parse(path).getroot().iterfind(".//f:transport_descriptor", ns)
+        if t.findtext("f:type", namespaces=ns) == "SHM"
+    )
+    frame = 640 * 480 * 3 + 48
+    assert int(shm.findtext("f:maxMessageSize", namespaces=ns)) >= 4 * frame
+    assert int(shm.findtext("f:segment_size", namespaces=ns)) >= 2 * int(
+        shm.findtext("f:maxMessageSize", namespaces=ns)
+    )

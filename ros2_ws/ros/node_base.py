@@ -160,11 +160,14 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None, threads:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
+    from polytask.ros.transport import apply_default_profile
+
     stop = {"flag": False}
 
     def _handler(signum, _frame):
         stop["flag"] = True
 
+    apply_default_profile()  # large camera frames through shared memory (before the participant exists)
     rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
     old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
     node = None
