@@ -305,10 +305,10 @@ def test_readme_section_is_rewritten_between_its_markers(tmp_path):
         graph_docs.render_readme("# no markers\n")
 
 
+# camera, joy_reader, teleop_recorder and xarm_driver: tests/test_ros_robot_config.py (with their run-time-only
+# parameters)
 OWN_NODES = {"sim_bridge": "sim_bridge_node", "policy_server": "policy_server_node", "monitor": "monitor_node",
-             "online_trainer": "online_trainer_node", "offline_distiller": "offline_distiller_node",
-             "camera": "camera_node", "joy_reader": "joy_reader_node", "xarm_driver": "xarm_driver_node",
-             "teleop_recorder": "teleop_recorder_node"}
+             "online_trainer": "online_trainer_node", "offline_distiller": "offline_distiller_node"}
 
 
 @pytest.mark.parametrize("node", sorted(OWN_NODES))
