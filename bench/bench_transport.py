@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import frame_latencies, percentiles, transport_env  # noqa: E402
+from bench_latency import frame_latencies, percentiles, transport_env
 
 RATE_HZ = 30.0
 
