@@ -3,7 +3,7 @@
 The package is built into a temporary workspace with colcon from PyPI, once plainly and once with
 `--symlink-install` (one build per layout for the whole session), and each graph is started with
 `ros2 launch polytask <graph>.launch.py ...`: the real launch / launch_ros / ros2launch code (a real `ros2` where
-one is installed, else the Jazzy sources beside the repository in ../shared/ros2-jazzy-launch), every node its own
+one is installed, else the Jazzy launch sources kept beside the repository), every node its own
 process. This process watches the graph over DDS on a private ROS domain.
 
 The editable install of `.venv` (make setup) could satisfy `import polytask.launch` from the checkout and hide a
