@@ -1,8 +1,14 @@
 """One distribution and one ROS 2 package, `polytask`, built from the design card's top-level folders.
 
-The folders map into a single import namespace so nothing generic (`sim`, `learning`) lands in site-packages:
+The import namespace `polytask` is the folder ros2_ws/, and the other top-level folders are reached through
+relative symlinks inside it (ros2_ws/sim -> ../sim, ros2_ws/learning -> ../learning, ros2_ws/launch -> ../launch),
+so nothing generic (`sim`, `learning`) lands in site-packages:
 ros2_ws/ -> polytask, sim/ -> polytask.sim, learning/ -> polytask.learning, launch/ -> polytask.launch.
-The same file serves `pip install -e .` and `colcon build` (ament_python).
+
+Why symlinks and one `package_dir` entry: `colcon build --symlink-install` links only the first-level packages
+of `package_dir` into its build folder. With a single mapping (polytask -> ros2_ws) the link it makes is the whole
+namespace, and the same file installs identically under `pip install .`, `pip install -e .`, `colcon build` and
+`colcon build --symlink-install` (tests/test_packaging.py and tests/test_ros2_launch.py build each of them).
 """
 
 from __future__ import annotations
@@ -13,28 +19,31 @@ import os
 from setuptools import setup
 
 PACKAGE = "polytask"
-# top-level folder -> the import name it provides
-NAMESPACE_ROOTS = {
-    "ros2_ws": PACKAGE,
-    "sim": f"{PACKAGE}.sim",
-    "learning": f"{PACKAGE}.learning",
-    "launch": f"{PACKAGE}.launch",
-}
+PACKAGE_DIR = "ros2_ws"
+# the top-level folders that ros2_ws/ links to (each becomes polytask.<folder>)
+LINKED_FOLDERS = ("sim", "learning", "launch")
 
 
-def discover_packages() -> tuple[list[str], dict[str, str]]:
-    """Every folder with an __init__.py under the roots becomes a package of the polytask namespace."""
+def check_links() -> None:
+    """A checkout without the symlinks (e.g. git with core.symlinks=false) must fail here, not install half."""
+    for folder in LINKED_FOLDERS:
+        link = os.path.join(PACKAGE_DIR, folder)
+        if not os.path.isfile(os.path.join(link, "__init__.py")):
+            raise SystemExit(f"setup.py: {link} must be a symlink to ../{folder} (a package with __init__.py); "
+                             f"restore it with `ln -s ../{folder} {link}`")
+
+
+def discover_packages() -> list[str]:
+    """Every folder with an __init__.py under ros2_ws/ (following its symlinks) is a package of `polytask`."""
     packages: list[str] = []
-    package_dir: dict[str, str] = {}
-    for folder, import_name in NAMESPACE_ROOTS.items():
-        for dirpath, _dirnames, filenames in os.walk(folder):
-            if "__init__.py" not in filenames or "__pycache__" in dirpath:
-                continue
-            rel = os.path.relpath(dirpath, folder)
-            name = import_name if rel == "." else f"{import_name}.{rel.replace(os.sep, '.')}"
-            packages.append(name)
-            package_dir[name] = dirpath
-    return sorted(packages), package_dir
+    for dirpath, dirnames, filenames in os.walk(PACKAGE_DIR, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        if "__init__.py" not in filenames:
+            dirnames[:] = []  # no namespace packages: a folder without __init__.py ends the walk there
+            continue
+        rel = os.path.relpath(dirpath, PACKAGE_DIR)
+        packages.append(PACKAGE if rel == "." else f"{PACKAGE}.{rel.replace(os.sep, '.')}")
+    return sorted(packages)
 
 
 def node_entry_points() -> list[str]:
@@ -54,22 +63,23 @@ def optional_requirements(path: str) -> list[str]:
         return [line.strip() for line in fh if line.strip() and not line.startswith("#")]
 
 
-packages, package_dir = discover_packages()
+check_links()
 
 setup(
     name=PACKAGE,
     version="0.1.0",
     description="PolyTask: unified robot policies through behaviour distillation",
-    packages=packages,
-    package_dir=package_dir,
+    packages=discover_packages(),
+    package_dir={PACKAGE: PACKAGE_DIR},
     package_data={f"{PACKAGE}.sim": ["assets/**/*"], PACKAGE: ["py.typed"]},
     include_package_data=True,
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob.glob("launch/*.launch.py"))),
-        (f"share/{PACKAGE}/config", sorted(glob.glob("config/*.yaml"))),
+        (f"share/{PACKAGE}/config", sorted(glob.glob("config/*.yaml") + glob.glob("config/*.xml"))),
         (f"share/{PACKAGE}/rviz", sorted(glob.glob("rviz/*.rviz"))),
+        (f"share/{PACKAGE}/urdf", sorted(glob.glob("urdf/*.urdf"))),
     ],
     install_requires=["setuptools"],
     extras_require={"ray": optional_requirements("requirements-ray.txt")},

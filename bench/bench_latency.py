@@ -12,8 +12,11 @@ Baselines measured in this same process on the same frames and checkpoint, paced
 server's work: `inference` (policy.act on an 84x84 frame) and `decode+resize+inference` (Image message -> numpy
 -> resize -> act, what the server does per frame). The cross-process figure minus the second is the cost of
 DDS transport and scheduling.
-Fast DDS transports: `default` and `LARGE_DATA` (FASTDDS_BUILTIN_TRANSPORTS, set for both processes; the camera
-side runs in a fresh process per configuration because Fast DDS reads the setting once per process).
+Fast DDS transports, set for both processes (the camera side runs in a fresh process per configuration because
+Fast DDS reads the settings once per process):
+- `default`: Fast DDS's own defaults (no profile file: what the nodes ran with before config/fastdds_large_frames.xml);
+- `LARGE_DATA`: FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA on top of the defaults;
+- `large_frames`: config/fastdds_large_frames.xml (a 10 MB shared-memory segment), what every node now applies.
 """
 
 from __future__ import annotations
@@ -32,6 +35,20 @@ TASK = "metaworld/button-press"
 RATE_HZ = 30.0
 
 
+def transport_env(transport: str) -> dict[str, str]:
+    """The environment variables of one transport configuration (empty profile variables = Fast DDS defaults)."""
+    from polytask.ros.transport import PROFILE_VARIABLES, profile_path
+
+    off = dict.fromkeys(PROFILE_VARIABLES, "")
+    if transport == "default":
+        return off
+    if transport == "LARGE_DATA":
+        return {**off, "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}
+    if transport == "large_frames":
+        return dict.fromkeys(PROFILE_VARIABLES, str(profile_path()))
+    raise ValueError(f"transport {transport!r} unknown; expected default, LARGE_DATA or large_frames")
+
+
 def make_checkpoint(path: Path, hidden: int, feature_dim: int) -> Path:
     """A randomly initialised pixel student (frame stack 3, 84x84, one-hot goal): inference cost of the real one."""
     from polytask.learning.distill.goals import onehot
@@ -42,6 +59,24 @@ def make_checkpoint(path: Path, hidden: int, feature_dim: int) -> Path:
     spec = StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=hidden,
                        feature_dim=feature_dim)
     return save_student(path, StudentNet(spec), {TASK: onehot(task_id, 16)}, [TASK], step=0)
+
+
+def frame_latencies(sent: list[float], received: list[float]) -> tuple[list[float], str]:
+    """Publish -> action latency per answered frame (ms).
+
+    Every frame answered: the k-th action is the k-th frame's ("exact"). With drops that pairing shifts by a
+    frame period per lost frame, so each action is paired with the last frame published before it instead
+    ("latest"): a lower bound on the latency, exact while it stays under one frame period.
+    """
+    if len(received) == len(sent):
+        return [(r - s) * 1e3 for s, r in zip(sent, received, strict=True)], "exact"
+    out, i = [], 0
+    for r in received:
+        while i + 1 < len(sent) and sent[i + 1] <= r:
+            i += 1
+        if sent and sent[i] <= r:
+            out.append((r - sent[i]) * 1e3)
+    return out, "latest"
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -111,10 +146,10 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
     from polytask.ros.image_conversion import numpy_to_image
     from polytask.ros.testing import NodeProcess, Probe
 
-    extra = {} if transport == "default" else {"FASTDDS_BUILTIN_TRANSPORTS": transport}
-    if os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", "default") != transport:
-        raise RuntimeError(f"camera side runs with FASTDDS_BUILTIN_TRANSPORTS="
-                           f"{os.environ.get('FASTDDS_BUILTIN_TRANSPORTS')!r}, expected {transport!r}")
+    extra = transport_env(transport)
+    wrong = {k: os.environ.get(k) for k, v in extra.items() if os.environ.get(k) != v}
+    if wrong:
+        raise RuntimeError(f"camera side runs with {wrong}, expected {extra} for transport {transport!r}")
     server = NodeProcess("policy_server_node", domain_id=domain_id, log_dir=log_dir, extra_env=extra,
                          params={"checkpoint": str(ckpt), "task": TASK, "image_size": 84, "use_state": False,
                                  "threads": 1})
@@ -153,10 +188,9 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
             pub.publish(imgs[k % len(imgs)])
             t_next += period
         probe.spin(1.0)
-        m = min(len(sent), len(received))
-        lat = [(r - s) * 1e3 for s, r in zip(sent[:m], received[:m])]
+        lat, pairing = frame_latencies(sent, received)
         rate = (len(received) - 1) / (received[-1] - received[0]) if len(received) > 1 else 0.0
-        return {**percentiles(lat), "sent": len(sent), "answered": len(received),
+        return {**percentiles(lat), "pairing": pairing, "sent": len(sent), "answered": len(received),
                 "dropped": len(sent) - len(received), "rate_hz": round(rate, 2),
                 "in_server": percentiles(server_ms) if server_ms else None}
     finally:
@@ -171,8 +205,7 @@ def camera_side(ckpt: Path, size: tuple[int, int], transport: str, seconds: floa
 
     env = dict(os.environ)
     env.pop("FASTDDS_BUILTIN_TRANSPORTS", None)
-    if transport != "default":
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = transport
+    env.update(transport_env(transport))
     args = json.dumps({"ckpt": str(ckpt), "size": list(size), "transport": transport, "seconds": seconds,
                        "domain": domain_id, "log_dir": str(log_dir)})
     out = subprocess.run([sys.executable, __file__, "--camera-side", args], env=env, capture_output=True, text=True,
@@ -208,7 +241,8 @@ def markdown(results: dict) -> str:
     for r in results["rows"]:
         e, i, d, c = r["camera_to_action"], r["inference"], r["decode+resize+inference"], r["inference_cpu"]
         srv = e.get("in_server") or {"p50_ms": "-", "p99_ms": "-"}
-        lines.append(f"| {r['size']} | {r['transport']} | {e['p50_ms']} / {e['p99_ms']} | {e['answered']} / "
+        lines.append(f"| {r['size']} | {r['transport']} | {e['p50_ms']} / {e['p99_ms']}"
+                     f"{'' if e.get('pairing', 'exact') == 'exact' else ' (lower bound)'} | {e['answered']} / "
                      f"{e['sent']} | {e['rate_hz']} | {srv['p50_ms']} / {srv['p99_ms']} | {i['p50_ms']} / "
                      f"{i['p99_ms']} | {c['p50_ms']} | {d['p50_ms']} / {d['p99_ms']} |")
     return "\n".join(lines) + "\n"
@@ -218,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per configuration")
     p.add_argument("--sizes", nargs="+", default=["84x84", "640x480"], help="frame sizes WxH")
-    p.add_argument("--transports", nargs="+", default=["default", "LARGE_DATA"])
+    p.add_argument("--transports", nargs="+", default=["default", "LARGE_DATA", "large_frames"])
     p.add_argument("--hidden", type=int, default=1024, help="student hidden width (Table V: 1024)")
     p.add_argument("--feature-dim", type=int, default=512)
     p.add_argument("--domain", type=int, default=0, help="ROS domain id (0: pick a free one in 70..99)")

@@ -6,110 +6,85 @@ So the graphs are plain data here, `resolve()` turns a graph plus `arg:=value` o
 invocations (what `polytask launch` starts), and `launch_description()` builds the equivalent `launch_ros` actions
 (what the `.launch.py` files return). Tests compare the two.
 
-Values in a node's parameters, arguments and conditions may refer to a launch argument (`Arg("task")`) or to a
-file installed with the package (`Share("config/x.yaml")`); everything else is a literal.
+Values in a node's parameters, arguments and conditions may refer to a launch argument (`Arg("task")`), to a
+file installed with the package (`Share("config/x.yaml")`) or its text (`FileText(...)`), or to whether another
+ROS package is installed (`Installed("robot_state_publisher")`); everything else is a literal.
+
+Declared once: a launch argument that only passes a node's parameter on takes that parameter's declared default
+(`NodeDefault("online_trainer_node", "steps")` reads `Param("steps", 6000, ...)` of the node), so a default lives
+in the node's PARAMS (and its config/<node>.yaml, which a test keeps equal) and nowhere else.
+
+Nodes of other ROS packages (rviz2, joy, robot_state_publisher, tf2_ros) start only where the ament index has
+their package; elsewhere the graph logs one line naming what it skipped and starts the rest.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PACKAGE = "polytask"
+from polytask.launch.graph_model import (
+    PACKAGE,
+    RESPAWN_DELAY_S,
+    RESPAWN_MAX_RETRIES,
+    Arg,
+    FileText,
+    Graph,
+    Installed,
+    LaunchArg,
+    NodeDefault,
+    NodeSpec,
+    Share,
+    Value,
+    node_param,
+    node_param_text,
+)
 
-
-@dataclass(frozen=True)
-class Arg:
-    """A reference to a launch argument's value.
-
-    Both front ends let ROS read a parameter value as YAML (`-p k:=0` is the integer 0). `string=True` keeps the
-    text a string (launch_ros `ParameterValue(..., value_type=str)`; a quoted `-p k:='0'` here).
-    """
-
-    name: str
-    string: bool = False
-
-
-@dataclass(frozen=True)
-class Share:
-    """A file installed under `share/polytask/` (in a source checkout: the repository root)."""
-
-    relpath: str
-
-
-Value = str | int | float | bool | Arg | Share
-
-
-@dataclass(frozen=True)
-class LaunchArg:
-    name: str
-    default: str
-    description: str
-    choices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node of a graph.
-
-    `executable` is the console script (`lib/<package>/<executable>`); for our own package the same code runs as
-    `python -m polytask.nodes.<executable>`. `when=("robot", ("sim",))` starts the node only when the argument has
-    one of the values. `external` nodes come from other ROS packages (rviz2, joy); `polytask launch` starts them
-    only when their executable is on PATH.
-    """
-
-    name: str
-    executable: str
-    package: str = PACKAGE
-    params_file: str | None = None  # relative to the share directory, e.g. "config/sim_bridge.yaml"
-    parameters: tuple[tuple[str, Value], ...] = ()
-    remappings: tuple[tuple[str, str], ...] = ()
-    arguments: tuple[Value, ...] = ()
-    when: tuple[str, tuple[str, ...]] | None = None
-    respawn: bool = False
-    description: str = ""
-
-    @property
-    def external(self) -> bool:
-        return self.package != PACKAGE
-
-    @property
-    def module(self) -> str:
-        return f"{PACKAGE}.nodes.{self.executable}"
-
-
-@dataclass(frozen=True)
-class Graph:
-    name: str
-    description: str
-    arguments: tuple[LaunchArg, ...]
-    nodes: tuple[NodeSpec, ...]
-
-    def argument(self, name: str) -> LaunchArg:
-        for a in self.arguments:
-            if a.name == name:
-                return a
-        raise KeyError(f"graph {self.name!r} has no argument {name!r}; known: {', '.join(self.arg_names())}")
-
-    def arg_names(self) -> list[str]:
-        return [a.name for a in self.arguments]
+__all__ = ["PACKAGE", "RESPAWN_DELAY_S", "RESPAWN_MAX_RETRIES", "Arg", "FileText", "Graph", "Installed",
+           "LaunchArg", "NodeDefault", "NodeSpec", "Share", "Value", "node_param", "node_param_text"]
 
 
 # --- the arguments shared by several graphs --------------------------------------------------------------------
 ROBOT_ARG = LaunchArg("robot", "sim", "the arm: `sim` = the sim bridge of `task` (any registry task), `xarm` = the "
                       "real xArm + camera", ("sim", "xarm"))
-TASK_ARG = LaunchArg("task", "xarm/reach", "registry task name (sim bridge task; the policy's and trainer's task)")
+TASK_ARG = LaunchArg("task", NodeDefault("policy_server_node", "task"),
+                     "registry task name (sim bridge task; the policy's and trainer's task)")
 XARM_IP_ARG = LaunchArg("xarm_ip", "192.168.1.185", "controller address of the real xArm (robot:=xarm)")
-CAMERA_ARG = LaunchArg("camera_device", "0", "OpenCV device of the robot camera: index, path or URL (robot:=xarm)")
-RATE_ARG = LaunchArg("rate", "30.0", "camera / control rate in Hz")
+CAMERA_ARG = LaunchArg("camera_device", NodeDefault("camera_node", "device"),
+                       "OpenCV device of the robot camera: index, path or URL (robot:=xarm)")
+RATE_ARG = LaunchArg("rate", NodeDefault("sim_bridge_node", "rate"), "camera / control rate in Hz")
+
+# The xArm's URDF (generated from the MuJoCo model by polytask.robot.urdf; a test keeps it current) and where its
+# base sits: in the simulated scene the MJCF's link_base pose in the world (a test checks it against the model),
+# on the real arm the world frame is the arm's base frame.
+XARM_URDF = "urdf/xarm7.urdf"
+SIM_XARM_BASE_XYZ = ("1.09", "0.28", "0.655")
+REAL_XARM_BASE_XYZ = ("0.0", "0.0", "0.0")
+
+
+def world_to_base(name: str, xyz: tuple[str, str, str], when: tuple[str, tuple[str, ...]] | None) -> NodeSpec:
+    """tf2_ros's static_transform_publisher: world -> link_base (RViz's fixed frame is `world`)."""
+    return NodeSpec(name, "static_transform_publisher", package="tf2_ros",
+                    arguments=("--x", xyz[0], "--y", xyz[1], "--z", xyz[2], "--frame-id", "world",
+                               "--child-frame-id", "link_base"),
+                    when=when, description="static TF world -> link_base (the xArm's base frame)")
+
+
+def state_publisher(when: tuple[str, tuple[str, ...]] | None) -> NodeSpec:
+    """robot_state_publisher with the xArm URDF: TF of every link from /joint_states, and /robot_description."""
+    return NodeSpec("robot_state_publisher", "robot_state_publisher", package="robot_state_publisher",
+                    parameters=(("robot_description", FileText(XARM_URDF)),), when=when,
+                    description="xArm URDF -> TF of the links from joint_states; latches robot_description")
 
 
 CAMERA = NodeSpec("camera", "camera_node", params_file="config/camera.yaml",
                   parameters=(("device", Arg("camera_device", string=True)), ("rate_hz", Arg("rate"))),
-                  when=("robot", ("xarm",)), respawn=True, description="OpenCV camera -> sensor_msgs/Image")
+                  when=("robot", ("xarm",)), respawn=True,
+                  description="OpenCV camera -> sensor_msgs/Image + CameraInfo")
 REAL_XARM = NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
                      parameters=(("backend", "real"), ("ip", Arg("xarm_ip"))), when=("robot", ("xarm",)),
                      description="xArm servo control: watchdog, workspace box, e-stop and reset services")
@@ -117,9 +92,13 @@ SIM_BRIDGE = NodeSpec("sim_bridge", "sim_bridge_node", params_file="config/sim_b
                       parameters=(("task", Arg("task")), ("rate", Arg("rate"))), when=("robot", ("sim",)),
                       description="a registry task exposed as a robot: camera, state, action, reset, reward, success")
 
+MONITOR_DESCRIPTION = "MarkerArray + status for RViz, /diagnostics, success counters"
 MONITOR = NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
-                   parameters=(("task", Arg("task")),),
-                   description="MarkerArray + status for RViz, latched /robot_description, success counters")
+                   parameters=(("task", Arg("task")),), description=MONITOR_DESCRIPTION)
+# Where the arm is an xArm the monitor latches its URDF on /robot_description, unless robot_state_publisher
+# runs (it publishes the same topic; two publishers of one latched topic would clash).
+XARM_DESCRIPTION_PARAMS = (("robot_description_file", Share(XARM_URDF)),
+                           ("publish_robot_description", Installed("robot_state_publisher", negate=True)))
 
 TELEOP_RECORD = Graph(
     name="teleop_record",
@@ -131,9 +110,13 @@ TELEOP_RECORD = Graph(
         LaunchArg("store", "data/demos", "episode store folder (resumed when it exists)"),
         LaunchArg("joystick", "reader", "`reader` = polytask's Linux joystick reader, `joy` = the ROS joy package",
                   ("reader", "joy")),
-        LaunchArg("joy_device", "/dev/input/js0", "Linux joystick device (joystick:=reader)"),
-        LaunchArg("rate", "10.0", "teleop command and arm control rate in Hz"),
-        LaunchArg("bag", "", "also record the session's topics into this rosbag2 MCAP folder (empty: off)"),
+        LaunchArg("joy_device", NodeDefault("joy_reader_node", "device"), "Linux joystick device (joystick:=reader)"),
+        LaunchArg("joy_device_id", "0", "SDL joystick index for the ROS joy node (joystick:=joy)"),
+        LaunchArg("joy_device_name", "", "SDL joystick name for the ROS joy node; takes precedence over the index "
+                  "(joystick:=joy)"),
+        LaunchArg("rate", NodeDefault("teleop_recorder_node", "rate_hz"), "teleop command and arm control rate in Hz"),
+        LaunchArg("bag", NodeDefault("monitor_node", "bag"),
+                  "also record the session's topics into this rosbag2 MCAP folder (empty: off)"),
         XARM_IP_ARG, CAMERA_ARG,
     ),
     nodes=(
@@ -145,18 +128,25 @@ TELEOP_RECORD = Graph(
                  when=("robot", ("xarm",)), description="the real xArm"),
         NodeSpec("camera", "camera_node", params_file="config/camera.yaml",
                  parameters=(("device", Arg("camera_device", string=True)), ("rate_hz", 30.0)),
-                 when=("robot", ("xarm",)), respawn=True, description="OpenCV camera -> sensor_msgs/Image"),
+                 when=("robot", ("xarm",)), respawn=True,
+                 description="OpenCV camera -> sensor_msgs/Image + CameraInfo"),
         NodeSpec("joy_reader", "joy_reader_node", params_file="config/joy_reader.yaml",
                  parameters=(("device", Arg("joy_device")),), when=("joystick", ("reader",)), respawn=True,
                  description="Linux joystick device -> sensor_msgs/Joy"),
-        NodeSpec("joy", "joy_node", package="joy", when=("joystick", ("joy",)),
-                 description="the standard ROS joy driver"),
+        NodeSpec("joy", "joy_node", package="joy",
+                 parameters=(("device_id", Arg("joy_device_id")),
+                             ("device_name", Arg("joy_device_name", string=True)),
+                             ("deadzone", 0.05), ("autorepeat_rate", 20.0)),
+                 when=("joystick", ("joy",)), description="the standard ROS joy driver (SDL)"),
         NodeSpec("teleop_recorder", "teleop_recorder_node", params_file="config/teleop_recorder.yaml",
                  parameters=(("task", Arg("task")), ("store", Arg("store")), ("rate_hz", Arg("rate"))),
                  description="Joy -> Δxyz + gripper actions; buttons start/save/redo/cancel episodes"),
+        world_to_base("world_to_base", SIM_XARM_BASE_XYZ, ("robot", ("sim",))),
+        world_to_base("world_to_base", REAL_XARM_BASE_XYZ, ("robot", ("xarm",))),
+        state_publisher(None),
         NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
-                 parameters=(("task", Arg("task")), ("bag", Arg("bag", string=True))),
-                 description=MONITOR.description),
+                 parameters=(("task", Arg("task")), ("bag", Arg("bag", string=True)), *XARM_DESCRIPTION_PARAMS),
+                 description=MONITOR_DESCRIPTION),
     ),
 )
 
@@ -164,16 +154,19 @@ TRAIN_TASK = Graph(
     name="train_task",
     description="Train one expert (demo-guided DrQ-v2) on a task, through the sim bridge's topics or in-process.",
     arguments=(
-        LaunchArg("robot", "sim", "`sim` = the trainer drives the sim bridge through the robot topics, "
-                  "`inprocess` = the trainer steps the task itself", ("sim", "inprocess")),
+        LaunchArg("robot", NodeDefault("online_trainer_node", "env"), "`sim` = the trainer drives the sim bridge "
+                  "through the robot topics, `inprocess` = the trainer steps the task itself"),
         TASK_ARG,
-        LaunchArg("demos", "data/demos", "episode store with the task's demonstrations"),
-        LaunchArg("run_dir", "runs/train_task", "run folder: replay episodes, checkpoints (resumed if present)"),
-        LaunchArg("steps", "6000", "training budget in agent steps"),
-        LaunchArg("reward", "env", "`env` = the task's reward, `ot` = optimal transport against the demos",
-                  ("env", "ot")),
-        LaunchArg("config", "", "expert config YAML (empty: the paper's defaults)"),
-        LaunchArg("rate", "30.0", "tick rate of the sim bridge in Hz"),
+        LaunchArg("demos", NodeDefault("online_trainer_node", "demos"), "episode store with the task's "
+                  "demonstrations"),
+        LaunchArg("run_dir", NodeDefault("online_trainer_node", "run_dir"),
+                  "run folder: replay episodes, checkpoints (resumed if present)"),
+        LaunchArg("steps", NodeDefault("online_trainer_node", "steps"), "training budget in agent steps"),
+        LaunchArg("reward", NodeDefault("online_trainer_node", "reward"),
+                  "`env` = the task's reward, `ot` = optimal transport against the demos"),
+        LaunchArg("config", NodeDefault("online_trainer_node", "config_file"),
+                  "expert config YAML (empty: the paper's defaults)"),
+        LaunchArg("rate", NodeDefault("sim_bridge_node", "rate"), "tick rate of the sim bridge in Hz"),
     ),
     nodes=(
         NodeSpec("sim_bridge", "sim_bridge_node", params_file="config/sim_bridge.yaml",
@@ -194,23 +187,30 @@ DEPLOY = Graph(
     description="Run a (unified) policy on the arm: camera -> policy server -> arm, watched by the monitor/RViz.",
     arguments=(
         ROBOT_ARG, TASK_ARG,
-        LaunchArg("checkpoint", "scripted", "policy checkpoint path, or `scripted` / `scripted:<task>` for the "
-                  "task's scripted expert"),
+        LaunchArg("checkpoint", NodeDefault("policy_server_node", "checkpoint"), "policy checkpoint path, or "
+                  "`scripted` / `scripted:<task>` for the task's scripted expert"),
         LaunchArg("rviz", "true", "start RViz with rviz/polytask.rviz (when rviz2 is installed)", ("true", "false")),
         RATE_ARG, XARM_IP_ARG, CAMERA_ARG,
-        LaunchArg("summary", "", "the monitor writes what it saw (rate, latency, successes) here as JSON at "
-                  "shutdown (empty: log only)"),
-        LaunchArg("bag", "", "record the session's topics into this rosbag2 MCAP folder (empty: off)"),
+        LaunchArg("summary", NodeDefault("monitor_node", "summary_file"), "the monitor writes what it saw (rate, "
+                  "latency, successes) here as JSON at shutdown (empty: log only)"),
+        LaunchArg("bag", NodeDefault("monitor_node", "bag"),
+                  "record the session's topics into this rosbag2 MCAP folder (empty: off)"),
     ),
     nodes=(
         SIM_BRIDGE, CAMERA, REAL_XARM,
         NodeSpec("policy_server", "policy_server_node", params_file="config/policy_server.yaml",
                  parameters=(("checkpoint", Arg("checkpoint")), ("task", Arg("task"))),
                  description="images (+ state) -> actions at camera rate; task/checkpoint switch at runtime"),
+        world_to_base("world_to_base", REAL_XARM_BASE_XYZ, ("robot", ("xarm",))),
+        state_publisher(("robot", ("xarm",))),
         NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
                  parameters=(("task", Arg("task")), ("summary_file", Arg("summary", string=True)),
                              ("bag", Arg("bag", string=True))),
-                 description=MONITOR.description),
+                 when=("robot", ("sim",)), description=MONITOR_DESCRIPTION),
+        NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
+                 parameters=(("task", Arg("task")), ("summary_file", Arg("summary", string=True)),
+                             ("bag", Arg("bag", string=True)), *XARM_DESCRIPTION_PARAMS),
+                 when=("robot", ("xarm",)), description=MONITOR_DESCRIPTION + "; the xArm URDF"),
         NodeSpec("rviz", "rviz2", package="rviz2", arguments=("-d", Share("rviz/polytask.rviz")),
                  when=("rviz", ("true",)), description="RViz with the PolyTask display config"),
     ),
@@ -220,16 +220,23 @@ DISTILL = Graph(
     name="distill",
     description="Distil experts into one unified policy from their episode stores, then evaluate it.",
     arguments=(
-        LaunchArg("stores", "data/replay/metaworld_button-press", "comma-separated episode stores, one task each"),
-        LaunchArg("experts", "scripted", "teachers: expert checkpoints, comma-separated in store order, or one for "
-                  "all (`scripted` = the tasks' scripted experts)"),
-        LaunchArg("out", "runs/distill", "run folder for the relabelled stores, unified checkpoint and evaluation"),
-        LaunchArg("goal", "onehot", "goal modality of the student", ("onehot", "sinusoid", "language", "image")),
-        LaunchArg("goal_images", "", "demo store for image goals (goal:=image)"),
-        LaunchArg("steps", "2000", "distillation gradient steps (per added task when lifelong)"),
-        LaunchArg("eval_episodes", "10", "evaluation episodes per task after distillation"),
-        LaunchArg("lifelong", "false", "add the stores' tasks one by one to a lifelong run", ("true", "false")),
-        LaunchArg("config", "", "distillation YAML (empty: Table V defaults)"),
+        LaunchArg("stores", NodeDefault("offline_distiller_node", "stores"),
+                  "comma-separated episode stores, one task each"),
+        LaunchArg("experts", NodeDefault("offline_distiller_node", "experts"), "teachers: expert checkpoints, "
+                  "comma-separated in store order, or one for all (`scripted` = the tasks' scripted experts)"),
+        LaunchArg("out", NodeDefault("offline_distiller_node", "out"),
+                  "run folder for the relabelled stores, unified checkpoint and evaluation"),
+        LaunchArg("goal", NodeDefault("offline_distiller_node", "goal"), "goal modality of the student"),
+        LaunchArg("goal_images", NodeDefault("offline_distiller_node", "goal_images"),
+                  "demo store for image goals (goal:=image)"),
+        LaunchArg("steps", NodeDefault("offline_distiller_node", "steps"),
+                  "distillation gradient steps (per added task when lifelong)"),
+        LaunchArg("eval_episodes", NodeDefault("offline_distiller_node", "eval_episodes"),
+                  "evaluation episodes per task after distillation"),
+        LaunchArg("lifelong", NodeDefault("offline_distiller_node", "lifelong"),
+                  "add the stores' tasks one by one to a lifelong run"),
+        LaunchArg("config", NodeDefault("offline_distiller_node", "config_file"),
+                  "distillation YAML (empty: Table V defaults)"),
     ),
     nodes=(
         NodeSpec("offline_distiller", "offline_distiller_node", params_file="config/offline_distiller.yaml",
@@ -265,6 +272,7 @@ class ResolvedNode:
     arguments: list[str]
     respawn: bool
     external: bool = False
+    respawn_max_retries: int = RESPAWN_MAX_RETRIES
     extra: dict[str, Any] = field(default_factory=dict)
 
     def ros_args(self) -> list[str]:
@@ -293,6 +301,39 @@ def share_dir() -> Path:
                                 f"not in AMENT_PREFIX_PATH={os.environ.get('AMENT_PREFIX_PATH', '')!r})") from err
 
 
+# --- other ROS packages ---------------------------------------------------------------------------------------------
+def package_prefix(package: str) -> Path | None:
+    """The install prefix of ROS package `package` from the ament index (AMENT_PREFIX_PATH), or None."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        return Path(get_package_prefix(package))
+    except (ImportError, LookupError, OSError, ValueError):  # not installed, or no ament index at all
+        return None
+
+
+def package_installed(package: str) -> bool:
+    """What `ros2 launch` checks before it starts a node of `package` (it aborts the launch when this is False)."""
+    return package_prefix(package) is not None
+
+
+def external_executable(package: str, executable: str) -> str | None:
+    """Where `ros2 run package executable` would find it (<prefix>/lib/<package>/), else on PATH, else None."""
+    prefix = package_prefix(package)
+    if prefix is not None:
+        candidate = prefix / "lib" / package / executable
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+        return shutil.which(executable)
+    return None
+
+
+def skipped_message(spec: NodeSpec) -> str:
+    """The one log line for an external node that is not started because its package is missing."""
+    return (f"not starting {spec.name}: ROS package '{spec.package}' is not installed here (not in the ament index; "
+            f"install it, e.g. ros-jazzy-{spec.package.replace('_', '-')}, to get {spec.executable})")
+
+
 def parse_overrides(graph_: Graph, items: list[str]) -> dict[str, str]:
     """`["task:=x", "robot:=sim"]` -> values, refusing unknown names and values outside an argument's choices."""
     values: dict[str, str] = {}
@@ -314,10 +355,11 @@ def validate_args(graph_: Graph, values: Mapping[str, str]) -> dict[str, str]:
                              f"known: {', '.join(known)}")
     out = {}
     for a in graph_.arguments:
-        v = str(values.get(a.name, a.default))
-        if a.choices and v not in a.choices:
+        v = str(values[a.name]) if a.name in values else a.default_text
+        allowed = a.allowed
+        if allowed and v not in allowed:
             raise ValueError(f"graph {graph_.name!r}: launch argument {a.name!r} is {v!r}, "
-                             f"expected one of {', '.join(a.choices)}")
+                             f"expected one of {', '.join(allowed)}")
         out[a.name] = v
     return out
 
@@ -327,6 +369,10 @@ def _value(v: Value, args: Mapping[str, str], share: Path) -> str:
         return _quote(args[v.name]) if v.string else args[v.name]
     if isinstance(v, Share):
         return str(share / v.relpath)
+    if isinstance(v, FileText):
+        return _quote((share / v.relpath).read_text())
+    if isinstance(v, Installed):
+        v = package_installed(v.package) != v.negate
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
@@ -362,12 +408,16 @@ def resolve(name: str, overrides: Mapping[str, str] | list[str] = (), share: Pat
             parameters={k: _value(v, args, share) for k, v in spec.parameters},
             remappings=list(spec.remappings),
             arguments=[_value(v, args, share) for v in spec.arguments],
-            respawn=spec.respawn, external=spec.external))
+            respawn=spec.respawn, external=spec.external, respawn_max_retries=spec.respawn_max_retries))
     return nodes
 
 
 def check_graph(g: Graph) -> None:
-    """Internal consistency: every Arg referenced is declared, node names unique, conditions name real choices."""
+    """Internal consistency: every Arg referenced is declared, node names unique, conditions name real choices.
+
+    Only an argument's own `choices` are checked here (NodeDefault choices would import the nodes at import time;
+    tests/test_launch_graphs.py checks those).
+    """
     declared = {a.name: a for a in g.arguments}
     names = [n.name for n in g.nodes if n.when is None]
     if len(set(names)) != len(names):
@@ -383,109 +433,6 @@ def check_graph(g: Graph) -> None:
         for r in refs:
             if r.name not in declared:
                 raise ValueError(f"graph {g.name!r} node {n.name!r} refers to undeclared argument {r.name!r}")
-
-
-# --- launch_ros front end (only on ROS 2 machines) -------------------------------------------------------------------
-def launch_description(name: str):
-    """The `launch.LaunchDescription` of graph `name`, built from the same data as `resolve()`.
-
-    Imported lazily: `launch`/`launch_ros` exist only on ROS 2 machines (and as fakes in the tests).
-    """
-    from launch_ros.actions import Node
-    from launch_ros.parameter_descriptions import ParameterValue
-    from launch_ros.substitutions import FindPackageShare
-
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument
-    from launch.conditions import IfCondition, LaunchConfigurationEquals
-    from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
-
-    g = graph(name)
-
-    def sub(v: Value):
-        if isinstance(v, Arg):
-            if v.string:
-                return ParameterValue(LaunchConfiguration(v.name), value_type=str)
-            return LaunchConfiguration(v.name)
-        if isinstance(v, Share):
-            return PathJoinSubstitution([FindPackageShare(PACKAGE), *v.relpath.split("/")])
-        return v  # literals keep their Python type (a bool parameter stays a bool)
-
-    actions: list = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description,
-                                           **({"choices": list(a.choices)} if a.choices else {}))
-                     for a in g.arguments]
-    for spec in g.nodes:
-        kwargs: dict[str, Any] = {"package": spec.package, "executable": spec.executable, "name": spec.name,
-                                  "output": "screen"}
-        params: list = []
-        if spec.params_file:
-            params.append(sub(Share(spec.params_file)))
-        if spec.parameters:
-            params.append({k: sub(v) for k, v in spec.parameters})
-        if params:
-            kwargs["parameters"] = params
-        if spec.remappings:
-            kwargs["remappings"] = list(spec.remappings)
-        if spec.arguments:
-            kwargs["arguments"] = [sub(v) for v in spec.arguments]
-        if spec.respawn:
-            kwargs["respawn"] = True
-            kwargs["respawn_delay"] = 1.0
-        if spec.when:
-            arg, allowed = spec.when
-            if len(allowed) == 1:
-                kwargs["condition"] = LaunchConfigurationEquals(arg, allowed[0])
-            else:
-                kwargs["condition"] = IfCondition(PythonExpression(
-                    ["'", LaunchConfiguration(arg), f"' in {list(allowed)!r}"]))
-        actions.append(Node(**kwargs))
-    return LaunchDescription(actions)
-
-
-# --- documentation ---------------------------------------------------------------------------------------------------
-README_BEGIN = "<!-- launch-graphs:begin (generated by polytask.launch.graphs.markdown) -->"
-README_END = "<!-- launch-graphs:end -->"
-
-
-def markdown() -> str:
-    """The README's launch section, generated so it cannot drift from the graphs (`polytask launch --markdown`)."""
-    lines = []
-    for g in GRAPHS.values():
-        lines += [f"### `{g.name}`", "", g.description, "",
-                  f"`ros2 launch {PACKAGE} {g.name}.launch.py [arg:=value ...]` or "
-                  f"`polytask launch {g.name} [arg:=value ...]`", "",
-                  "| argument | default | choices | meaning |", "|---|---|---|---|"]
-        for a in g.arguments:
-            lines.append(f"| `{a.name}` | `{a.default}` | {', '.join(a.choices) or '-'} | {a.description} |")
-        lines += ["", "| node | executable | started when | parameters |", "|---|---|---|---|"]
-        for n in g.nodes:
-            when = f"`{n.when[0]}` in {', '.join(n.when[1])}" if n.when else "always"
-            exe = n.executable if not n.external else f"{n.package}/{n.executable}"
-            params = ", ".join(f"`{k}`={_doc_value(v)}" for k, v in n.parameters) or "-"
-            lines.append(f"| `{n.name}` | `{exe}` | {when} | {params} |")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def render_readme(text: str) -> str:
-    """`text` (a README) with the part between README_BEGIN and README_END replaced by `markdown()`.
-
-    A README without the markers is an error: add the two marker lines where the launch section belongs, then
-    `polytask launch --write-readme README.md` keeps it current.
-    """
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"README has no launch section markers; add the lines\n{README_BEGIN}\n{README_END}")
-    head, rest = text.split(README_BEGIN, 1)
-    _old, tail = rest.split(README_END, 1)
-    return f"{head}{README_BEGIN}\n{markdown()}{README_END}{tail}"
-
-
-def _doc_value(v: Value) -> str:
-    if isinstance(v, Arg):
-        return f"`$({v.name})`"
-    if isinstance(v, Share):
-        return f"`share/{v.relpath}`"
-    return f"`{v}`"
 
 
 for _g in GRAPHS.values():

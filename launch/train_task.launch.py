@@ -3,7 +3,7 @@
 `polytask launch train_task` starts the same nodes with the same parameters where the ros2 CLI is not installed.
 """
 
-from polytask.launch.graphs import launch_description
+from polytask.launch.frontend import launch_description
 
 
 def generate_launch_description():

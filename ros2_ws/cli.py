@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"polytask {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except Exception as err:
+        from polytask.sim.mujoco_render import gl_failure
+
+        line = gl_failure(err)
+        if line is None or args.verbose:
+            raise
+        print(f"polytask {args.command}: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

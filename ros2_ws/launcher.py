@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,15 +20,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from polytask.launch.graphs import ResolvedNode
+from polytask.launch.graphs import RESPAWN_DELAY_S, ResolvedNode, external_executable
 
 log = logging.getLogger(__name__)
 
 
 def node_command(node: ResolvedNode, python: str = sys.executable) -> list[str] | None:
-    """The command line of one node, or None for an external node whose executable is not installed."""
+    """The command line of one node, or None for a node of another ROS package that is not installed here.
+
+    Another package's executable is found as `ros2 run` finds it: <prefix>/lib/<package>/<executable> of the
+    package's ament index prefix (then PATH).
+    """
     if node.external:
-        exe = shutil.which(node.executable)
+        exe = external_executable(node.package, node.executable)
         if exe is None:
             return None
         return [exe, *node.arguments, *node.ros_args()]
@@ -57,17 +60,17 @@ class NodeProcess:
 class Launcher:
     """Runs the nodes of a resolved graph as child processes.
 
-    `respawn` overrides the per-node flag for all nodes (None keeps the graph's choice); `max_restarts` bounds
-    restarts per node so a node that crashes at start-up does not loop forever.
+    `respawn` overrides the per-node flag for all nodes (None keeps the graph's choice); restarts per node are
+    bounded by `max_restarts` (None: each node's `respawn_max_retries`, as launch_ros does) so a node that
+    crashes at start-up does not loop forever.
     """
 
     def __init__(self, nodes: list[ResolvedNode], env: Mapping[str, str] | None = None,
-                 python: str = sys.executable, respawn: bool | None = None, respawn_delay: float = 1.0,
-                 max_restarts: int = 5, output: TextIO | None = None, quiet: bool = False) -> None:
+                 python: str = sys.executable, respawn: bool | None = None, respawn_delay: float = RESPAWN_DELAY_S,
+                 max_restarts: int | None = None, output: TextIO | None = None, quiet: bool = False) -> None:
         self.env = dict(os.environ if env is None else env)
         self.python = python
         self.respawn_delay = respawn_delay
-        self.max_restarts = max_restarts
         self.output = output or sys.stdout
         self.quiet = quiet
         self.procs: dict[str, NodeProcess] = {}
@@ -77,14 +80,16 @@ class Launcher:
         self._poll_lock = threading.Lock()  # exits and restarts
         self._watcher: threading.Thread | None = None
         self._respawn = {n.name: (n.respawn if respawn is None else respawn) for n in nodes}
+        self._max_restarts = {n.name: (n.respawn_max_retries if max_restarts is None else max_restarts)
+                              for n in nodes}
         for n in nodes:
             if n.name in self.procs:
                 raise ValueError(f"two nodes named {n.name!r} in one graph")
             cmd = node_command(n, python)
             if cmd is None:
                 self.skipped.append(n.name)
-                log.warning("not starting %s: executable %r (package %s) is not installed here",
-                            n.name, n.executable, n.package)
+                log.warning("not starting %s: ROS package '%s' is not installed here (not in the ament index; "
+                            "install it to get %s)", n.name, n.package, n.executable)
                 continue
             self.procs[n.name] = NodeProcess(n, cmd)
 
@@ -137,7 +142,7 @@ class Launcher:
                 continue
             if np_.restart_at is None:
                 np_.exit_codes.append(code)
-                restartable = self._respawn[name] and np_.starts <= self.max_restarts
+                restartable = self._respawn[name] and np_.starts <= self._max_restarts[name]
                 log.warning("%s exited with code %d%s", name, code,
                             f"; restarting in {self.respawn_delay:.1f} s" if restartable else "")
                 np_.restart_at = now + self.respawn_delay if restartable else float("inf")

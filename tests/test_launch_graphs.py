@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from polytask.launch import graphs
+from polytask.launch import graph_docs, graphs
 from polytask.launcher import Launcher, node_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +49,11 @@ class ParameterValue(_Sub):
     pass
 
 
-class LaunchConfigurationEquals(_Sub):
+class EqualsSubstitution(_Sub):
+    pass
+
+
+class FileContent(_Sub):
     pass
 
 
@@ -58,6 +62,10 @@ class IfCondition(_Sub):
 
 
 class DeclareLaunchArgument(_Sub):
+    pass
+
+
+class LogInfo(_Sub):
     pass
 
 
@@ -73,10 +81,11 @@ class LaunchDescription(_Sub):
 def fake_launch(monkeypatch):
     mods = {
         "launch": {"LaunchDescription": LaunchDescription},
-        "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument},
-        "launch.conditions": {"IfCondition": IfCondition, "LaunchConfigurationEquals": LaunchConfigurationEquals},
-        "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration,
-                                 "PathJoinSubstitution": PathJoinSubstitution, "PythonExpression": PythonExpression},
+        "launch.actions": {"DeclareLaunchArgument": DeclareLaunchArgument, "LogInfo": LogInfo},
+        "launch.conditions": {"IfCondition": IfCondition},  # no LaunchConfigurationEquals: deprecated in Jazzy
+        "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration, "EqualsSubstitution": EqualsSubstitution,
+                                 "FileContent": FileContent, "PathJoinSubstitution": PathJoinSubstitution,
+                                 "PythonExpression": PythonExpression},
         "launch_ros": {},
         "launch_ros.actions": {"Node": FakeNode},
         "launch_ros.substitutions": {"FindPackageShare": FindPackageShare},
@@ -100,6 +109,10 @@ def perform(x, ctx: dict[str, str], share: Path):
         return os.path.join(*[perform(p, ctx, share) for p in x.args[0]])
     if isinstance(x, PythonExpression):
         return str(eval("".join(perform(p, ctx, share) for p in x.args[0])))  # launch evaluates it the same way
+    if isinstance(x, EqualsSubstitution):
+        return str(perform(x.args[0], ctx, share) == perform(x.args[1], ctx, share)).lower()
+    if isinstance(x, FileContent):
+        return Path(perform(x.args[0], ctx, share)).read_text()
     if isinstance(x, list):
         return "".join(perform(p, ctx, share) for p in x)
     return x
@@ -118,8 +131,6 @@ def param_value(x, ctx, share):
 def condition_holds(cond, ctx, share) -> bool:
     if cond is None:
         return True
-    if isinstance(cond, LaunchConfigurationEquals):
-        return ctx[cond.args[0]] == cond.args[1]
     if isinstance(cond, IfCondition):
         return perform(cond.args[0], ctx, share).lower() == "true"
     raise AssertionError(f"unexpected condition {cond!r}")
@@ -159,8 +170,10 @@ def run_cli_graph(name: str, overrides: dict[str, str], share: Path) -> list[dic
     nodes = graphs.resolve(name, [f"{k}:={v}" for k, v in overrides.items()], share=share)
     out = []
     for n in nodes:
+        if n.external and not graphs.package_installed(n.package):
+            continue  # the launcher skips it, as the launch file does (with one log line each)
         cmd = node_command(n, python="python")
-        if cmd is None:  # external executable (rviz2, joy) not installed: compare the plan itself
+        if cmd is None:  # installed package without the executable: compare the plan itself
             cmd = [n.executable, *n.arguments, *n.ros_args()]
         i = cmd.index("--ros-args")
         pre, ros = cmd[:i], cmd[i + 1:]
@@ -226,7 +239,8 @@ def test_arguments_reach_the_nodes_with_their_types(fake_launch):
     deploy = {n["name"]: n for n in run_cli_graph("deploy", {"rate": "15", "task": "metaworld/hammer"}, share)}
     assert deploy["sim_bridge"]["parameters"] == {"task": "metaworld/hammer", "rate": 15}
     assert deploy["policy_server"]["parameters"]["task"] == "metaworld/hammer"
-    assert deploy["rviz"]["arguments"] == ["-d", str(share / "rviz" / "polytask.rviz")]
+    rviz = next(n for n in graphs.resolve("deploy", [], share=share) if n.name == "rviz")
+    assert rviz.arguments == ["-d", str(share / "rviz" / "polytask.rviz")]
 
 
 @pytest.mark.parametrize(("items", "message"), [
@@ -265,16 +279,16 @@ def test_launcher_skips_uninstalled_external_nodes():
 
 # --- the documentation and config files agree with the graphs --------------------------------------------------------
 def test_markdown_lists_every_graph_argument_and_node():
-    text = graphs.markdown()
+    text = graph_docs.markdown()
     for g in graphs.GRAPHS.values():
         assert f"### `{g.name}`" in text
         for a in g.arguments:
-            assert f"| `{a.name}` | `{a.default}` |" in text
+            assert f"| `{a.name}` | `{a.default_text}` |" in text
         for n in g.nodes:
             assert f"| `{n.name}` |" in text
     readme = REPO / "README.md"
-    if readme.is_file() and graphs.README_BEGIN in readme.read_text():
-        assert graphs.render_readme(readme.read_text()) == readme.read_text(), \
+    if readme.is_file() and graph_docs.README_BEGIN in readme.read_text():
+        assert graph_docs.render_readme(readme.read_text()) == readme.read_text(), \
             "README launch section is stale: run `polytask launch --write-readme README.md`"
 
 
@@ -282,15 +296,17 @@ def test_readme_section_is_rewritten_between_its_markers(tmp_path):
     from polytask.cli import main
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n## Launch\n{graphs.README_BEGIN}\nold text\n{graphs.README_END}\n\n## After\n")
+    readme.write_text(f"# x\n\n## Launch\n{graph_docs.README_BEGIN}\nold text\n{graph_docs.README_END}\n\n## After\n")
     assert main(["launch", "--write-readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old text" not in text and "### `deploy`" in text and text.endswith("## After\n")
-    assert graphs.render_readme(text) == text  # idempotent
+    assert graph_docs.render_readme(text) == text  # idempotent
     with pytest.raises(ValueError, match="no launch section markers"):
-        graphs.render_readme("# no markers\n")
+        graph_docs.render_readme("# no markers\n")
 
 
+# camera, joy_reader, teleop_recorder and xarm_driver: tests/test_ros_robot_config.py (with their run-time-only
+# parameters)
 OWN_NODES = {"sim_bridge": "sim_bridge_node", "policy_server": "policy_server_node", "monitor": "monitor_node",
              "online_trainer": "online_trainer_node", "offline_distiller": "offline_distiller_node"}
 
@@ -339,7 +355,10 @@ def test_rviz_displays_match_the_topic_table_and_deploy_publishers():
     from polytask.ros import topics
 
     shown = rviz_topics()
-    assert {"/camera/image_raw", "/monitor/markers", "/robot/ee_pose"} <= set(shown)
+    assert {"/camera/image_raw", "/monitor/markers", "/robot/ee_pose", "/robot_description"} <= set(shown)
+    cfg = yaml.safe_load((REPO / "rviz" / "polytask.rviz").read_text())["Visualization Manager"]
+    assert "rviz_default_plugins/TF" in {d["Class"] for d in cfg["Displays"]}
+    assert cfg["Global Options"]["Fixed Frame"] == "world"  # the graphs publish world -> link_base
     by_path = {t.path: t for t in topics.TOPICS.values()}
     deploy_exes = {n.executable for n in graphs.DEPLOY.nodes}
     for path, msg_type in shown.items():
@@ -365,5 +384,102 @@ def test_every_parameter_a_graph_passes_is_declared_by_its_node():
                     assert value in choices, f"graph {g.name}: {n.name}.{key}={value!r} not in {choices}"
                 if choices and isinstance(value, graphs.Arg):
                     arg = g.argument(value.name)
-                    allowed = set(arg.choices) if arg.choices else {arg.default}
+                    allowed = set(arg.allowed) if arg.allowed else {arg.default_text}
                     assert allowed <= set(choices), f"graph {g.name}: {arg.name} values {allowed} vs {choices}"
+
+
+def test_a_launch_default_is_never_a_copy_of_a_node_default():
+    """Declared once: an argument that passes a node parameter on either has a default of its own (a value the
+    graph chooses) or takes the node's (NodeDefault); it never repeats the node's default as a literal."""
+    import importlib
+
+    for g in graphs.GRAPHS.values():
+        for n in g.nodes:
+            if n.external:
+                continue
+            declared = {p.name: p for p in importlib.import_module(n.module).PARAMS}
+            for key, value in n.parameters:
+                if not isinstance(value, graphs.Arg):
+                    continue
+                arg = g.argument(value.name)
+                if isinstance(arg.default, graphs.NodeDefault):
+                    continue
+                node_default = graphs.node_param_text(n.executable, key)
+                assert arg.default != node_default or declared[key].default in ("", None), (
+                    f"graph {g.name}: argument {arg.name!r} repeats {n.executable}'s default of {key!r} "
+                    f"({node_default}); use NodeDefault({n.executable!r}, {key!r})")
+
+
+def test_node_defaults_of_arguments_are_the_node_parameters():
+    from polytask.nodes.online_trainer_node import PARAMS as TRAINER
+    from polytask.nodes.policy_server_node import PARAMS as SERVER
+
+    steps = next(p for p in TRAINER if p.name == "steps")
+    assert graphs.TRAIN_TASK.argument("steps").default_text == str(steps.default)
+    checkpoint = next(p for p in SERVER if p.name == "checkpoint")
+    assert graphs.DEPLOY.argument("checkpoint").default_text == checkpoint.default
+    assert graphs.DEPLOY.argument("bag").default_text == ""  # a string default is the text itself, not YAML "''"
+    assert graphs.DISTILL.argument("lifelong").default_text == "false"
+    assert graphs.DISTILL.argument("lifelong").allowed == ("true", "false")
+    assert graphs.DISTILL.argument("goal").allowed == ("onehot", "sinusoid", "language", "image")
+    for g in graphs.GRAPHS.values():  # conditions name values their argument can take
+        for n in g.nodes:
+            if n.when:
+                allowed = g.argument(n.when[0]).allowed
+                assert not allowed or set(n.when[1]) <= set(allowed), (g.name, n.name)
+
+
+def test_missing_external_packages_are_skipped_with_one_line_each(fake_launch):
+    from polytask.launch.frontend import launch_description
+
+    for name, g in graphs.GRAPHS.items():
+        ld = launch_description(name)
+        started = {a.kwargs["package"] for a in ld.args[0] if isinstance(a, FakeNode)}
+        logged = [a for a in ld.args[0] if isinstance(a, LogInfo)]
+        for spec in g.nodes:
+            if not spec.external:
+                continue
+            if graphs.package_installed(spec.package):
+                assert spec.package in started
+                continue
+            assert spec.package not in started, f"{name}: {spec.package} is not installed but would be started"
+            lines = [a for a in logged if a.kwargs["msg"] == graphs.skipped_message(spec)]
+            variants = [s for s in g.nodes if s.external and s.name == spec.name]  # e.g. one per `robot` value
+            assert len(lines) == len(variants), f"{name}: expected one log line per variant of {spec.name}"
+            assert all((line.kwargs["condition"] is None) == (spec.when is None) for line in lines)
+
+
+def test_respawning_nodes_restart_a_bounded_number_of_times(fake_launch):
+    from polytask.launch.frontend import launch_description
+
+    respawning = 0
+    for name in graphs.GRAPHS:
+        for a in launch_description(name).args[0]:
+            if isinstance(a, FakeNode) and a.kwargs.get("respawn"):
+                respawning += 1
+                assert a.kwargs["respawn_max_retries"] == graphs.RESPAWN_MAX_RETRIES > 0
+    assert respawning >= 2  # camera, joy reader
+    nodes = graphs.resolve("teleop_record", ["robot:=xarm"])
+    assert next(n for n in nodes if n.name == "camera").respawn_max_retries == graphs.RESPAWN_MAX_RETRIES
+    launcher = Launcher([n for n in nodes if not n.external], quiet=True)
+    assert launcher._max_restarts["camera"] == graphs.RESPAWN_MAX_RETRIES
+
+
+def test_joy_node_gets_the_joy_packages_own_parameters():
+    joy = next(n for n in graphs.resolve("teleop_record", ["joystick:=joy", "joy_device_name:=Xbox Wireless"])
+               if n.name == "joy")
+    assert joy.parameters["device_id"] == "0"
+    assert yaml.safe_load(joy.parameters["device_name"]) == "Xbox Wireless"
+    assert "joy_device" not in joy.parameters and "device" not in joy.parameters
+
+
+def test_urdf_reaches_robot_state_publisher_and_the_monitor_steps_aside():
+    nodes = {n.name: n for n in graphs.resolve("teleop_record", [])}
+    rsp = nodes["robot_state_publisher"]
+    urdf = yaml.safe_load(rsp.parameters["robot_description"])
+    assert urdf == (graphs.share_dir() / graphs.XARM_URDF).read_text() and "<robot" in urdf
+    monitor = nodes["monitor"]
+    expected = "false" if graphs.package_installed("robot_state_publisher") else "true"
+    assert monitor.parameters["publish_robot_description"] == expected
+    tf = nodes["world_to_base"]
+    assert tf.package == "tf2_ros" and tf.arguments[-4:] == ["--frame-id", "world", "--child-frame-id", "link_base"]

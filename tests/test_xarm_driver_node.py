@@ -150,7 +150,8 @@ def test_fault_stops_until_reset_and_estop(sim_driver):
 
 def test_real_backend_silent_controller(tmp_path):
     """A controller that accepts TCP and never answers: connect gives up at the deadline, no pose is published,
-    the status says why, and e-stop still answers."""
+    the status says why, and e-stop still answers. A reset to it (a new connect, as long as the deadline) does
+    not stall the driver: control ticks and status keep coming meanwhile and an e-stop is answered."""
     host = f"127.0.{np.random.randint(1, 250)}.{np.random.randint(2, 250)}"
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -173,7 +174,8 @@ def test_real_backend_silent_controller(tmp_path):
     threading.Thread(target=accept_loop, daemon=True).start()
     with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
         node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
-                           params={"backend": "real", "ip": host, "connect_timeout_s": 1.5})
+                           params={"backend": "real", "ip": host, "connect_timeout_s": 1.5, "rate_hz": 10.0,
+                                   "status_period_s": 0.2})
         try:
             poses = probe.subscribe("ee_pose")
             joints = probe.subscribe("joint_states")
@@ -183,7 +185,31 @@ def test_real_backend_silent_controller(tmp_path):
             assert conns, "the SDK never reached the fake controller"
             probe.spin(1.5)
             assert poses == [] and joints == []
-            assert probe.call_trigger("estop").success
+
+            # reset: a second connect to the silent controller, in the service's own thread
+            from std_srvs.srv import Trigger
+
+            statuses = probe.subscribe("robot_status")
+            client = probe.node.create_client(Trigger, "robot/reset")
+            assert probe.spin_until(client.service_is_ready, 10)
+            first = len(statuses)
+            t0 = time.monotonic()
+            future = client.call_async(Trigger.Request())
+            assert probe.spin_until(lambda: _status(probe).get("state") == "resetting", 5), _status(probe)
+            estop_t0 = time.monotonic()
+            estop = probe.call_trigger("estop", timeout=5)  # answered while the reset still waits on the SDK
+            estop_s = time.monotonic() - estop_t0
+            assert probe.spin_until(future.done, 15), "reset never answered"
+            reset_s = time.monotonic() - t0
+            during = [json.loads(m.data) for _, m in statuses[first:]]
+            ticks = [d["ticks"] for d in during]
+            assert estop is not None and estop.success and estop_s < 1.0, estop_s
+            assert reset_s >= 1.4, f"the reset returned after {reset_s:.2f} s, before the connect deadline"
+            assert len(during) >= 5, f"{len(during)} status messages during a {reset_s:.1f} s reset"
+            assert ticks[-1] - ticks[0] >= 8, f"control ticks stalled during the reset: {ticks}"
+            assert not future.result().success  # the e-stop overtook it, or the connect failed again
+            print(f"reset {reset_s:.2f} s: {len(during)} statuses, ticks {ticks[0]}..{ticks[-1]}, "
+                  f"e-stop answered in {estop_s * 1000:.0f} ms")
             assert _wait_status(probe, lambda s: s["state"] == "estop")["state"] == "estop"
             assert node.alive
         finally:

@@ -33,11 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polytask.launch import graphs
+    from polytask.launch import graph_docs, graphs
     from polytask.launcher import Launcher, node_command
 
     if args.markdown:
-        sys.stdout.write(graphs.markdown())
+        sys.stdout.write(graph_docs.markdown())
         return 0
     if args.write_readme:
         from pathlib import Path
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         from polytask.learning.atomic import write_text
 
         path = Path(args.write_readme)
-        write_text(path, graphs.render_readme(path.read_text()))
+        write_text(path, graph_docs.render_readme(path.read_text()))
         print(f"updated the launch section of {path}")
         return 0
     if not args.graph:
@@ -53,14 +53,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"{g.name:14s} {g.description}")
         return 0
     if args.show:
-        section = graphs.markdown().split("### ")
+        section = graph_docs.markdown().split("### ")
         print("### " + next(s for s in section if s.startswith(f"`{args.graph}`")).rstrip())
         return 0
     nodes = graphs.resolve(args.graph, list(args.args))
     if args.dry_run:
         for n in nodes:
             cmd = node_command(n)
-            print(f"{n.name}: " + (shlex.join(cmd) if cmd else f"(not installed: {n.package}/{n.executable})"))
+            print(f"{n.name}: " + (shlex.join(cmd) if cmd else f"(not started: ROS package {n.package} is not "
+                                                                  f"installed here)"))
         return 0
     launcher = Launcher(nodes, respawn=True if args.respawn else None)
     launcher.start()

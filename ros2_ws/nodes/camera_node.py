@@ -1,7 +1,10 @@
 """Camera: an OpenCV device (index, file, image sequence or URL) -> sensor_msgs/Image at a set rate and size.
 
 Frames are cropped to `crop` = [x, y, w, h] (the authors crop the 640x480 camera to the work area) and resized to
-`width` x `height` with INTER_AREA, then published as rgb8 on camera/image_raw. When the device disappears
+`width` x `height` with INTER_AREA, then published as rgb8 on camera/image_raw, each frame with a
+sensor_msgs/CameraInfo of the same stamp on camera/camera_info: the calibration given in source pixels
+(`camera_matrix`, `distortion`) carried through the crop and the resize; without one, K is all zero
+(uncalibrated, as image_pipeline reads it). When the device disappears
 (unplugged camera, stream down, file or folder gone) the node keeps running: it reports `connected: false` with the
 reason on camera/status, stops publishing (so consumers see silence, not stale frames), and retries every
 `reconnect_period_s`. A file or image-sequence source that reaches its end replays from the start (`loop`).
@@ -35,7 +38,37 @@ PARAMS = (
     Param("loop", True, "replay a file / image sequence from the start when it ends"),
     Param("capture_width", 0, "ask the device for this capture width (0 = its default)", min=0, max=8192),
     Param("capture_height", 0, "ask the device for this capture height (0 = its default)", min=0, max=8192),
+    Param("camera_matrix", [], "intrinsics K of the source frames, row-major [fx, 0, cx, 0, fy, cy, 0, 0, 1] "
+          "(pixels); [] = uncalibrated (CameraInfo K all zero)", type="double_array"),
+    Param("distortion", [], "plumb_bob distortion [k1, k2, t1, t2, k3] of the source frames; [] = none",
+          type="double_array"),
 )
+
+
+def camera_info_for(frame_shape: tuple[int, int], crop: list[int], width: int, height: int, camera_matrix: list[float],
+                    distortion: list[float], frame_id: str, stamp=None):
+    """The CameraInfo of a published frame: source intrinsics shifted by the crop and scaled by the resize."""
+    from sensor_msgs.msg import CameraInfo
+
+    fh, fw = frame_shape
+    x0, y0, cw, ch = 0, 0, fw, fh
+    if crop:
+        x, y, w, h = crop
+        x0, y0 = min(x, fw), min(y, fh)
+        cw, ch = min(x + w, fw) - x0, min(y + h, fh) - y0
+    info = CameraInfo(width=int(width), height=int(height), distortion_model="plumb_bob")
+    info.header.frame_id = frame_id
+    if stamp is not None:
+        info.header.stamp = stamp
+    if camera_matrix:
+        sx, sy = width / cw, height / ch
+        fx, cx, fy, cy = camera_matrix[0], camera_matrix[2], camera_matrix[4], camera_matrix[5]
+        k = [fx * sx, 0.0, (cx - x0) * sx, 0.0, fy * sy, (cy - y0) * sy, 0.0, 0.0, 1.0]
+        info.k = k
+        info.p = [k[0], 0.0, k[2], 0.0, 0.0, k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.d = list(distortion) if distortion else [0.0] * 5
+    return info
 
 
 def is_file_source(device: str) -> bool:
@@ -72,7 +105,14 @@ class CameraNode(Node):
         if self.p.crop and (len(self.p.crop) != 4 or self.p.crop[2] <= 0 or self.p.crop[3] <= 0):
             raise ParamError(f"node 'camera': parameter 'crop' = {self.p.crop}: expected [x, y, w, h] with w, h > 0 "
                              "or [] for no crop")
+        if self.p.camera_matrix and len(self.p.camera_matrix) != 9:
+            raise ParamError(f"node 'camera': parameter 'camera_matrix' = {self.p.camera_matrix}: expected 9 values "
+                             "(row-major 3x3 K) or [] for uncalibrated")
+        if self.p.distortion and len(self.p.distortion) != 5:
+            raise ParamError(f"node 'camera': parameter 'distortion' = {self.p.distortion}: expected 5 values "
+                             "[k1, k2, t1, t2, k3] or []")
         self.pub = topics.publisher(self, "image")
+        self.pub_info = topics.publisher(self, "camera_info")
         self.pub_status = topics.publisher(self, "camera_status")
         self.cap = None
         self.connected = False
@@ -145,7 +185,11 @@ class CameraNode(Node):
             self.last_error = str(err)
             return
         rgb = np.ascontiguousarray(out[:, :, ::-1])
-        self.pub.publish(numpy_to_image(rgb, "rgb8", frame_id=self.p.frame_id, stamp=self.get_clock().now().to_msg()))
+        stamp = self.get_clock().now().to_msg()
+        self.pub.publish(numpy_to_image(rgb, "rgb8", frame_id=self.p.frame_id, stamp=stamp))
+        self.pub_info.publish(camera_info_for(frame.shape[:2], list(self.p.crop), self.p.width, self.p.height,
+                                              list(self.p.camera_matrix), list(self.p.distortion), self.p.frame_id,
+                                              stamp))
         self.counters["frames"] += 1
 
     def _publish_status(self) -> None:

@@ -30,6 +30,8 @@ PARAMS = (
     Param("frame_id", "world", "frame of the markers (the robot's base/world frame)"),
     Param("rate", 10.0, "marker publish rate in Hz", min=0.5, max=60.0),
     Param("robot_description_file", "", "URDF file to latch on robot_description (empty: none published)"),
+    Param("publish_robot_description", True, "latch robot_description_file on robot_description; false where "
+          "robot_state_publisher runs (it publishes that topic itself: two publishers would clash)"),
     Param("arrow_scale", 0.1, "metres of arrow per unit of action", min=0.0),
     Param("summary_file", "", "write a JSON summary of what was seen here on shutdown (empty: log only)"),
     Param("bag", "", "record the session's topics into this rosbag2 MCAP folder (empty: no recording)"),
@@ -58,7 +60,8 @@ class Monitor(Node):
         self.ee_path_m = 0.0
 
         self.pub_markers = topics.publisher(self, "markers")
-        self.pub_description = topics.publisher(self, "robot_description")
+        self.pub_description = (topics.publisher(self, "robot_description") if self.p.publish_robot_description
+                                else None)
         self.subs = [
             topics.subscription(self, "ee_pose", self._on_pose),
             topics.subscription(self, "action", self._on_action),
@@ -116,7 +119,7 @@ class Monitor(Node):
 
     def _publish_description(self) -> None:
         path = self.p.robot_description_file
-        if not path:
+        if not path or not self.p.publish_robot_description:
             return
         try:
             text = Path(path).read_text()

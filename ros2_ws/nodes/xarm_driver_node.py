@@ -5,6 +5,12 @@ Every command passes polytask.robot.safety.CommandGuard (refuse NaN/inf, wrong l
 <= max_step_m; clamp to the workspace; watchdog on stale commands); the state machine is
 polytask.robot.controller.ArmController. This file only wires it to ROS.
 
+Threads (real backend): the reset and e-stop services run in their own callback groups on a
+MultiThreadedExecutor, so a reset that waits on the SDK (a connect to a controller that accepts TCP and never
+answers takes up to `connect_timeout_s`) never stops the control timer: ticks and the status keep coming, and an
+e-stop is answered during the reset (docs/reliability-ros-graph.md). The sim backend stays single-threaded: its
+resets are instant and its camera's EGL context belongs to the thread that created it.
+
     python -m polytask.nodes.xarm_driver_node --ros-args --params-file config/xarm_driver.yaml -p backend:=sim
 """
 
@@ -15,6 +21,7 @@ import sys
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -61,6 +68,7 @@ class XArmDriverNode(Node):
         super().__init__("xarm_driver")
         self.p = declare_params(self, PARAMS)
         self.backend = self._make_backend()
+        self.executor_threads = 3 if self.p.backend == "real" else 1  # read by run_node
         low, high = self._workspace()
         guard = GuardConfig(action_dim=self.p.action_dim, max_step_m=self.p.max_step_m, workspace_low=tuple(low),
                             workspace_high=tuple(high), command_timeout_s=self.p.command_timeout_s)
@@ -71,8 +79,11 @@ class XArmDriverNode(Node):
         self.pub_image = (topics.publisher(self, "image")
                           if self.p.backend == "sim" and self.p.publish_image else None)
         self.sub_action = topics.subscription(self, "action", self._on_action)
-        self.srv_estop = topics.service_server(self, "estop", self._on_estop)
-        self.srv_reset = topics.service_server(self, "reset", self._on_reset)
+        # each service in its own group: neither blocks the timer (default group) nor the other service
+        self.srv_estop = topics.service_server(self, "estop", self._on_estop,
+                                               callback_group=MutuallyExclusiveCallbackGroup())
+        self.srv_reset = topics.service_server(self, "reset", self._on_reset,
+                                               callback_group=MutuallyExclusiveCallbackGroup())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._last_status = ""
         self._last_status_time = 0.0

@@ -2,9 +2,15 @@
 
 States: connecting -> ready <-> stale; close -> shutdown; any -> error (SDK error/warn code or a refused servo
 call: the arm is stopped, commands are refused); any -> estop (e-stop service: emergency stop, commands
-refused); connect failure -> disconnected. Only `reset()` leaves error, estop and disconnected. The driver
-node calls `tick()` at its control rate, `submit()` for each action message and `estop()`/`reset()` from its
-services; everything the operator needs to know is in `status()`.
+refused); connect failure -> disconnected; reset() -> resetting -> stale (or error / disconnected). Only
+`reset()` leaves error, estop and disconnected. The driver node calls `tick()` at its control rate, `submit()`
+for each action message and `estop()`/`reset()` from its services; everything the operator needs to know is in
+`status()`.
+
+A reset may take as long as the SDK's connect deadline (a controller that accepts TCP and never answers). It
+therefore runs without holding the controller's lock: meanwhile `tick()` makes no SDK call (state `resetting`),
+and `status()`, `submit()` (refused: locked) and `estop()` answer at once, so the driver keeps its control
+ticks and its status going. An e-stop during a reset wins: the reset's outcome is discarded.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 from polytask.robot.backend import ArmBackend, ArmConnectError, ArmFault, ArmReading, FaultCodes
 from polytask.robot.safety import CommandGuard, GuardConfig, Verdict
 
-STATES = ("connecting", "ready", "stale", "error", "estop", "disconnected", "shutdown")
+STATES = ("connecting", "ready", "stale", "error", "estop", "disconnected", "resetting", "shutdown")
 
 
 class ArmController:
@@ -39,6 +45,7 @@ class ArmController:
         self._lock = threading.RLock()
         self._connect_thread: threading.Thread | None = None
         self._connect_result: BaseException | str | None = "pending"
+        self._epoch = 0  # bumped by estop() and close(): a reset that started before either does not apply
 
     # --- connection (in a thread, so services answer while the SDK is busy) ----------------------------------------
     def start_connect(self) -> None:
@@ -95,24 +102,32 @@ class ArmController:
         with self._lock:
             self.guard.lock()
             self.state = "estop"
-            self.backend.stop(emergency=True)
-            return "emergency stop: commands refused until reset"
+            self._epoch += 1
+        self.backend.stop(emergency=True)  # outside the lock: a stuck SDK must not block status and ticks
+        return "emergency stop: commands refused until reset"
 
     def reset(self) -> tuple[bool, str]:
         with self._lock:
             if self.state == "connecting":
                 return False, "still connecting; try again when the status says disconnected or ready"
+            if self.state in ("resetting", "shutdown"):
+                return False, f"{self.state}; try again when the status says disconnected, error or ready"
             self.guard.lock()
-            try:
-                self.backend.reset()
-            except (ArmConnectError, ArmFault) as err:
-                self.last_error = str(err)
-                self.state = "disconnected" if not self.backend.connected else "error"
-                return False, f"reset failed: {err}"
+            self.state = "resetting"
+            epoch = self._epoch
+        try:  # the slow part (SDK connect / enable), with the lock released
+            self.backend.reset()
             reading = self.backend.read()
-            if reading is None:
-                self.state, self.last_error = "disconnected", "reset: the arm reports no position"
-                return False, self.last_error
+            failure = None if reading is not None else "reset: the arm reports no position"
+        except (ArmConnectError, ArmFault) as err:
+            reading, failure = None, f"reset failed: {err}"
+        with self._lock:
+            if self._epoch != epoch:  # an e-stop (or close) arrived during the reset: it stays in force
+                return False, f"reset overtaken by {self.state}; reset again"
+            if failure is not None:
+                self.last_error = failure.removeprefix("reset failed: ")
+                self.state = "disconnected" if not self.backend.connected else "error"
+                return False, failure
             self.target = reading.ee_xyz.copy()
             self.faults = FaultCodes()
             self.last_error = ""
@@ -125,6 +140,8 @@ class ArmController:
         """One control step; returns the reading to publish (None: nothing trustworthy to publish)."""
         with self._lock:
             self.ticks += 1
+            if self.state == "resetting":
+                return None  # the reset owns the SDK until it ends; nothing trustworthy to publish meanwhile
             if self.state in ("connecting", "estop") and self._connect_result not in ("done",):
                 self._finish_connect()
             if self.state in ("ready", "stale"):
@@ -172,6 +189,7 @@ class ArmController:
         with self._lock:
             self.guard.lock()
             self.state = "shutdown"
+            self._epoch += 1
             if self.backend.connected:
                 self.backend.stop(emergency=False)
             self.backend.close()

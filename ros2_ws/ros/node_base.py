@@ -148,27 +148,34 @@ def json_string(data: dict[str, Any]):
 
 
 # --- running a node ----------------------------------------------------------------------------------------------
-def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
+def run_node(factory: Callable[[], Any], args: list[str] | None = None, threads: int = 1) -> int:
     """Init rclpy, build the node, spin until SIGINT/SIGTERM, call node.close() while ROS still works, shut down.
 
+    `threads` > 1 spins a MultiThreadedExecutor: callbacks in different callback groups then run concurrently
+    (the xArm driver's reset service must not stop its control timer). A node may set `executor_threads` to
+    choose at run time (an EGL context is bound to one thread: a node that renders must stay single-threaded).
     Returns a process exit code: 0 after a clean stop, 2 when the node refused its parameters (one-line error).
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
+
+    from polytask.ros.transport import apply_default_profile
 
     stop = {"flag": False}
 
     def _handler(signum, _frame):
         stop["flag"] = True
 
+    apply_default_profile()  # large camera frames through shared memory (before the participant exists)
     rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
     old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
     node = None
     code = 0
     try:
         node = factory()
-        executor = SingleThreadedExecutor()
+        threads = int(getattr(node, "executor_threads", threads))
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
         while not stop["flag"] and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
@@ -177,6 +184,14 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as err:
+        from polytask.sim.mujoco_render import gl_failure
+
+        line = gl_failure(err)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)  # one line, not a traceback ending in '_mjr_context'
+        code = 2
     finally:
         if node is not None:
             close = getattr(node, "close", None)

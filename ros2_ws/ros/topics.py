@@ -14,9 +14,16 @@ policy server share one message. For the xArm d = 4: [dx, dy, dz, gripper]; dx..
 of the driver while it is fresher than the driver's `command_timeout_s`; after that the driver holds the arm
 (watchdog). Publishers therefore stream commands at the control rate; silence means stop.
 
-QoS choices (measured in FACTS.md): images are RELIABLE (BEST_EFFORT lost ~half the 640x480 frames on the
-default transport); commands keep only the newest value; status topics are TRANSIENT_LOCAL ("latched") so a node
-that joins late sees the current status at once.
+QoS choices: our image publishers are RELIABLE (best-effort delivery lost about half the 640x480 frames on
+Fast DDS's default transport), while image subscriptions are BEST_EFFORT: a best-effort reader matches reliable
+and best-effort writers alike, and the standard ROS 2 camera drivers (realsense2_camera, usb_cam, v4l2_camera)
+publish best effort (sensor-data QoS), which a RELIABLE reader never matches. Commands keep only the newest value;
+status topics are TRANSIENT_LOCAL ("latched") so a node that joins late sees the current status at once. A pair
+of endpoints whose QoS cannot match is reported by both sides (`incompatible QoS` warnings naming the topic,
+the policy and the profile this table expects), never silent.
+
+Status topics are also published as `diagnostic_msgs/DiagnosticArray` on `/diagnostics` (polytask.ros.diagnostics),
+so rqt_robot_monitor and the diagnostic aggregator see every node that reports a status.
 """
 
 from __future__ import annotations
@@ -29,7 +36,11 @@ from typing import Any
 # --- QoS profiles, by name (rclpy objects are built lazily so this module imports without ROS) -------------------
 QOS_PROFILES: dict[str, dict[str, Any]] = {
     "sensor": {"reliability": "reliable", "durability": "volatile", "depth": 5,
-               "why": "camera frames: reliable (best effort drops large frames), shallow queue (old frames are stale)"},
+               "why": "camera frames we publish: reliable (best-effort delivery drops large frames), shallow queue "
+                      "(old frames are stale)"},
+    "sensor_in": {"reliability": "best_effort", "durability": "volatile", "depth": 5,
+                  "why": "camera frames we subscribe to: best effort matches reliable publishers and the standard "
+                         "camera drivers' sensor-data (best-effort) publishers alike"},
     "state": {"reliability": "reliable", "durability": "volatile", "depth": 10,
               "why": "robot state, joystick, rewards: every sample matters, a short queue absorbs jitter"},
     "command": {"reliability": "reliable", "durability": "volatile", "depth": 1,
@@ -44,15 +55,20 @@ class Topic:
     key: str
     name: str  # relative; resolves to /<name> in the default namespace
     msg_type: str  # "pkg/msg/Type"
-    qos: str  # a key of QOS_PROFILES
+    qos: str  # a key of QOS_PROFILES: what our publishers offer (and our subscriptions request, unless sub_qos)
     publishers: tuple[str, ...]
     subscribers: tuple[str, ...]
     description: str
+    sub_qos: str = ""  # a key of QOS_PROFILES for our subscriptions when it differs from `qos`
 
     @property
     def path(self) -> str:
         """The resolved name in the default namespace (what RViz configs and `ros2 topic echo` use)."""
-        return "/" + self.name
+        return self.name if self.name.startswith("/") else "/" + self.name
+
+    @property
+    def subscription_qos(self) -> str:
+        return self.sub_qos or self.qos
 
 
 @dataclass(frozen=True)
@@ -70,12 +86,18 @@ class Service:
 
 
 _ROBOT = ("xarm_driver_node", "sim_bridge_node")
+_STATUS_PUBLISHERS = ("camera_node", "joy_reader_node", "xarm_driver_node", "sim_bridge_node", "teleop_recorder_node",
+                      "policy_server_node", "online_trainer_node", "offline_distiller_node")
 
 TOPICS: dict[str, Topic] = {t.key: t for t in (
     Topic("image", "camera/image_raw", "sensor_msgs/msg/Image", "sensor",
           ("camera_node", "xarm_driver_node (sim backend)", "sim_bridge_node"),
           ("teleop_recorder_node", "policy_server_node", "online_trainer_node", "RViz"),
-          "camera frames (rgb8 from our nodes; bgr8, mono8 also accepted)"),
+          "camera frames (rgb8 from our nodes; bgr8, mono8 also accepted)", sub_qos="sensor_in"),
+    Topic("camera_info", "camera/camera_info", "sensor_msgs/msg/CameraInfo", "sensor", ("camera_node",),
+          ("RViz (Camera display)", "image_proc"),
+          "calibration of the published frames (K, D, P scaled to the crop and resize; all-zero K: uncalibrated), "
+          "one per image with its stamp", sub_qos="sensor_in"),
     Topic("camera_status", "camera/status", "std_msgs/msg/String", "latched", ("camera_node",),
           ("monitor_node",), "JSON: connected, device, frames, reconnects, last_error"),
     Topic("joy", "joy", "sensor_msgs/msg/Joy", "state", ("joy_reader_node", "joy (ROS joy package)"),
@@ -114,9 +136,18 @@ TOPICS: dict[str, Topic] = {t.key: t for t in (
           "JSON: job, step, total, episodes, losses/eval, checkpoint"),
     Topic("markers", "monitor/markers", "visualization_msgs/msg/MarkerArray", "state", ("monitor_node",),
           ("RViz",), "end effector, target, action arrow, task/status text, success counters"),
-    Topic("robot_description", "robot_description", "std_msgs/msg/String", "latched", ("monitor_node",),
-          ("RViz (RobotModel)",), "URDF of the arm where available"),
+    Topic("robot_description", "robot_description", "std_msgs/msg/String", "latched",
+          ("robot_state_publisher (where installed)", "monitor_node (otherwise)"), ("RViz (RobotModel)",),
+          "URDF of the xArm (urdf/xarm7.urdf) in the teleop and xArm deploy graphs"),
+    Topic("diagnostics", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray", "state", _STATUS_PUBLISHERS,
+          ("rqt_robot_monitor", "diagnostic_aggregator"),
+          "every JSON status above as a DiagnosticStatus (level OK/WARN/ERROR, message, key/values); absolute name, "
+          "as the diagnostics tools expect"),
 )}
+
+# Status topics whose every message is also published on /diagnostics.
+DIAGNOSTIC_TOPICS = ("camera_status", "joy_status", "robot_status", "recorder_status", "policy_status",
+                     "training_progress")
 
 SERVICES: dict[str, Service] = {s.key: s for s in (
     Service("reset", "robot/reset", "std_srvs/srv/Trigger", _ROBOT,
@@ -162,21 +193,52 @@ def qos_profile(name: str, depth: int | None = None):
                     else DurabilityPolicy.VOLATILE))
 
 
+def _incompatible_qos_reporter(node: Any, t: Topic, side: str, profile: str):
+    """An event callback that names the topic, the policy that cannot match and what this table expects."""
+
+    def report(event) -> None:
+        from rclpy.qos import qos_policy_name_from_kind
+
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
+        peer = "publisher" if side == "subscription" else "subscription"
+        node.get_logger().warning(
+            f"incompatible QoS on {t.path}: a {peer} cannot match this {side} ({profile!r}: "
+            f"{QOS_PROFILES[profile]['reliability']}, {QOS_PROFILES[profile]['durability']}); "
+            f"policy {policy}; {event.total_count} such {peer}(s) so far; nothing flows between them")
+
+    return report
+
+
 def publisher(node: Any, key: str, depth: int | None = None):
-    """Create a publisher for a topic of the table with its type and QoS."""
+    """Create a publisher for a topic of the table with its type and QoS (status topics also feed /diagnostics)."""
+    from rclpy.event_handler import PublisherEventCallbacks
+
     t = topic(key)
-    return node.create_publisher(load_type(t.msg_type), t.name, qos_profile(t.qos, depth))
+    pub = node.create_publisher(load_type(t.msg_type), t.name, qos_profile(t.qos, depth),
+                                event_callbacks=PublisherEventCallbacks(
+                                    incompatible_qos=_incompatible_qos_reporter(node, t, "publisher", t.qos)))
+    if key in DIAGNOSTIC_TOPICS:
+        from polytask.ros.diagnostics import StatusPublisher
+
+        return StatusPublisher(node, t, pub)
+    return pub
 
 
 def subscription(node: Any, key: str, callback, depth: int | None = None):
-    """Create a subscription for a topic of the table with its type and QoS."""
+    """Create a subscription for a topic of the table with its type and QoS (`sub_qos` where the table has one)."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
     t = topic(key)
-    return node.create_subscription(load_type(t.msg_type), t.name, callback, qos_profile(t.qos, depth))
+    profile = t.subscription_qos
+    return node.create_subscription(load_type(t.msg_type), t.name, callback, qos_profile(profile, depth),
+                                    event_callbacks=SubscriptionEventCallbacks(
+                                        incompatible_qos=_incompatible_qos_reporter(node, t, "subscription",
+                                                                                    profile)))
 
 
-def service_server(node: Any, key: str, callback):
+def service_server(node: Any, key: str, callback, callback_group: Any = None):
     s = service(key)
-    return node.create_service(load_type(s.srv_type), s.name, callback)
+    return node.create_service(load_type(s.srv_type), s.name, callback, callback_group=callback_group)
 
 
 def service_client(node: Any, key: str):
@@ -192,7 +254,8 @@ def markdown() -> str:
              "| Topic | Type | QoS | Publishers | Subscribers | What |",
              "|---|---|---|---|---|---|"]
     for t in TOPICS.values():
-        lines.append(f"| `{t.path}` | `{t.msg_type}` | {t.qos} | {', '.join(t.publishers)} | "
+        qos = t.qos if not t.sub_qos else f"{t.qos} (subscribed {t.sub_qos})"
+        lines.append(f"| `{t.path}` | `{t.msg_type}` | {qos} | {', '.join(t.publishers)} | "
                      f"{', '.join(t.subscribers)} | {t.description} |")
     lines += ["", "| Service | Type | Servers | Clients | What |", "|---|---|---|---|---|"]
     for s in SERVICES.values():
@@ -204,7 +267,8 @@ def markdown() -> str:
     lines += ["", "Action command: `std_msgs/Float32MultiArray`, values in [-1, 1]. xArm: `[dx, dy, dz, gripper]`, "
               "dx..dz scaled to at most 2.5 cm per control step, gripper -1 open / +1 closed. Commands are applied "
               "at each control tick while fresher than the driver's `command_timeout_s`; silence stops the arm.",
-              "Status topics carry JSON text in `std_msgs/String`.", ""]
+              "Status topics carry JSON text in `std_msgs/String`; each is also published as a "
+              "`diagnostic_msgs/DiagnosticStatus` on `/diagnostics`.", ""]
     return "\n".join(lines)
 
 
