@@ -103,6 +103,13 @@ def sinkhorn_batched(
     Padded columns (b = 0) get v = 0. On CUDA the iterations run without reading the device; the one read at the
     end (is every plan finite?) decides whether any problem needs POT's numerical-error rule."""
     cost, a, b = cost.detach().double(), a.detach().double(), b.detach().double()
+    if cost.device.type == "cpu":
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # errors are found and handled below
+            return _solve(cost, a, b, reg, iters, stop_thr, warn)
+    return _solve(cost, a, b, reg, iters, stop_thr, warn)
+
+
+def _solve(cost: Tensor, a: Tensor, b: Tensor, reg: float, iters: int, stop_thr: float, warn: bool) -> Tensor:
     cpu = cost.device.type == "cpu"
     where = np.where if cpu else torch.where
     K, aa, bb = (np.exp(-cost.numpy() / reg), a.numpy(), b.numpy()) if cpu else (torch.exp(-cost / reg), a, b)
