@@ -218,6 +218,7 @@ def bench_inference(device: str, toy: bool, iters: int) -> dict:
     if "graph" in pols:
         out["speedup"] = round(out["eager_ms"] / out["graph_ms"], 2)
         out["max_action_diff"] = float(np.abs(acts["graph"] - acts["eager"]).max())
+        out["ok"] = out["max_action_diff"] < 1e-5
     return out
 
 

@@ -292,7 +292,9 @@ def rows(res: dict) -> str:
                     f"{d['ratio_store_over_memory']}x",
                     ">= 0.8x",
                 )
-    checks = {k: v.get("ok") for k, v in s.items() if k.startswith("check") and v.get("status") == "ok"}
+    checks = {k: v.get("ok") for k, v in s.items() if v.get("status") == "ok" and "ok" in v}
+    if s.get("ot", {}).get("status") == "ok":
+        checks["ot_rewards_within_1e-6"] = s["ot"]["ours_equal_within_1e6"]
     return "\n".join(lines) + f"\n\nchecks: {json.dumps(checks)}\n"
 
 

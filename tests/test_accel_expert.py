@@ -179,3 +179,32 @@ def test_trainer_with_the_graph_path_trains_resumes_and_matches_eager(demos, tmp
     resumed.run()
     resumed.close()
     assert resumed.state.step == 170 and resumed.state.updates > runs["graph"].state.updates
+
+
+def test_warm_up_then_restore_leaves_the_first_update_as_eager():
+    """What a capture does around `torch.cuda.graph`: warm-up updates on the static buffers, then `StateSnapshot`
+    writes parameters, targets and Adam states back in place (fresh Adam state: zeroed). The update after that
+    must be the eager first update, bit for bit (only the capture call itself needs the GPU)."""
+    from polytask.learning.accel.cuda_graph import StateSnapshot
+
+    eager, fast, spec = _pair(True, "graph")
+    batch, demo = _batches(spec, 16, np.random.default_rng(0))
+    snap = StateSnapshot([fast.nets, fast.critic_target], [fast.critic_opt, fast.actor_opt])
+    torch.manual_seed(9)
+    for i in range(3):  # the warm-up: real updates, creating Adam's state lazily
+        fast.update(batch, demo, i)
+    assert fast.actor_opt.state and fast.critic_opt.state
+    snap.restore()
+    for opt in (fast.critic_opt, fast.actor_opt):
+        for st in opt.state.values():
+            assert float(st["step"]) == 0.0 and not st["exp_avg"].any() and not st["exp_avg_sq"].any()
+    torch.manual_seed(3)
+    got = dict(fast.update(batch, demo, 0))
+    torch.manual_seed(3)
+    want = eager.update(batch, demo, 0)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-7), k
+    for p, q in zip(eager.nets.parameters(), fast.nets.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(eager.critic_target.parameters(), fast.critic_target.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -137,6 +137,11 @@ class Distiller:
                                                         "tasks": self.tasks})
         load_module(self.student, tensors, "student", str(path))
         load_optimizer(self.opt, tensors, header["optimizer"], "opt", str(path))
+        for group in self.opt.param_groups:  # a CUDA-graph step's state: the fast step sets this again itself
+            group["capturable"] = False
+        for state in self.opt.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].detach().to("cpu", torch.float32)
         restore_rng(tensors, header.get("rng", {}), self.rng)
         if "rng/generator" in tensors:
             self.gen.set_state(tensors["rng/generator"])
