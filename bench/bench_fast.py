@@ -60,6 +60,11 @@ def batches(spec: NetworkSpec, n: int, rng: np.random.Generator) -> tuple[dict, 
     return b, {"obs": obs(), "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32)}
 
 
+def sig(x: float, digits: int = 3) -> float:
+    """`x` to `digits` significant digits (0.0523 updates/s stays 0.0523, 1089.4 becomes 1090)."""
+    return float(f"{x:.{digits}g}")
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -98,7 +103,7 @@ def bench_update(kind: str, toy: bool, device: str, modes: list[str], iters: int
         sync(device)
         first[m] = round(time.perf_counter() - t0, 2)
     rates = interleaved({m: (lambda s, a=a: dict(a.update(b, d, s))) for m, a in agents.items()}, iters, device)
-    out: dict = {"batch": n, "first_call_s": first, "updates_per_s": {k: round(v, 2) for k, v in rates.items()}}
+    out: dict = {"batch": n, "first_call_s": first, "updates_per_s": {k: sig(v) for k, v in rates.items()}}
     out["ratio"] = {m: round(rates[m] / rates["none"], 2) for m in modes}
     return out
 
@@ -158,7 +163,7 @@ def bench_batched(kind: str, k: int, toy: bool, device: str, iters: int) -> dict
     if cuda:
         fns["sequential_graph"] = lambda s: one_after_another(s, graphs)
     rates = interleaved(fns, iters, device)
-    agg = {name: round(r * k, 2) for name, r in rates.items()}
+    agg = {name: sig(r * k) for name, r in rates.items()}
     out = {
         "k": k,
         "batch": n,
@@ -177,7 +182,7 @@ def bench_batched(kind: str, k: int, toy: bool, device: str, iters: int) -> dict
             iters,
             device,
         )
-        out["learner_only_aggregate_updates_per_s"] = {name: round(r * k, 2) for name, r in replay.items()}
+        out["learner_only_aggregate_updates_per_s"] = {name: sig(r * k) for name, r in replay.items()}
         out["learner_only_ratio"] = round(replay["batched"] / replay["sequential_graph"], 2)
     return out
 
@@ -222,6 +227,28 @@ def bench_inference(device: str, toy: bool, iters: int) -> dict:
     return out
 
 
+def bench_threads(kind: str, toy: bool, iters: int, counts: tuple[int, ...] = (1, 2)) -> dict:
+    """Eager updates/s at each torch thread count, alternating the count call by call on one agent and batch (so
+    load from other jobs hits every count alike)."""
+    spec, _goal, n = specs(kind, toy)
+    b, d = batches(spec, n, np.random.default_rng(0))
+    a = agent(kind, toy, "cpu", "none")
+    a.update(b, d, 0)
+    times: dict[int, list[float]] = {c: [] for c in counts}
+    for i in range(iters):
+        for c in counts:
+            torch.set_num_threads(c)
+            t0 = time.perf_counter()
+            a.update(b, d, i + 1)
+            times[c].append(time.perf_counter() - t0)
+    rates = {c: 1.0 / float(np.median(t)) for c, t in times.items()}
+    return {
+        "batch": n,
+        "updates_per_s": {f"threads_{c}": sig(r) for c, r in rates.items()},
+        "ratio_2_over_1": round(rates[counts[-1]] / rates[counts[0]], 2),
+    }
+
+
 def machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
@@ -237,6 +264,11 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=0, help="timed calls per side (0: 3 pixel / 20 state on CPU)")
     p.add_argument("--k", type=int, default=3, help="experts in the batched comparison")
     p.add_argument("--skip-compile", action="store_true")
+    p.add_argument(
+        "--only",
+        default="state,pixel,batched,inference",
+        help="comma list of sections: state, pixel, batched, inference, threads (1 vs 2, CPU)",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     if args.threads:
@@ -252,13 +284,21 @@ def main() -> None:
         "toy": args.toy,
         "load_before": os.getloadavg(),
     }
-    res["state_update"] = bench_update("state", args.toy, args.device, modes, it_state)
-    print(json.dumps(res, indent=1), flush=True)
-    res["pixel_update"] = bench_update("pixel", args.toy, args.device, modes, it_pix)
-    print(json.dumps(res["pixel_update"], indent=1), flush=True)
-    res[f"batched_state_k{args.k}"] = bench_batched("state", args.k, args.toy, args.device, it_state // 2)
-    res[f"batched_pixel_k{args.k}"] = bench_batched("pixel", args.k, args.toy, args.device, max(2, it_pix // 2))
-    res["inference_pixel_b1"] = bench_inference(args.device, args.toy, 200 if cuda else 30)
+    only = set(args.only.split(","))
+    if "state" in only:
+        res["state_update"] = bench_update("state", args.toy, args.device, modes, it_state)
+        print(json.dumps(res["state_update"], indent=1), flush=True)
+    if "pixel" in only:
+        res["pixel_update"] = bench_update("pixel", args.toy, args.device, modes, it_pix)
+        print(json.dumps(res["pixel_update"], indent=1), flush=True)
+    if "batched" in only:
+        res[f"batched_state_k{args.k}"] = bench_batched("state", args.k, args.toy, args.device, it_state // 2)
+        res[f"batched_pixel_k{args.k}"] = bench_batched("pixel", args.k, args.toy, args.device, max(2, it_pix // 2))
+    if "inference" in only:
+        res["inference_pixel_b1"] = bench_inference(args.device, args.toy, 200 if cuda else 30)
+    if "threads" in only and not cuda:
+        res["threads_state"] = bench_threads("state", args.toy, it_state)
+        res["threads_pixel"] = bench_threads("pixel", args.toy, it_pix)
     if cuda:
         res["check_graph_state"] = check_equal("state", args.toy, args.device, "graph", 20)
         res["check_graph_pixel"] = check_equal("pixel", args.toy, args.device, "graph", 10)
