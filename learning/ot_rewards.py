@@ -7,8 +7,9 @@ sum highest is kept. The reward of the transition t -> t+1 is r_{t+1} (the rewar
 which is how the authors attached rewards to time steps.
 
 Two implementations: `sinkhorn_pot` calls POT (the reference); `sinkhorn_torch` is the same Sinkhorn-Knopp
-iteration batched over demos in float64 torch (exp(-C/0.01) reaches e^-200, below float32's range), with zero
-marginal mass on padded columns so demos of different lengths share one batch. They agree to ~1e-12.
+iteration batched over demos in float64 (exp(-C/0.01) reaches e^-200, below float32's range; the loops are in
+learning/accel/sinkhorn.py), with zero marginal mass on padded columns so demos of different lengths share one
+batch. They agree to ~1e-12.
 
 The features come from a *target* copy of the encoder, refreshed from the online encoder every
 `target_update_steps` (Table IV: 20000) so rewards do not drift with every update; the scale is set once, from the
