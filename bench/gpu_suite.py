@@ -5,7 +5,8 @@ order within a wall-clock budget (the job has about 9 minutes): checks first (gr
 separate, graphed inference == eager, CUDA Sinkhorn == CPU Sinkhorn), then the speed comparisons, then the
 optional ones (torch.compile, whose first call compiles for minutes; Meta-World rendering when its wheels came
 along). Every section's result or error goes into OUT/gpu_suite.json as soon as it finishes, so a job cut short
-still returns what it measured. The last thing printed is the table for docs/benchmarks.md.
+still returns what it measured. The last thing printed is the table for docs/benchmarks.md (also OUT/rows.md);
+OUT holds only these few files (the job's output comes back as a handful of files), scratch data goes to /tmp.
 
 `--dry-run` runs the same sections on the CPU at toy sizes, with the simulators and POT made unimportable as
 they are on the GPU machine: the test suite runs it (tests/test_gpu_suite.py).
@@ -21,12 +22,13 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-# What the GPU machine's image lacks (KINDS.md of the device tool lists what it has): the dry run hides these.
+# Not installed on the GPU machine (Python 3.12 + PyTorch, no package index): the dry run hides these.
 ABSENT_THERE = ("mujoco", "dm_control", "metaworld", "ot", "gymnasium", "gymnasium_robotics", "rclpy")
 
 
@@ -308,8 +310,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.dry_run:  # hide what the GPU machine lacks, here and in the subprocesses (via sitecustomize)
         sys.meta_path.insert(0, _Absent(ABSENT_THERE))
-        hide = out / "hide"
-        hide.mkdir(exist_ok=True)
+        hide = Path(tempfile.mkdtemp(prefix="gpu-suite-hide-"))
         (hide / "sitecustomize.py").write_text(
             f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nfrom gpu_suite import _Absent\n"
             f"sys.meta_path.insert(0, _Absent({ABSENT_THERE!r}))\n"
@@ -343,7 +344,8 @@ def main() -> int:
         ),
         30,
     )
-    suite.run("distill_feed", lambda: distill_feed(device, toy, out / "scratch"), 30 if toy else 120)
+    scratch = Path(tempfile.mkdtemp(prefix="gpu-suite-"))  # not under OUT: what comes back is a few files
+    suite.run("distill_feed", lambda: distill_feed(device, toy, scratch), 30 if toy else 120)
     try:
         import metaworld  # noqa: F401
 

@@ -33,5 +33,7 @@ def test_gpu_suite_dry_run(tmp_path):
         assert sections[name]["status"] == "ok", (name, sections[name].get("error"), sections[name].get("trace"))
     assert sections["ot"]["ours_equal_within_1e6"]
     assert sections["env_render"]["status"] == "skipped" and "Meta-World" in sections["env_render"]["why"]
+    # what a GPU job returns is its output folder, a handful of files at most: the job writes only these there
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["gpu_suite.json", "gpu_suite.log", "rows.md"]
     table = (tmp_path / "rows.md").read_text()
     assert "K=3 state experts" in table and "distillation samples/s" in table and table in done.stdout

@@ -8,7 +8,10 @@ A captured step replays every kernel of an update with one launch. What that nee
 - warm-up before capture (lazy optimizer state, cuBLAS/cuDNN handles): the warm-up runs real updates, so the
   parameters, buffers and optimizer states are saved before and written back after, in place (the graph holds
   their addresses) — the first replay then performs the first real update, as eager code would;
-- Adam's step counters on the device (`capturable=True`, `make_capturable`).
+- Adam's step counters on the device (`capturable=True`, `make_capturable`);
+- an inference capture checks only the capturing thread (`capture_error_mode="thread_local"`): another thread's
+  CUDA work (a policy server loading its next checkpoint) must not abort it. Training steps keep the default
+  checks: their backward pass runs on autograd's device thread.
 
 On a device other than CUDA a `CapturedStep` simply calls its function: the same static-buffer code path runs
 eagerly, which is how the CPU tests exercise everything but the capture itself.
@@ -109,7 +112,7 @@ class CapturedStep(Generic[T]):
                 self.fn()
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph):  # default (global) checks: the backward runs on autograd's device thread
             self.out = self.fn()
         snap.restore()
         self.graph = graph
@@ -140,7 +143,7 @@ class GraphedCall:
                 self.fn(*static)
         torch.cuda.current_stream(device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             out = self.fn(*static)
         return graph, static, out
 
