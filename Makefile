@@ -11,7 +11,7 @@ export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-all lint format clean-venv
+.PHONY: setup demo test test-all lint format clean-venv bench bench-gpu wheels-gpu
 
 # Idempotent: the stamp holds a hash of the inputs; nothing is installed when they did not change.
 # gym-xarm is installed without its dependencies (it pins mujoco<3 for its own env; we only use its xArm7 MJCF
@@ -47,3 +47,35 @@ format: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# --- benchmarks ------------------------------------------------------------------------------------------
+# CPU benchmarks, each printing its baseline measured in the same process and the ratio (docs/benchmarks*.md).
+BENCH_OUT ?= runs/bench
+bench: setup
+	mkdir -p $(BENCH_OUT)
+	$(PY) bench/bench_fast.py --threads 1 --json $(BENCH_OUT)/fast.json
+	$(PY) bench/bench_ot.py --threads 1 --json $(BENCH_OUT)/ot.json
+	$(PY) bench/bench_distill.py --steps 400 --json $(BENCH_OUT)/distill.json
+
+# The GPU job (bench/gpu_suite.sh): run on the GPU machine with the tree, .whl and .gl carried. No venv there:
+# it uses that machine's python3. OUT is the job's output folder there; elsewhere runs/gpu-suite.
+bench-gpu:
+	bash bench/gpu_suite.sh $${OUT:-runs/gpu-suite}
+
+# Wheels the GPU machine lacks (Python 3.12, manylinux x86_64), into .whl/, and the GL loader .debs into .gl/.
+# The suite's learner benchmarks need none (torch, numpy, safetensors, PyYAML are there); the Meta-World set
+# (~47 MB) measures rendering with EGL on that machine. POT (~33 MB) stays here: its comparison runs on this CPU.
+GPU_WHEELS := metaworld==3.1.1 mujoco==3.3.0 gymnasium==1.4.0 PyOpenGL==3.1.10 glfw==2.11.0 Farama-Notifications==0.0.6
+GPU_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
+GL_DEBS := libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2
+CARRY_LIMIT := 67108864
+wheels-gpu: setup
+	mkdir -p .whl .gl /tmp/polytask-apt-amd64/partial
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(GPU_PLATFORMS) -d .whl $(GPU_WHEELS)
+	apt_o="-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/polytask-apt-amd64"; \
+		apt-get $$apt_o update -qq && (cd .gl && apt-get $$apt_o download -qq $(GL_DEBS))
+	@tree=$$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1); \
+	brought=$$(du -cb .whl/* .gl/* | tail -1 | cut -f1); total=$$((tree + brought)); \
+	echo "wheels-gpu: tree $$tree + .whl/.gl $$brought = $$total bytes (limit $(CARRY_LIMIT) per call)"; \
+	if [ $$total -gt $(CARRY_LIMIT) ]; then echo "wheels-gpu: over the 64 MiB a GPU call carries" >&2; exit 1; fi

@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from polytask.learning.distill import goals as G
@@ -24,7 +25,7 @@ from polytask.learning.distill.data import StoreSampler, load_task
 from polytask.learning.distill.distill import distill
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
 from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.episodes import Episode, EpisodeStore
 from polytask.sim import registry
 
 
@@ -35,6 +36,24 @@ def build_small(scratch: Path) -> Path:
         relabel_store(EpisodeStore(scratch / "raw" / slug), scratch / "relabelled" / slug, t,
                       ScriptedTeacher(registry.make(t, render=False)))
     return scratch / "relabelled"
+
+
+def build_synthetic(scratch: Path, tasks: int, episodes: int, length: int = 125, state_dim: int = 39) -> Path:
+    """Relabelled stores without a simulator (the GPU machine has none): random states, a fixed random teacher per
+    task. The feed's speed depends on the files' shapes, not on what is in them."""
+    rng = np.random.default_rng(0)
+    root = scratch / "synthetic"
+    for k in range(tasks):
+        store = EpisodeStore(root / f"t{k:02d}")
+        if len(store.paths()) >= episodes:
+            continue
+        w = rng.normal(size=(state_dim, 4)).astype(np.float32)
+        for _ in range(episodes):
+            state = rng.normal(size=(length + 1, state_dim)).astype(np.float32)
+            store.append(Episode(task=f"synthetic/t{k:02d}", state=state, action=rng.uniform(-1, 1, (length, 4)).astype(
+                np.float32), reward=np.zeros(length, np.float32), success=np.zeros(length, bool), task_id=k,
+                source="relabelled", expert_action=np.tanh(state @ w)))
+    return root
 
 
 def main() -> None:
@@ -48,18 +67,30 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache-episodes", type=int, default=64, help="decompressed episodes kept per task")
     p.add_argument("--refresh", type=int, default=1, help="episode files read per batch")
+    p.add_argument("--synthetic", type=int, default=0, help="N tasks of synthetic relabelled stores (no simulator)")
+    p.add_argument("--episodes", type=int, default=40, help="episodes per synthetic task")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--compile", default="none", choices=("none", "graph", "compile"), help="the distillation step")
+    p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    root = Path(args.relabelled) if args.relabelled else build_small(Path(args.scratch))
+    if args.relabelled:
+        root = Path(args.relabelled)
+    elif args.synthetic:
+        root = build_synthetic(Path(args.scratch), args.synthetic, args.episodes)
+    else:
+        root = build_small(Path(args.scratch))
     folders = sorted(d for d in root.iterdir() if d.is_dir())
     tasks = [EpisodeStore(d, create=False).episodes()[0].task for d in folders]
     t = time.perf_counter()
     data = [load_task(d, task) for d, task in zip(folders, tasks, strict=True)]
     load_s = time.perf_counter() - t
-    ids = [registry.make(task, render=False).spec.task_id for task in tasks]
-    goals = G.goal_vectors("onehot", tasks, ids, 16)
+    ids = [d.task_id if args.synthetic else registry.make(task, render=False).spec.task_id
+           for d, task in zip(data, tasks, strict=True)]
+    goals = G.goal_vectors("onehot", tasks, ids, max(16, len(tasks)))
     cfg = DistillConfig(lr=1e-3, steps=args.steps, batch_size=args.batch, threads=args.threads,
-                        log_every=args.steps, student=StudentConfig(hidden=args.hidden, layers=args.layers))
+                        log_every=args.steps, device=args.device, compile=args.compile,
+                        student=StudentConfig(hidden=args.hidden, layers=args.layers))
     rates = {}
     for feed in ("memory", "store", "memory"):  # memory twice: the second run checks the baseline is stable
         sampler = None
@@ -79,8 +110,11 @@ def main() -> None:
     out = {"tasks": len(tasks), "rows": int(sum(len(d) for d in data)), "load_into_memory_s": round(load_s, 2),
            "memory_samples_per_s": round(memory, 1), "store_samples_per_s": round(store, 1),
            "ratio_store_over_memory": round(store / memory, 3), "target": 0.8, "hidden": args.hidden,
-           "layers": args.layers, "batch": args.batch, "threads": args.threads}
+           "layers": args.layers, "batch": args.batch, "threads": args.threads, "device": args.device,
+           "compile": args.compile}
     print(json.dumps(out))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -73,11 +73,16 @@ def random_shift(x: Tensor, pad: int) -> Tensor:
     Implemented as a gather with clamped indices (clamping an index into the image IS replicate padding), so it
     works on uint8 frames and is exact, instead of DrQ-v2's bilinear grid_sample at integer offsets.
     """
-    n, _c, h, w = x.shape
-    shift = torch.randint(0, 2 * pad + 1, (n, 2), device=x.device)
+    return apply_shift(x, torch.randint(0, 2 * pad + 1, (x.shape[0], 2), device=x.device), pad)
+
+
+def apply_shift(x: Tensor, shift: Tensor, pad: int) -> Tensor:
+    """The crop of `random_shift` at given offsets `shift` (n, 2) in [0, 2*pad]: the fast update paths draw the
+    offsets into a buffer of their own (outside a CUDA graph) and crop with this."""
+    _n, _c, h, w = x.shape
     rows = (shift[:, :1] - pad + torch.arange(h, device=x.device)).clamp_(0, h - 1)  # (n, h)
     cols = (shift[:, 1:] - pad + torch.arange(w, device=x.device)).clamp_(0, w - 1)  # (n, w)
-    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    batch = torch.arange(x.shape[0], device=x.device)[:, None, None, None]
     chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
     return x[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
 
@@ -108,11 +113,20 @@ class ExpertAgent:
         self.critic_opt = torch.optim.Adam([*self.nets.critic.parameters(), *self.nets.encoder.parameters()],
                                            lr=cfg.lr)
         self.goal: Tensor | None = None
+        self._fast: Any = None  # the fast update path (agent.compile), built at the first update
+        if cfg.compile != "none" and self._overrides_update():
+            raise ValueError(f"agent.compile {cfg.compile!r} runs the single-task expert update; "
+                             f"{type(self).__name__} changes that update, use agent.compile 'none'")
         self.set_goal(goal)
+
+    def _overrides_update(self) -> bool:
+        return any(getattr(type(self), m) is not getattr(ExpertAgent, m)
+                   for m in ("update", "update_critic", "update_actor", "critic_loss", "actor_loss", "bc_loss"))
 
     # --- goal ------------------------------------------------------------------------------------------
     def set_goal(self, goal: np.ndarray | None) -> None:
         """The task's goal: (3, H, W) uint8 for image goals, (goal_dim,) for vector goals, None for `none`."""
+        self._fast = None  # a captured update reads the goal tensor it was captured with
         m = self.spec.goal_modality
         if m == "none":
             self.goal = None
@@ -174,7 +188,16 @@ class ExpertAgent:
         return torch.as_tensor(arr, device=self.device)
 
     def update(self, batch: dict[str, np.ndarray], demo: dict[str, np.ndarray] | None, step: int) -> dict[str, float]:
-        """One critic and one actor step (+ soft target update). `demo` feeds the BC term (None: no BC term)."""
+        """One critic and one actor step (+ soft target update). `demo` feeds the BC term (None: no BC term).
+
+        With `agent.compile` other than "none" the same update runs through learning/accel/expert_update.py,
+        and the metrics come back as a mapping read from the device only when looked at."""
+        if self.cfg.compile != "none":
+            if self._fast is None:
+                from polytask.learning.accel.expert_update import FastUpdater
+
+                self._fast = FastUpdater(self, self.cfg.compile)
+            return self._fast.update(batch, demo, step)
         obs, action = self._to(batch["obs"]), self._to(batch["action"]).float()
         reward, discount, next_obs = self._to(batch["reward"]), self._to(batch["discount"]), self._to(batch["next_obs"])
         n = obs.shape[0]
@@ -295,6 +318,13 @@ class ExpertAgent:
         load_module(self.critic_target, tensors, "critic_target", where)
         # Tensors may stay on the CPU: load_state_dict copies weights to the modules' device, and Adam moves its
         # moments to each parameter's device while keeping non-capturable step counters on the CPU, as it expects.
+        # A checkpoint written by the CUDA-graph path records capturable Adam; this agent decides that itself.
+        self._fast = None  # new optimizer state tensors: a captured update must be captured again
         for name, opt in (("actor_opt", self.actor_opt), ("critic_opt", self.critic_opt)):
             if name in meta:
                 load_optimizer(opt, tensors, meta[name], f"optim/{name}", where)
+                for group in opt.param_groups:
+                    group["capturable"] = False
+                for state in opt.state.values():
+                    if isinstance(state.get("step"), Tensor):
+                        state["step"] = state["step"].detach().to("cpu", torch.float32)

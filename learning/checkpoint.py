@@ -197,7 +197,9 @@ def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> tuple[dict[str
                 tensors[f"{prefix}/state/{idx}/{name}"] = value
             else:
                 scalars.setdefault(str(idx), {})[name] = value
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    # A CUDA-graph step keeps its learning rate in a 0-d tensor; the header stores plain numbers.
+    groups = [{k: (list(v) if isinstance(v, tuple) else float(v) if isinstance(v, Tensor) else v)
+               for k, v in g.items()} for g in sd["param_groups"]]
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 

@@ -39,6 +39,9 @@ class DistillConfig:
     seed: int = 0
     threads: int = 1  # torch CPU threads
     device: str = "cpu"
+    # How each step runs (numerically the same; learning/accel/distill_step.py): "none" eager, "graph" one CUDA
+    # graph per step (off CUDA the same static-buffer step runs uncaptured), "compile" torch.compile of the loss.
+    compile: Literal["none", "graph", "compile"] = "none"
     checkpoint_every: int = 2000  # steps between resumable checkpoints
     log_every: int = 500
     eval_episodes: int = 10
@@ -49,5 +52,8 @@ class DistillConfig:
                     "threads", "pcgrad_tasks"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"distill config: key {key!r} is {getattr(self, key)!r}, expected an integer >= 1")
+        if self.compile not in ("none", "graph", "compile"):
+            raise ValueError(f"distill config: key 'compile' is {self.compile!r}, expected 'none', 'graph' or "
+                             "'compile'")
         if not self.lr > 0:
             raise ValueError(f"distill config: key 'lr' is {self.lr!r}, expected > 0")

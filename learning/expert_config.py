@@ -9,6 +9,7 @@ types are errors naming the file and key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -30,8 +31,14 @@ class AgentConfig:
     bc_lambda: float = 0.25  # λ
     bc_loss: str = "logprob"  # "logprob": -log N(a_e; μ, bc_std) (authors); "mse": ||a_e - μ||² (Eq. 1 literally)
     bc_std: float = 0.1
+    # How the update runs (numerically the same update; see learning/accel/expert_update.py): "none" eager,
+    # "graph" one CUDA graph per update (on a CPU the same static-buffer step runs uncaptured), "compile"
+    # torch.compile of the loss stages.
+    compile: Literal["none", "graph", "compile"] = "none"
 
     def __post_init__(self) -> None:
+        if self.compile not in ("none", "graph", "compile"):
+            raise ValueError(f"agent.compile is {self.compile!r}, expected 'none', 'graph' or 'compile'")
         if self.bc_loss not in ("logprob", "mse"):
             raise ValueError(f"agent.bc_loss is {self.bc_loss!r}, expected 'logprob' or 'mse'")
         if not 0.0 <= self.bc_lambda <= 1.0:

@@ -64,7 +64,11 @@ class ExpertPolicy:
         else:
             self.stacker.push(self._obs(step))
         obs = torch.as_tensor(self.stacker.current(), device=self.device)[None]
-        return self.actor(self.encoder(obs), self._goal_f)[0].cpu().numpy().astype(np.float32)
+        return self.net(obs, self._goal_f)[0].cpu().numpy().astype(np.float32)
+
+    def net(self, obs: Tensor, goal_f: Tensor) -> Tensor:
+        """The network call of `act` (learning/accel/graphed_policy.py swaps in a CUDA-graph replay of it)."""
+        return self.actor(self.encoder(obs), goal_f)
 
 
 def load_policy(path: str | os.PathLike, device: str | torch.device = "cpu", task: str | None = None) -> ExpertPolicy:

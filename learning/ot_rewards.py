@@ -7,8 +7,9 @@ sum highest is kept. The reward of the transition t -> t+1 is r_{t+1} (the rewar
 which is how the authors attached rewards to time steps.
 
 Two implementations: `sinkhorn_pot` calls POT (the reference); `sinkhorn_torch` is the same Sinkhorn-Knopp
-iteration batched over demos in float64 torch (exp(-C/0.01) reaches e^-200, below float32's range), with zero
-marginal mass on padded columns so demos of different lengths share one batch. They agree to ~1e-12.
+iteration batched over demos in float64 (exp(-C/0.01) reaches e^-200, below float32's range; the loops are in
+learning/accel/sinkhorn.py), with zero marginal mass on padded columns so demos of different lengths share one
+batch. They agree to ~1e-12.
 
 The features come from a *target* copy of the encoder, refreshed from the online encoder every
 `target_update_steps` (Table IV: 20000) so rewards do not drift with every update; the scale is set once, from the
@@ -18,12 +19,12 @@ first episode, so that its return is -scale_factor (Table IV: 10).
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from polytask.learning.accel.sinkhorn import sinkhorn_batched
 from polytask.learning.frames import stack_window
 from polytask.learning.networks import Encoder
 
@@ -49,33 +50,10 @@ def sinkhorn_torch(cost: Tensor, a: Tensor, b: Tensor, reg: float = 0.01, iters:
 
     cost (B, n, m), marginals a (B, n), b (B, m) (zeros mark padding). Computed in float64. Each batch element
     stops on its own when its marginal error (checked every 10 iterations) falls below `stop_thr`, or keeps its
-    previous scaling on a numerical error, as POT does.
+    previous scaling on a numerical error, as POT does. The loops live in learning/accel/sinkhorn.py (numpy on a
+    CPU, sync-free torch on CUDA).
     """
-    cost, a, b = cost.double(), a.double(), b.double()
-    bsz, n, m = cost.shape
-    K = torch.exp(-cost / reg)
-    u = torch.full((bsz, n), 1.0 / n, dtype=torch.float64, device=cost.device)
-    v = torch.full((bsz, m), 1.0 / m, dtype=torch.float64, device=cost.device)
-    active = torch.ones(bsz, dtype=torch.bool, device=cost.device)
-    valid_b = b > 0
-    for it in range(iters):
-        ktu = torch.einsum("bnm,bn->bm", K, u)
-        v_new = torch.where(valid_b, b / ktu, torch.zeros_like(b))
-        u_new = a / torch.einsum("bnm,bm->bn", K, v_new)
-        bad = ((ktu == 0) & valid_b).any(1) | ~torch.isfinite(u_new).all(1) | ~torch.isfinite(v_new).all(1)
-        if bool(bad.any()):
-            warnings.warn(f"sinkhorn: numerical errors at iteration {it}", stacklevel=2)
-        take = active & ~bad
-        u = torch.where(take[:, None], u_new, u)
-        v = torch.where(take[:, None], v_new, v)
-        active = active & ~bad
-        if it % 10 == 0:
-            marg = torch.einsum("bn,bnm,bm->bm", u, K, v)
-            err = (marg - b).norm(dim=1)
-            active = active & (err >= stop_thr)
-        if not bool(active.any()):
-            break
-    return u[:, :, None] * K * v[:, None, :]
+    return sinkhorn_batched(cost, a, b, reg, iters, stop_thr)
 
 
 def ot_rewards_torch(episode: Tensor, demos: list[Tensor], reg: float = 0.01, iters: int = 100,

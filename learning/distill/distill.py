@@ -117,6 +117,11 @@ class Distiller:
         if self.dist.active:
             self.header_extra.update(world_size=self.dist.world, rank_batch=self.batch)
         self.history: list[dict[str, float]] = []
+        self._fast: Any = None  # cfg.compile's step (learning/accel/distill_step.py), built at the first step
+        if cfg.compile != "none" and cfg.pcgrad and len(self.tasks) > 1:
+            raise ValueError("distill: compile applies to the plain Eq. 2 step; with pcgrad use compile 'none'")
+        if cfg.compile != "none" and self.dist.active:
+            raise ValueError("distill: compile applies to one process; with --nproc > 1 use compile 'none'")
 
     # --- resume ----------------------------------------------------------------------------------------
     @property
@@ -146,6 +151,11 @@ class Distiller:
                                                         "tasks": self.tasks})
         load_module(self.student, tensors, "student", str(path))
         load_optimizer(self.opt, tensors, header["optimizer"], "opt", str(path))
+        for group in self.opt.param_groups:  # a CUDA-graph step's state: the fast step sets this again itself
+            group["capturable"] = False
+        for state in self.opt.state.values():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].detach().to("cpu", torch.float32)
         restore_rng(tensors, header.get("rng", {}), self.rng)
         own = "rng/generator" if self.dist.rank == 0 else f"rng/generator_rank{self.dist.rank}"
         if own in tensors:  # absent when the saved run had fewer processes: this rank's stream starts afresh
@@ -162,7 +172,16 @@ class Distiller:
         pred = (model or self.model)(obs, self.goal_t[k])
         return (pred - target.to(self.cfg.device)).pow(2).sum(-1).mean()
 
-    def train_step(self, total: int) -> float:
+    def train_step(self, total: int) -> float | torch.Tensor:
+        """One step; returns its loss (a device tensor on the fast paths, read when logged)."""
+        if self.cfg.compile != "none":
+            if self._fast is None:
+                from polytask.learning.accel.distill_step import FastDistillStep
+
+                self._fast = FastDistillStep(self, self.cfg.compile)
+            loss = self._fast(int(self.rng.integers(len(self.tasks))), lr_at(self.cfg, self.step, total))
+            self.step += 1
+            return loss
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.cfg, self.step, total)
         self.opt.zero_grad(set_to_none=True)
@@ -206,8 +225,8 @@ class Distiller:
 
             bar = tqdm(total=total_steps, initial=self.step, desc="distill", unit="step", mininterval=2.0)
         start = time.perf_counter()
-        window: list[float] = []
-        last = float("nan")
+        window: list[float | torch.Tensor] = []
+        last: float | torch.Tensor = float("nan")
         while self.step < total_steps:
             last = self.train_step(total_steps)
             window.append(last)
@@ -215,7 +234,7 @@ class Distiller:
                 bar.update(1)
             if self.step % self.cfg.log_every == 0 or self.step == total_steps:
                 elapsed = time.perf_counter() - start
-                row = {"step": self.step, "loss": ddp.mean_over_ranks(float(np.mean(window)), self.dist),
+                row = {"step": self.step, "loss": ddp.mean_over_ranks(_mean(window), self.dist),
                        "lr": lr_at(self.cfg, self.step - 1, total_steps),
                        "samples_per_s": (self.step - resumed) * self.cfg.batch_size / max(elapsed, 1e-9)}
                 self.history.append(row)
@@ -234,7 +253,7 @@ class Distiller:
         self.student.eval()
         elapsed = time.perf_counter() - start
         done = self.step - resumed
-        return DistillResult(step=self.step, final_loss=last, seconds=elapsed,
+        return DistillResult(step=self.step, final_loss=float(last), seconds=elapsed,
                              samples_per_s=done * self.cfg.batch_size / max(elapsed, 1e-9), resumed_from=resumed)
 
     def save_student(self, path: str | Path | None = None, extra: Mapping[str, Any] | None = None) -> Path:
@@ -245,6 +264,11 @@ class Distiller:
             path = self.run_dir / STUDENT_FILE
         return save_student(path, self.student, self.goals, self.tasks, self.step,
                             extra={"config": asdict(self.cfg), **self.header_extra, **(extra or {})})
+
+
+def _mean(values: Sequence[float | torch.Tensor]) -> float:
+    """Mean of step losses, some of them device tensors (one read for the lot)."""
+    return float(torch.stack([torch.as_tensor(v, dtype=torch.float64) for v in values]).mean())
 
 
 @torch.no_grad()

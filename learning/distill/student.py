@@ -224,6 +224,10 @@ class StudentPolicy:
     def tasks(self) -> list[str]:
         return list(self._goal_cache)
 
+    def net(self, obs: Tensor, goal: Tensor) -> Tensor:
+        """The network call of `act` (learning/accel/graphed_policy.py swaps in a CUDA-graph replay of it)."""
+        return self.student(obs, goal)
+
     def _goal(self, step: Step) -> Tensor:
         name = step.goal.name
         if name in self._goal_cache:
@@ -249,7 +253,7 @@ class StudentPolicy:
             obs = torch.from_numpy(np.concatenate(list(self._frames), 0)).unsqueeze(0).to(self.device)
         else:
             obs = torch.from_numpy(np.asarray(step.state, np.float32)).reshape(1, -1).to(self.device)
-        action = self.student(obs, self._goal(step))[0].cpu().numpy()
+        action = self.net(obs, self._goal(step))[0].cpu().numpy()
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 

@@ -1,0 +1,371 @@
+"""The one prepared job for the GPU machine: correctness of the fast paths on the card, then their speed.
+
+Run through bench/gpu_suite.sh (which installs the brought wheels and GL libraries first). Sections run in
+order within a wall-clock budget (the job has about 9 minutes): checks first (graph == eager, batched ==
+separate, graphed inference == eager, CUDA Sinkhorn == CPU Sinkhorn), then the speed comparisons, then the
+optional ones (torch.compile, whose first call compiles for minutes; Meta-World rendering when its wheels came
+along). Every section's result or error goes into OUT/gpu_suite.json as soon as it finishes, so a job cut short
+still returns what it measured. The last thing printed is the table for docs/benchmarks.md (also OUT/rows.md);
+OUT holds only these few files (the job's output comes back as a handful of files), scratch data goes to /tmp.
+
+`--dry-run` runs the same sections on the CPU at toy sizes, with the simulators and POT made unimportable as
+they are on the GPU machine: the test suite runs it (tests/test_gpu_suite.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.abc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+# Not installed on the GPU machine (Python 3.12 + PyTorch, no package index): the dry run hides these.
+ABSENT_THERE = ("mujoco", "dm_control", "metaworld", "ot", "gymnasium", "gymnasium_robotics", "rclpy")
+
+
+class _Absent(importlib.abc.MetaPathFinder):
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = set(names)
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] in self.names:
+            raise ImportError(f"{fullname} is not installed on the GPU machine (hidden by the dry run)")
+        return None
+
+
+class Suite:
+    def __init__(self, out: Path, budget_s: float, device: str, toy: bool) -> None:
+        self.out, self.budget_s, self.device, self.toy = out, budget_s, device, toy
+        self.start = time.perf_counter()
+        self.res: dict = {
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "device": device,
+            "toy": toy,
+            "budget_s": budget_s,
+            "sections": {},
+        }
+
+    def left(self) -> float:
+        return self.budget_s - (time.perf_counter() - self.start)
+
+    def run(self, name: str, fn: Callable[[], dict], est_s: float) -> dict | None:
+        if self.left() < est_s:
+            self.res["sections"][name] = {"status": "skipped", "why": f"{self.left():.0f} s left, needs ~{est_s:.0f}"}
+            self.save()
+            return None
+        t0 = time.perf_counter()
+        print(f"[{time.perf_counter() - self.start:6.1f} s] {name} ...", flush=True)
+        try:
+            out = {"status": "ok", **fn()}
+        except Exception as err:  # a section's failure is a result; the others still run
+            out = {"status": "error", "error": f"{type(err).__name__}: {err}", "trace": traceback.format_exc()[-3000:]}
+        out["seconds"] = round(time.perf_counter() - t0, 1)
+        self.res["sections"][name] = out
+        self.save()
+        return out
+
+    def save(self) -> None:
+        self.res["elapsed_s"] = round(time.perf_counter() - self.start, 1)
+        tmp = self.out / "gpu_suite.json.tmp"
+        tmp.write_text(json.dumps(self.res, indent=1, default=str))
+        os.replace(tmp, self.out / "gpu_suite.json")
+
+
+def info(device: str) -> dict:
+    import numpy as np
+    import torch
+
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cpus": os.cpu_count(),
+        "host": platform.node(),
+    }
+    if device.startswith("cuda"):
+        out.update(
+            card=torch.cuda.get_device_name(0),
+            cuda=torch.version.cuda,
+            memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+        )
+    return out
+
+
+def check_batched(device: str, toy: bool) -> dict:
+    """K = 3 experts' batched update against each expert's single update on the same draws (on the device)."""
+    import copy
+
+    import bench_fast as bf
+    import numpy as np
+    import torch
+
+    from polytask.learning.accel import expert_update as eu
+    from polytask.learning.accel.batched_experts import BatchedExperts
+
+    out = {}
+    for kind in ("state", "pixel"):
+        spec, _goal, n = bf.specs(kind, toy)
+        agents = [bf.agent(kind, toy, device, "none", seed=k) for k in range(3)]
+        refs = [copy.deepcopy(a) for a in agents]
+        batched = BatchedExperts(agents, mode="graph" if device.startswith("cuda") else "none")
+        rng, worst = np.random.default_rng(0), 0.0
+        for i in range(3):
+            data = [bf.batches(spec, n, rng) for _ in range(3)]
+            got = batched.update([b for b, _ in data], [d for _, d in data], i)
+            noise = {k: v for k, v in batched.static.items() if k.startswith(("shift_", "eps_"))}
+            for k, ref in enumerate(refs):
+                t = {key: torch.from_numpy(v).to(device) for key, v in eu.input_arrays(*data[k]).items()}
+                t.update({key: v[k] for key, v in noise.items()})
+                t["std"] = torch.tensor(ref.stddev(i), dtype=torch.float32, device=device)
+                want = eu.update_core(ref, t, eu.Plan.of(ref, *data[k]))
+                worst = max(worst, float(((got[k] - want).abs() / want.abs().clamp_min(1e-3)).max()))
+        out[kind] = {"max_rel_metric_diff": worst, "ok": worst < 1e-3}
+    out["ok"] = all(v["ok"] for v in out.values() if isinstance(v, dict))
+    return out
+
+
+def check_distill(device: str, toy: bool) -> dict:
+    """Distillation on the device: the graph step against the eager step, 30 steps, same data and seed."""
+    import numpy as np
+
+    from polytask.learning.distill.data import TaskData
+    from polytask.learning.distill.distill import distill
+    from polytask.learning.distill_config import DistillConfig, StudentConfig
+
+    rng = np.random.default_rng(0)
+    data = []
+    for k in range(4):
+        states = rng.normal(size=(2000, 39)).astype(np.float32)
+        data.append(
+            TaskData(
+                f"synthetic/{k}", k, states, np.tanh(states @ rng.normal(size=(39, 4))).astype(np.float32), episodes=16
+            )
+        )
+    goals = {d.task: np.eye(16, dtype=np.float32)[d.task_id] for d in data}
+    params = {}
+    for mode in ("none", "graph"):
+        cfg = DistillConfig(
+            lr=1e-3,
+            lr_schedule="cosine",
+            warmup_steps=5,
+            steps=30,
+            log_every=10,
+            device=device,
+            compile=mode,
+            student=StudentConfig(hidden=64 if toy else 1024, layers=4),
+        )
+        d, _ = distill(data, goals, cfg, resume=False)
+        params[mode] = [p.detach().clone() for p in d.student.parameters()]
+    diff = max(float((a - b).abs().max()) for a, b in zip(params["none"], params["graph"]))
+    return {"max_param_diff": diff, "ok": diff < 1e-4}
+
+
+def distill_feed(device: str, toy: bool, scratch: Path) -> dict:
+    """bench_distill.py on synthetic stores, eager step and graph step, in fresh processes."""
+    out = {}
+    for mode in ("none", "graph"):
+        js = scratch / f"distill_{mode}.json"
+        cmd = [
+            sys.executable,
+            str(Path(__file__).with_name("bench_distill.py")),
+            "--synthetic",
+            "3" if toy else "16",
+            "--episodes",
+            "8" if toy else "40",
+            "--steps",
+            "40" if toy else "3000",
+            "--device",
+            device,
+            "--compile",
+            mode,
+            "--scratch",
+            str(scratch / "distill"),
+            "--json",
+            str(js),
+        ]
+        if toy:
+            cmd += ["--hidden", "32", "--layers", "2"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench_distill.py --compile {mode} failed: {done.stderr[-2000:]}")
+        out[mode] = json.loads(js.read_text())
+    return out
+
+
+def env_render(seconds: float) -> dict:
+    """Meta-World 84x84 steps/s with rendering (EGL), fast and default quality, one process."""
+    import numpy as np
+
+    from polytask.sim import registry
+
+    out = {}
+    for quality in ("fast", "default"):
+        task = registry.make("metaworld/door-open", render=True, quality=quality)
+        rng = np.random.default_rng(0)
+        step, n = task.reset(seed=0), 0
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            step = task.step(rng.uniform(-1, 1, task.spec.action_dim))
+            n += 1
+            if step.done:
+                step = task.reset(seed=n)
+        out[quality] = {"steps_per_s": round(n / (time.perf_counter() - t0), 1), "frame": list(step.pixels.shape)}
+        task.close()
+    return out
+
+
+def rows(res: dict) -> str:
+    """The table for docs/benchmarks.md, from whatever sections finished."""
+    s, card = res["sections"], res["sections"].get("info", {}).get("card", res["device"])
+    date = res["started"][:10] + (", toy sizes (dry run)" if res["toy"] else "")
+    lines = ["| what | baseline (same run) | result | ratio | target | card, date |", "|---|---|---|---|---|---|"]
+
+    def add(what: str, base: str, got: str, ratio: str, target: str) -> None:
+        lines.append(f"| {what} | {base} | {got} | {ratio} | {target} | {card}, {date} |")
+
+    for key, target, what in (
+        ("state_update", ">= 5x", "state update, paper sizes, batch 256"),
+        ("pixel_update", ">= 1.5x", "pixel update, paper sizes, batch 256"),
+        ("compile_state", ">= 5x", "state update, paper sizes, batch 256"),
+        ("compile_pixel", ">= 1.5x", "pixel update, paper sizes, batch 256"),
+    ):
+        r = s.get(key, {})
+        if r.get("status") == "ok":
+            u = r["updates_per_s"]
+            for mode in [m for m in u if m != "none"]:
+                add(f"{what}, {mode}", f"eager {u['none']} /s", f"{u[mode]} /s", f"{r['ratio'][mode]}x", target)
+    for key in [k for k in s if k.startswith("batched_")]:
+        r = s[key]
+        if r.get("status") == "ok":
+            a = r["aggregate_updates_per_s"]
+            add(
+                f"K={r['k']} {key.split('_')[1]} experts, one batched update (host batches)",
+                f"one after another {a['sequential_eager']} /s",
+                f"{a['batched']} /s",
+                f"{r['ratio']}x",
+                "updates/s (env frames/s with env workers)",
+            )
+            if "learner_only_ratio" in r:
+                lo = r["learner_only_aggregate_updates_per_s"]
+                add(
+                    f"K={r['k']} {key.split('_')[1]} experts, learner only",
+                    f"K graphs {lo['sequential_graph']} /s",
+                    f"{lo['batched']} /s",
+                    f"{r['learner_only_ratio']}x",
+                    "-",
+                )
+    r = s.get("inference", {})
+    if r.get("status") == "ok" and "graph_ms" in r:
+        add(
+            "policy inference, pixels + image goal, batch 1",
+            f"eager {r['eager_ms']} ms",
+            f"{r['graph_ms']} ms",
+            f"{r['speedup']}x",
+            "<= 0.2 ms",
+        )
+    r = s.get("ot", {})
+    if r.get("status") == "ok":
+        ms = r["ms"]
+        for k in [k for k in ms if k.startswith("ours_cuda")]:
+            add(
+                "OT 64 episodes x 125 steps",
+                f"ours on this machine's CPU {ms['ours_cpu']} ms",
+                f"{k} {ms[k]} ms",
+                f"{round(ms['ours_cpu'] / ms[k], 1)}x",
+                "rewards within 1e-6",
+            )
+    r = s.get("distill_feed", {})
+    if r.get("status") == "ok":
+        for mode, d in r.items():
+            if isinstance(d, dict) and "memory_samples_per_s" in d:
+                add(
+                    f"distillation samples/s, step {mode}",
+                    f"memory {d['memory_samples_per_s']}",
+                    f"store {d['store_samples_per_s']}",
+                    f"{d['ratio_store_over_memory']}x",
+                    ">= 0.8x",
+                )
+    checks = {k: v.get("ok") for k, v in s.items() if v.get("status") == "ok" and "ok" in v}
+    if s.get("ot", {}).get("status") == "ok":
+        checks["ot_rewards_within_1e-6"] = s["ot"]["ours_equal_within_1e6"]
+    return "\n".join(lines) + f"\n\nchecks: {json.dumps(checks)}\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--dry-run", action="store_true", help="CPU, toy sizes, simulators and POT hidden")
+    p.add_argument("--budget-s", type=float, default=450.0, help="wall-clock budget of the sections")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.dry_run:  # hide what the GPU machine lacks, here and in the subprocesses (via sitecustomize)
+        sys.meta_path.insert(0, _Absent(ABSENT_THERE))
+        hide = Path(tempfile.mkdtemp(prefix="gpu-suite-hide-"))
+        (hide / "sitecustomize.py").write_text(
+            f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nfrom gpu_suite import _Absent\n"
+            f"sys.meta_path.insert(0, _Absent({ABSENT_THERE!r}))\n"
+        )
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(hide), *filter(None, [os.environ.get("PYTHONPATH")])])
+    import bench_fast as bf
+    import bench_ot
+    import torch
+
+    device, toy = ("cpu", True) if args.dry_run else ("cuda", False)
+    if not args.dry_run and not torch.cuda.is_available():
+        print("gpu_suite: torch sees no CUDA device (use --dry-run on a CPU)", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1 if args.dry_run else min(8, os.cpu_count() or 1))
+    suite = Suite(out, args.budget_s, device, toy)
+    suite.run("info", lambda: info(device), 5)
+    suite.run("check_graph_state", lambda: bf.check_equal("state", toy, device, "graph", 20), 20)
+    suite.run("check_graph_pixel", lambda: bf.check_equal("pixel", toy, device, "graph", 10), 30)
+    suite.run("check_batched", lambda: check_batched(device, toy), 30)
+    suite.run("check_distill", lambda: check_distill(device, toy), 20)
+    modes = ["graph"] if device == "cuda" else []
+    suite.run("state_update", lambda: bf.bench_update("state", toy, device, modes, 5 if toy else 200), 20)
+    suite.run("pixel_update", lambda: bf.bench_update("pixel", toy, device, modes, 3 if toy else 50), 40)
+    suite.run("batched_state", lambda: bf.bench_batched("state", 3 if toy else 10, toy, device, 3 if toy else 50), 40)
+    suite.run("batched_pixel", lambda: bf.bench_batched("pixel", 3 if toy else 16, toy, device, 2 if toy else 10), 90)
+    suite.run("inference", lambda: bf.bench_inference(device, toy, 20 if toy else 300), 15)
+    suite.run(
+        "ot",
+        lambda: bench_ot.run(
+            device, 8 if toy else 64, 20 if toy else 125, 16 if toy else 512, 3 if toy else 20, with_pot=False
+        ),
+        30,
+    )
+    scratch = Path(tempfile.mkdtemp(prefix="gpu-suite-"))  # not under OUT: what comes back is a few files
+    suite.run("distill_feed", lambda: distill_feed(device, toy, scratch), 30 if toy else 120)
+    try:
+        import metaworld  # noqa: F401
+
+        suite.run("env_render", lambda: env_render(2 if toy else 10), 30)
+    except ImportError as err:
+        suite.res["sections"]["env_render"] = {"status": "skipped", "why": f"no Meta-World here ({err})"}
+    # torch.compile last: its first call compiles for minutes; it runs only in the time that is left. The dry run
+    # leaves it out (tests/test_accel_expert.py compiles the same stages on the CPU).
+    for kind, est in (("state", 150), ("pixel", 200)):
+        if args.dry_run:
+            suite.res["sections"][f"compile_{kind}"] = {"status": "skipped", "why": "dry run"}
+            continue
+        iters = 100 if kind == "state" else 25
+        suite.run(f"compile_{kind}", lambda k=kind, n=iters: bf.bench_update(k, toy, device, ["compile"], n), est)
+    suite.save()
+    table = rows(suite.res)
+    (out / "rows.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

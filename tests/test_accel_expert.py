@@ -1,0 +1,210 @@
+"""The expert's fast update paths (learning/accel/expert_update.py) against the eager `ExpertAgent.update`.
+
+On this CPU the CUDA-graph path runs its static-buffer step uncaptured: everything but `torch.cuda.graph` itself
+(which bench/gpu_suite.sh checks on the card). torch.compile runs for real (inductor, C++), so those tests take a
+minute or two of compilation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from polytask.learning.accel.expert_update import METRICS, LazyMetrics
+from polytask.learning.agent import ExpertAgent
+from polytask.learning.config import load_config
+from polytask.learning.demos import record_demos
+from polytask.learning.expert_config import AgentConfig, ExpertConfig
+from polytask.learning.multitask_agents import PCGradAgent
+from polytask.learning.networks import NetworkSpec
+from polytask.learning.trainer import ExpertTrainer
+
+torch.set_num_threads(1)
+TASK = "xarm/reach"
+
+
+def _spec_goal(pixels: bool) -> tuple[NetworkSpec, np.ndarray]:
+    if pixels:
+        spec = NetworkSpec("pixels", (3, 20, 20), 4, "image", frame_stack=3, hidden=32, feature_dim=16, actor_layers=2)
+        return spec, np.random.default_rng(1).integers(0, 256, (3, 20, 20), dtype=np.uint8)
+    return NetworkSpec("state", (10,), 4, "sinusoid", goal_dim=6, hidden=64, actor_layers=2), np.linspace(
+        -1, 1, 6
+    ).astype(np.float32)
+
+
+def _batches(spec: NetworkSpec, n: int, rng: np.random.Generator) -> tuple[dict, dict]:
+    if spec.obs_modality == "pixels":
+
+        def obs():
+            return rng.integers(0, 256, (n, spec.in_channels, *spec.obs_shape[1:]), dtype=np.uint8)
+    else:
+
+        def obs():
+            return rng.normal(size=(n, spec.obs_shape[0])).astype(np.float32)
+
+    b = {
+        "obs": obs(),
+        "next_obs": obs(),
+        "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32),
+        "reward": rng.normal(size=(n, 1)).astype(np.float32),
+        "discount": np.full((n, 1), 0.97, np.float32),
+    }
+    return b, {"obs": obs(), "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32)}
+
+
+def _pair(pixels: bool, mode: str) -> tuple[ExpertAgent, ExpertAgent, NetworkSpec]:
+    spec, goal = _spec_goal(pixels)
+    cfg = dict(batch_size=16, num_expl_steps=0, stddev_schedule="linear(1.0,0.1,100)")
+    torch.manual_seed(0)
+    eager = ExpertAgent(spec, AgentConfig(**cfg), goal=goal)
+    torch.manual_seed(0)
+    fast = ExpertAgent(spec, AgentConfig(**cfg, compile=mode), goal=goal)
+    return eager, fast, spec
+
+
+def _run(pixels: bool, mode: str, updates: int, bc_every: int) -> tuple[float, float, list[tuple[dict, dict]]]:
+    """Same batches, same RNG state before each update; returns (max param diff, max target diff, metrics)."""
+    eager, fast, spec = _pair(pixels, mode)
+    rng = np.random.default_rng(0)
+    torch.manual_seed(5)
+    metrics = []
+    for i in range(updates):
+        batch, demo = _batches(spec, 16, rng)
+        demo = demo if i % bc_every == 0 else None
+        state = torch.get_rng_state()
+        m_eager = eager.update(batch, demo, i)
+        after_eager = torch.get_rng_state()
+        torch.set_rng_state(state)
+        m_fast = fast.update(batch, demo, i)
+        assert torch.equal(torch.get_rng_state(), after_eager), "the fast path drew other random numbers"
+        metrics.append((m_eager, dict(m_fast)))
+    diff = max(
+        float((p - q).detach().abs().max())
+        for p, q in zip(eager.nets.parameters(), fast.nets.parameters(), strict=True)
+    )
+    tdiff = max(
+        float((p - q).abs().max())
+        for p, q in zip(eager.critic_target.parameters(), fast.critic_target.parameters(), strict=True)
+    )
+    return diff, tdiff, metrics
+
+
+@pytest.mark.parametrize("pixels", [False, True], ids=["state", "pixels"])
+def test_graph_path_step_equals_the_eager_update_bit_for_bit(pixels):
+    """50 updates, BC on two of three: same parameters, targets, metrics and random draws as eager code."""
+    diff, tdiff, metrics = _run(pixels, "graph", 50, bc_every=3)
+    assert diff == 0.0 and tdiff == 0.0
+    for m_eager, m_fast in metrics:
+        assert set(m_eager) == set(m_fast)
+        for k in m_eager:
+            assert m_fast[k] == pytest.approx(m_eager[k], rel=1e-6, abs=1e-7), k
+    assert any("bc_loss" not in m for m, _ in metrics) and any("bc_loss" in m for m, _ in metrics)
+
+
+@pytest.mark.parametrize(
+    "pixels", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["state", "pixels"]
+)  # cold inductor compiles: ~1 min for the state nets, ~1.5 min more for the pixel nets on 2 cores
+def test_compile_path_equals_the_eager_update_within_tolerance(pixels):
+    """torch.compile (inductor) reorders float arithmetic, so equality is within tolerance, over 50 updates."""
+    diff, tdiff, metrics = _run(pixels, "compile", 50, bc_every=1)
+    assert diff < 1e-4 and tdiff < 1e-5, (diff, tdiff)
+    last_eager, last_fast = metrics[-1]
+    for k in last_eager:
+        assert last_fast[k] == pytest.approx(last_eager[k], rel=1e-3, abs=1e-5), k
+    assert last_eager["critic_loss"] != metrics[0][0]["critic_loss"]  # the networks did change
+
+
+def test_lazy_metrics_read_once_and_drop_missing_terms():
+    values = torch.arange(len(METRICS), dtype=torch.float32)
+    m = LazyMetrics(values, drop=("bc_loss",))
+    assert "bc_loss" not in m and len(m) == len(METRICS) - 1
+    assert m["stddev"] == float(METRICS.index("stddev"))
+    values.zero_()  # already read: the mapping keeps what it read
+    assert dict(m)["batch_reward"] == float(METRICS.index("batch_reward"))
+
+
+def test_agents_that_change_the_update_refuse_the_fast_paths():
+    spec = NetworkSpec("state", (10,), 4, "onehot", goal_dim=3, hidden=16, actor_layers=1)
+    with pytest.raises(ValueError, match="PCGradAgent changes that update"):
+        PCGradAgent(spec, AgentConfig(compile="graph"), goal=np.eye(3, dtype=np.float32)[0])
+    with pytest.raises(ValueError, match=r"agent\.compile"):
+        AgentConfig(compile="jit")
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reach_demos_fast")
+    assert record_demos(TASK, 2, out, render=False, progress=False).kept == 2
+    return out
+
+
+def test_trainer_with_the_graph_path_trains_resumes_and_matches_eager(demos, tmp_path):
+    """The whole trainer (replay sampling, logging of lazy metrics, checkpoints) on agent.compile=graph gives the
+    eager run's weights exactly, and its checkpoint resumes under either setting."""
+    ov = {
+        "train.task": TASK,
+        "train.demos": str(demos),
+        "train.runs_dir": str(tmp_path),
+        "train.threads": 1,
+        "train.progress": False,
+        "train.eval_video": False,
+        "network.obs": "state",
+        "network.hidden": 32,
+        "network.actor_layers": 2,
+        "agent.batch_size": 32,
+        "bc.pretrain_steps": 10,
+        "bc.batch_size": 32,
+        "train.seed_frames": 100,
+        "agent.num_expl_steps": 0,
+        "train.eval_episodes": 1,
+        "train.eval_every": 0,
+        "train.steps": 150,
+        "train.save_every": 10**6,
+    }
+    runs = {}
+    for mode in ("none", "graph"):
+        trainer = ExpertTrainer(load_config(ExpertConfig, None, {**ov, "agent.compile": mode, "train.name": mode}))
+        trainer.run()
+        trainer.close()
+        runs[mode] = trainer
+        assert "critic_loss" in trainer.logger.read("train")[-1]
+    a, b = (r.agent.state_tensors(with_optim=True)[0] for r in (runs["none"], runs["graph"]))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    resumed = ExpertTrainer.resume(runs["graph"].run_dir, {"train.steps": 170, "agent.compile": "none"})
+    resumed.run()
+    resumed.close()
+    assert resumed.state.step == 170 and resumed.state.updates > runs["graph"].state.updates
+
+
+def test_warm_up_then_restore_leaves_the_first_update_as_eager():
+    """What a capture does around `torch.cuda.graph`: warm-up updates on the static buffers, then `StateSnapshot`
+    writes parameters, targets and Adam states back in place (fresh Adam state: zeroed). The update after that
+    must be the eager first update, bit for bit (only the capture call itself needs the GPU)."""
+    from polytask.learning.accel.cuda_graph import StateSnapshot
+
+    eager, fast, spec = _pair(True, "graph")
+    batch, demo = _batches(spec, 16, np.random.default_rng(0))
+    snap = StateSnapshot([fast.nets, fast.critic_target], [fast.critic_opt, fast.actor_opt])
+    torch.manual_seed(9)
+    for i in range(3):  # the warm-up: real updates, creating Adam's state lazily
+        fast.update(batch, demo, i)
+    assert fast.actor_opt.state and fast.critic_opt.state
+    snap.restore()
+    for opt in (fast.critic_opt, fast.actor_opt):
+        for st in opt.state.values():
+            assert float(st["step"]) == 0.0 and not st["exp_avg"].any() and not st["exp_avg_sq"].any()
+    torch.manual_seed(3)
+    got = dict(fast.update(batch, demo, 0))
+    torch.manual_seed(3)
+    want = eager.update(batch, demo, 0)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-7), k
+    for p, q in zip(eager.nets.parameters(), fast.nets.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for p, q in zip(eager.critic_target.parameters(), fast.critic_target.parameters(), strict=True):
+        assert torch.equal(p, q)
