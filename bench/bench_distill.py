@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from polytask.learning.distill import goals as G
+from polytask.learning import goals as G
+from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.collect import collect_noisy_store
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import StoreSampler, load_task
 from polytask.learning.distill.distill import distill
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore
 from polytask.sim import registry
 
 

@@ -34,8 +34,8 @@ RATE_HZ = 30.0
 
 def make_checkpoint(path: Path, hidden: int, feature_dim: int) -> Path:
     """A randomly initialised pixel student (frame stack 3, 84x84, one-hot goal): inference cost of the real one."""
-    from polytask.learning.distill.goals import onehot
-    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.goals import onehot
+    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
     from polytask.sim import registry
 
     task_id = registry.make(TASK, render=False).spec.task_id

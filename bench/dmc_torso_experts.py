@@ -25,16 +25,16 @@ import json
 import time
 from pathlib import Path
 
-from polytask.learning.agent import schedule_value
-from polytask.learning.atomic import write_text
-from polytask.learning.checkpoint import read_header
 from polytask.learning.config import load_config
-from polytask.learning.demos import record_demos
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.evaluate import evaluate
-from polytask.learning.expert_config import ExpertConfig
-from polytask.learning.expert_policy import load_policy
-from polytask.learning.trainer import EXPERT, LATEST, ExpertTrainer
+from polytask.learning.data.atomic import write_text
+from polytask.learning.data.checkpoint import read_header
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.policies.demos import record_demos
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.expert import load_policy
+from polytask.learning.rl.agent import schedule_value
+from polytask.learning.rl.expert import EXPERT, LATEST, ExpertTrainer
+from polytask.learning.rl.expert_config import ExpertConfig
 from polytask.sim.dmc_suite import TORSO_HALF_LENGTHS
 
 PAPER_EXPERT_RETURN = 731.0  # the paper's average DMC expert return (Table II context)

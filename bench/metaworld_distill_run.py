@@ -37,18 +37,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from polytask.learning.distill import goals as G
-from polytask.learning.distill import report
-from polytask.learning.distill.baselines import demo_datasets, gcbc
+from polytask.learning import goals as G
+from polytask.learning.baselines import demo_datasets, gcbc
+from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.collect import collect_noisy_store, record_demo
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import load_task
 from polytask.learning.distill.distill import action_error, distill
 from polytask.learning.distill.lifelong import add_task, read_history
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill.student import StudentPolicy
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.evaluate import evaluate
+from polytask.learning.nets.student import StudentPolicy
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.reporting import report
 from polytask.sim import registry
 
 STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "onehot_same_steps", "pcgrad",
@@ -152,7 +152,7 @@ class Run:
 
     def teachers(self) -> dict:
         """The clean scripted teachers on the same evaluation episodes (the experts' row)."""
-        from polytask.learning.policy import ScriptedPolicy
+        from polytask.learning.policies.base import ScriptedPolicy
 
         scores = {}
         for t in self.tasks:

@@ -18,7 +18,7 @@ Formats `load_play_file` reads (nothing is downloaded; a user points at files th
 Observations of 59 columns are read as FrankaKitchen-v1's (qpos at [0:9] + [18:39]); otherwise the first 30
 columns are the full qpos (robot 9 + objects 21), as in D4RL and relay-policy-learning.
 
-This module returns plain arrays (`Snippet`); `polytask.learning.kitchen_import` turns them into Episodes.
+This module returns plain arrays (`Snippet`); `polytask.learning.data.kitchen_import` turns them into Episodes.
 """
 
 from __future__ import annotations

@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from polytask.learning.agent import ExpertAgent, parse_schedule, random_shift, schedule_value
-from polytask.learning.bc import pretrain_bc
-from polytask.learning.demos import record_demos
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.expert_config import AgentConfig
-from polytask.learning.frames import goal_image_chw
-from polytask.learning.networks import NetworkSpec
-from polytask.learning.replay import ReplayBuffer
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.data.frames import goal_image_chw
+from polytask.learning.data.replay import ReplayBuffer
+from polytask.learning.nets.drqv2 import NetworkSpec
+from polytask.learning.policies.demos import record_demos
+from polytask.learning.rl.agent import ExpertAgent, parse_schedule, random_shift, schedule_value
+from polytask.learning.rl.bc import pretrain_bc
+from polytask.learning.rl.expert_config import AgentConfig
 
 torch.set_num_threads(1)
 TASK = "xarm/reach"
@@ -167,8 +167,8 @@ def test_pixel_update_with_augmented_goal(pixel_demos):
 
 def test_expert_policy_acts_like_the_agent_on_replayed_frames(pixel_demos):
     """Online stacking (ExpertPolicy) and replay stacking feed the actor the same input: same actions."""
-    from polytask.learning.expert_policy import ExpertPolicy
-    from polytask.learning.frames import frames_chw, stack_window
+    from polytask.learning.data.frames import frames_chw, stack_window
+    from polytask.learning.policies.expert import ExpertPolicy
     from polytask.sim.task import Goal, Step
 
     ep = pixel_demos[0]

@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from polytask.cli import build_parser, command_modules, main
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.data.episodes import EpisodeStore
 
 
 def test_every_subcommand_is_listed_and_has_help(capsys) -> None:

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.distill import goals as G
+from polytask.learning import goals as G
+from polytask.learning.data.episodes import EpisodeStore, load_episode
 from polytask.learning.distill.collect import collect_noisy_store
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import MemorySampler, StoreSampler, TaskData, load_task
 from polytask.learning.distill.distill import action_error, distill, lr_at, pcgrad_combine
 from polytask.learning.distill.lifelong import add_task, read_history
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill.student import StudentNet, StudentPolicy, StudentSpec, load_student, save_student
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore, load_episode
-from polytask.learning.evaluate import evaluate
+from polytask.learning.nets.student import StudentNet, StudentPolicy, StudentSpec, load_student, save_student
+from polytask.learning.policies.evaluate import evaluate
 from polytask.sim import registry
 
 TASKS = ["metaworld/drawer-close", "metaworld/button-press"]
@@ -157,8 +157,8 @@ def test_samplers_draw_rows_of_the_sampled_task(stores):
 
 
 def test_store_feed_refuses_damaged_and_unrelabelled_files(stores, tmp_path):
+    from polytask.learning.data.episodes import EpisodeError
     from polytask.learning.distill.data import read_rows
-    from polytask.learning.episodes import EpisodeError
 
     _root, paths = stores
     bad = tmp_path / "000000_x_63.npz"
@@ -201,7 +201,7 @@ def test_lr_schedule_and_student_checkpoint_round_trip(tmp_path):
     path = save_student(tmp_path / "s.safetensors", net, {"metaworld/hammer": goal}, ["metaworld/hammer"], 7)
     back, goals, header, _ = load_student(path)
     x = torch.randn(5, 39)
-    from polytask.learning.distill.student import goal_tensor
+    from polytask.learning.nets.student import goal_tensor
 
     torch.testing.assert_close(back(x, goal_tensor(goals["metaworld/hammer"], "image")),
                                net(x, goal_tensor(goal, "image")))
@@ -211,7 +211,7 @@ def test_lr_schedule_and_student_checkpoint_round_trip(tmp_path):
 
 
 def test_progressive_grows_a_column_and_never_forgets(stores, tmp_path):
-    from polytask.learning.distill.baselines import get
+    from polytask.learning.baselines import get
     from polytask.learning.distill.progressive import load_progressive
 
     _root, paths = stores
@@ -247,10 +247,10 @@ def test_expert_checkpoint_teacher_relabels_through_the_cli(stores, tmp_path):
     """A (random) expert checkpoint in the experts' format is a valid teacher: the relabelled actions are exactly
     what the loaded expert policy does on the stored states, replayed in order."""
     from polytask.cli import main
-    from polytask.learning.checkpoint import module_tensors, save_checkpoint
+    from polytask.learning.data.checkpoint import module_tensors, save_checkpoint
     from polytask.learning.distill.relabel import _step_at
-    from polytask.learning.expert_policy import load_policy
-    from polytask.learning.networks import Actor, Encoder, NetworkSpec
+    from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec
+    from polytask.learning.policies.expert import load_policy
 
     _root, paths = stores
     t = TASKS[0]

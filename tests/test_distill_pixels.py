@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import torch
 
-from polytask.learning.distill import goals as G
+from polytask.learning import goals as G
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import MemorySampler, load_task
 from polytask.learning.distill.distill import distill
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill.student import load_student_policy
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.evaluate import evaluate
-from polytask.learning.policy import ScriptedPolicy
-from polytask.learning.rollout import rollout
+from polytask.learning.nets.student import load_student_policy
+from polytask.learning.policies.base import ScriptedPolicy
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.rollout import rollout
 from polytask.sim import registry
 
 TASK = "metaworld/button-press"

@@ -7,12 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from polytask.learning.demos import record_demos
-from polytask.learning.distill import goals as G
-from polytask.learning.distill.baselines import demo_datasets, gcbc
+from polytask.learning import goals as G
+from polytask.learning.baselines import demo_datasets, gcbc
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.distill import action_error
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.policies.demos import record_demos
 
 MW = "metaworld/drawer-close"
 DMC = "dmc/cheetah-run-torso-2"

@@ -8,8 +8,8 @@ import pickle
 import numpy as np
 import pytest
 
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.kitchen_import import import_play, record_play_snippets, resample_indices
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.data.kitchen_import import import_play, record_play_snippets, resample_indices
 from polytask.sim.kitchen_play import (
     PlayFormatError,
     PlayTrajectory,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from polytask.learning.checkpoint import read_header
 from polytask.learning.config import load_config
-from polytask.learning.multitask_config import MultiTaskConfig
-from polytask.learning.multitask_rl import LATEST, MultiTaskRLTrainer
+from polytask.learning.data.checkpoint import read_header
+from polytask.learning.rl.multitask import LATEST, MultiTaskRLTrainer
+from polytask.learning.rl.multitask_config import MultiTaskConfig
 
 TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]  # = conftest.RL_PAIR (rl_pair_demos)
 # Tiny state-based runs (63-step Meta-World episodes): a checkpoint after BC, one at step 126, the end at 250. An odd
@@ -134,7 +134,7 @@ def test_learner_state_round_trips_through_the_checkpoint(method, steps, tmp_pat
 
 def test_resume_needs_a_checkpoint_and_the_same_network_and_the_cli_trains_on(tmp_path, capsys):
     from polytask.cli import main
-    from polytask.learning.checkpoint import CheckpointError
+    from polytask.learning.data.checkpoint import CheckpointError
 
     cfg = load_config(MultiTaskConfig, None, {**TINY, "train.method": "mtrl", "train.tasks": TASKS,
                                               "train.steps": 10, "train.save_every": 0})
@@ -160,9 +160,9 @@ def test_resume_needs_a_checkpoint_and_the_same_network_and_the_cli_trains_on(tm
 def test_a_killed_lifelong_stage_continues_from_its_checkpoint(rl_pair_demos, tmp_path, monkeypatch):
     """finetune-rl, one stage: killed (an exception) after its step-126 checkpoint, rerun on the same folder, it ends
     with the agent an uninterrupted stage ends with."""
-    from polytask.learning.checkpoint import load_checkpoint
+    from polytask.learning.data.checkpoint import load_checkpoint
     from polytask.learning.distill.lifelong import read_history
-    from polytask.learning.lifelong_rl import AGENT_FILE, run_lifelong_rl
+    from polytask.learning.rl.lifelong import AGENT_FILE, run_lifelong_rl
 
     ov = {k: v for k, v in TINY.items() if k != "train.steps"}
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from polytask.learning.baselines import BASELINES, get
 from polytask.learning.config import ConfigError, load_config
-from polytask.learning.distill.baselines import BASELINES, get
-from polytask.learning.expert_config import AgentConfig
-from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAgent, gaussian_kl, task_rows
-from polytask.learning.multitask_config import METHODS, MultiTaskConfig
-from polytask.learning.multitask_rl import POLICY_FILE, MultiTaskRLTrainer, check_compatible, load_multitask_policy
-from polytask.learning.networks import NetworkSpec
+from polytask.learning.nets.drqv2 import NetworkSpec
+from polytask.learning.rl.expert_config import AgentConfig
+from polytask.learning.rl.multitask import POLICY_FILE, MultiTaskRLTrainer, check_compatible, load_multitask_policy
+from polytask.learning.rl.multitask_agents import Centroid, DistralAgent, PCGradAgent, gaussian_kl, task_rows
+from polytask.learning.rl.multitask_config import METHODS, MultiTaskConfig
 from polytask.sim import registry
 from polytask.sim.task import TaskSpec
 

@@ -113,8 +113,8 @@ def test_every_rviz_display_topic_is_published_with_its_type(graph):
 
 def make_student(path: Path) -> Path:
     """A randomly initialised unified state policy of TASK and OTHER_TASK (what `polytask distill` writes)."""
-    from polytask.learning.distill.goals import onehot
-    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.goals import onehot
+    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
     from polytask.sim import registry
 
     ids = {t: registry.make(t, render=False).spec.task_id for t in (TASK, OTHER_TASK)}

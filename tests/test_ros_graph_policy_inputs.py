@@ -25,8 +25,8 @@ def _image(h: int, w: int, encoding: str = "rgb8", step: int | None = None, data
 
 
 def test_bad_frames_are_counted_and_the_server_keeps_answering(tmp_path):
-    from polytask.learning.distill.goals import onehot
-    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.goals import onehot
+    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
     from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
     # a pixel unified policy for 84x84 frames: a 64x64 frame is a size it cannot take
@@ -97,8 +97,8 @@ def test_bad_startup_parameters_exit_with_one_clear_line(tmp_path, params, messa
 def test_a_policy_producing_nan_publishes_nothing(tmp_path):
     import torch
 
-    from polytask.learning.distill.goals import onehot
-    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.goals import onehot
+    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
     from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
     student = StudentNet(StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=32,

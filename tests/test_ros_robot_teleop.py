@@ -16,7 +16,7 @@ import pytest
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, JointState, Joy
 
-from polytask.learning.episodes import EpisodeStore, load_episode
+from polytask.learning.data.episodes import EpisodeStore, load_episode
 from polytask.ros.image_conversion import numpy_to_image
 from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 

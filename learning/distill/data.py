@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polytask.learning.data.episodes import Episode, EpisodeError, EpisodeStore
 from polytask.learning.distill.relabel import select_recent
-from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore
 
 
 @dataclass

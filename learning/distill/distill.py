@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from polytask.learning.atomic import atomic_open
-from polytask.learning.checkpoint import (
+from polytask.learning.data.atomic import atomic_open
+from polytask.learning.data.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_module,
@@ -35,9 +35,9 @@ from polytask.learning.checkpoint import (
     restore_rng,
     rng_tensors,
 )
+from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.data import MemorySampler, TaskData
-from polytask.learning.distill.student import StudentNet, StudentSpec, goal_tensor, save_student, student_tensors
-from polytask.learning.distill_config import DistillConfig
+from polytask.learning.nets.student import StudentNet, StudentSpec, goal_tensor, save_student, student_tensors
 
 log = logging.getLogger(__name__)
 STATE_FILE = "distill_state.safetensors"

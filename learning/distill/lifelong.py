@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.atomic import write_json
+from polytask.learning.data.atomic import write_json
+from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.data import TaskData, normalizer
 from polytask.learning.distill.distill import distill, new_student
-from polytask.learning.distill.student import StudentPolicy, load_student
-from polytask.learning.distill_config import DistillConfig
-from polytask.learning.evaluate import evaluate
+from polytask.learning.nets.student import StudentPolicy, load_student
+from polytask.learning.policies.evaluate import evaluate
 
 METHODS = ("polytask", "finetune")
 HISTORY = "history.json"

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.atomic import write_text
-from polytask.learning.distill import goals as G
+from polytask.learning import goals as G
+from polytask.learning.data.atomic import write_text
+from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.lifelong import METHODS
 from polytask.learning.distill.relabel import Teacher
-from polytask.learning.distill_config import DistillConfig
 
 STAGES = ("relabelling", "distilling", "evaluating", "done")
 ProgressFn = Callable[[str, float, Mapping[str, Any]], None]
@@ -92,7 +92,7 @@ def make_teacher(expert: str, task_name: str, device: str) -> Teacher:
     task = registry.make(task_name, render=False)
     if expert == "scripted":
         return ScriptedTeacher(task)
-    from polytask.learning.expert_policy import load_policy
+    from polytask.learning.policies.expert import load_policy
 
     if not Path(expert).is_file():
         raise FileNotFoundError(f"--experts: {expert!r} is neither 'scripted' nor a checkpoint file")
@@ -102,7 +102,7 @@ def make_teacher(expert: str, task_name: str, device: str) -> Teacher:
 def student_goals(cfg: DistillConfig, tasks: Sequence[str], goal_images: str | Path | None) -> dict[str, np.ndarray]:
     """One goal per task in the config's modality; vector goals are sized for the whole suite, so a lifelong run
     that adds tasks never changes the goal width."""
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.episodes import EpisodeStore
     from polytask.sim import registry
 
     specs = {t: registry.make(t, render=False).spec for t in tasks}
@@ -153,8 +153,8 @@ def run_distillation(job: DistillJob, progress: ProgressFn | None = None,
 def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: ProgressFn,
                  log: Callable[[str], None]) -> list[str]:
     """Relabel every task of every store into `out/relabelled/<task>` (resumable); the tasks in store order."""
+    from polytask.learning.data.episodes import EpisodeStore
     from polytask.learning.distill.relabel import relabel_store
-    from polytask.learning.episodes import EpisodeStore
 
     report("relabelling", 0.0, {})
     new_tasks = []
@@ -191,8 +191,8 @@ def _row_details(row: Mapping[str, float], total: int, tasks: Sequence[str]) -> 
 def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str], goals: dict[str, np.ndarray],
                report: ProgressFn, log: Callable[[str], None]) -> DistillOutcome:
     from polytask.learning.distill.distill import distill
-    from polytask.learning.distill.student import StudentPolicy
-    from polytask.learning.evaluate import effective_tasks, evaluate, write_csv
+    from polytask.learning.nets.student import StudentPolicy
+    from polytask.learning.policies.evaluate import effective_tasks, evaluate, write_csv
 
     data = _load_data(cfg, out, tasks)
     total = job.steps if job.steps is not None else cfg.steps

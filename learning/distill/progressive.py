@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors
-from polytask.learning.checkpoint import save_checkpoint as _save
+from polytask.learning.data.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors
+from polytask.learning.data.checkpoint import save_checkpoint as _save
 from polytask.learning.distill.data import TaskData, normalizer
 from polytask.learning.distill.lifelong import HISTORY, Stage, read_history, write_history
-from polytask.learning.distill.student import NORM_CLIP, STD_FLOOR
-from polytask.learning.evaluate import evaluate
-from polytask.learning.networks import mlp_layers
+from polytask.learning.nets.drqv2 import mlp_layers
+from polytask.learning.nets.student import NORM_CLIP, STD_FLOOR
+from polytask.learning.policies.evaluate import evaluate
 from polytask.sim.task import Step
 
 KIND = "progressive"

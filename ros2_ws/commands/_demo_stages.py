@@ -37,16 +37,16 @@ def _slug(task: str) -> str:
 def stage_distill(out: Path) -> DistillOutcome:
     import torch
 
-    from polytask.learning.distill import goals as G
-    from polytask.learning.distill.baselines import demo_datasets, gcbc
+    from polytask.learning import goals as G
+    from polytask.learning.baselines import demo_datasets, gcbc
+    from polytask.learning.data.episodes import EpisodeStore
     from polytask.learning.distill.collect import collect_noisy_store, record_demo
+    from polytask.learning.distill.config import DistillConfig, StudentConfig
     from polytask.learning.distill.data import load_task
     from polytask.learning.distill.distill import distill
     from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-    from polytask.learning.distill.student import StudentPolicy
-    from polytask.learning.distill_config import DistillConfig, StudentConfig
-    from polytask.learning.episodes import EpisodeStore
-    from polytask.learning.evaluate import evaluate
+    from polytask.learning.nets.student import StudentPolicy
+    from polytask.learning.policies.evaluate import evaluate
     from polytask.sim import registry
 
     torch.set_num_threads(2)

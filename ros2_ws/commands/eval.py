@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from polytask.learning.evaluate import effective_tasks, evaluate, write_csv
-    from polytask.learning.policy_loaders import load_any_policy
+    from polytask.learning.policies.evaluate import effective_tasks, evaluate, write_csv
+    from polytask.learning.policies.loaders import load_any_policy
     from polytask.sim import registry
 
     torch.set_num_threads(1)

@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polytask.learning.episodes import EpisodeStore
-    from polytask.learning.import_authors import import_authors_demos, import_drqv2_episode
+    from polytask.learning.data.episodes import EpisodeStore
+    from polytask.learning.data.import_authors import import_authors_demos, import_drqv2_episode
     from polytask.sim import registry
 
     task_id = registry.make(args.task, render=False).spec.task_id

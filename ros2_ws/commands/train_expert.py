@@ -59,8 +59,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from polytask.learning.config import load_config
-    from polytask.learning.expert_config import ExpertConfig
-    from polytask.learning.trainer import ExpertTrainer
+    from polytask.learning.rl.expert import ExpertTrainer
+    from polytask.learning.rl.expert_config import ExpertConfig
 
     overrides = _overrides(args)
     if args.resume:

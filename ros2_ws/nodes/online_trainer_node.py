@@ -1,4 +1,4 @@
-"""Online trainer: the expert loop of `polytask.learning.trainer` (BC, then DrQ-v2 finetuning) as a graph node.
+"""Online trainer: the expert loop of `polytask.learning.rl.expert` (BC, then DrQ-v2 finetuning) as a graph node.
 
 A thin adapter: the algorithm, replay store, checkpoints and resume all belong to `ExpertTrainer`. What this node
 adds is where the environment lives:
@@ -175,7 +175,7 @@ class OnlineTrainer(Node):
         super().__init__("online_trainer")
         self.p = declare_params(self, PARAMS)
         from polytask.learning.config import ConfigError, load_config, parse_overrides
-        from polytask.learning.expert_config import ExpertConfig
+        from polytask.learning.rl.expert_config import ExpertConfig
         from polytask.sim import registry
 
         try:
@@ -204,7 +204,7 @@ class OnlineTrainer(Node):
         self.timer = self.create_timer(self.p.progress_period_s, self._publish_progress)
 
     def _train(self) -> None:
-        from polytask.learning.trainer import ExpertTrainer
+        from polytask.learning.rl.expert import ExpertTrainer
 
         run_dir = Path(self.p.run_dir)
         try:

@@ -64,7 +64,7 @@ def load_policy(checkpoint: str, task: str) -> LoadedPolicy:
     from polytask.sim import registry
 
     if checkpoint == "scripted" or checkpoint.startswith("scripted:"):
-        from polytask.learning.policy import ScriptedPolicy
+        from polytask.learning.policies.base import ScriptedPolicy
 
         name = checkpoint.split(":", 1)[1] if ":" in checkpoint else task
         sim = registry.make(name, render=False)  # the expert reads the received state, not this simulator's
@@ -72,7 +72,7 @@ def load_policy(checkpoint: str, task: str) -> LoadedPolicy:
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist (expected a file, or `scripted`)")
-    from polytask.learning.policy_loaders import load_any_policy
+    from polytask.learning.policies.loaders import load_any_policy
 
     loaded = load_any_policy(path)  # validates the file (safetensors + JSON header) before building anything
     loaded.check_task(task, checkpoint)

@@ -30,7 +30,7 @@ import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
 
-from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore
+from polytask.learning.data.episodes import Episode, EpisodeError, EpisodeStore
 from polytask.ros import topics
 from polytask.ros.image_conversion import ImageError, image_to_rgb8
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from polytask.learning.atomic import atomic_open, atomic_path
+from polytask.learning.data.atomic import atomic_open, atomic_path
 
 COLUMNS = {
     "train": ["step", "frames", "episode", "episode_return", "train_reward_return", "episode_score",

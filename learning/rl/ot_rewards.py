@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polytask.learning.frames import stack_window
-from polytask.learning.networks import Encoder
+from polytask.learning.data.frames import stack_window
+from polytask.learning.nets.drqv2 import Encoder
 
 
 def cosine_cost(x: Tensor, y: Tensor) -> Tensor:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polytask.learning.atomic import atomic_open
-from polytask.learning.policy import Policy
+from polytask.learning.data.atomic import atomic_open
+from polytask.learning.policies.base import Policy
 from polytask.sim import registry
 from polytask.sim.task import Task
 
@@ -146,7 +146,7 @@ def write_csv(results: Mapping[str, EvalResult] | Iterable[EvalResult], path: st
 
 
 def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 20) -> Path:
-    """Write uint8 HxWx3 RGB frames as an mp4, atomically (one implementation: polytask.learning.media)."""
-    from polytask.learning.media import write_video as _write
+    """Write uint8 HxWx3 RGB frames as an mp4, atomically (one implementation: polytask.learning.reporting.media)."""
+    from polytask.learning.reporting.media import write_video as _write
 
     return _write(np.asarray(frames), path, fps=fps, scale=1)

@@ -1,4 +1,4 @@
-"""The expert agent (learning/agent.py) turned multi-task: PCGrad across tasks, and Distral's per-task agents.
+"""The expert agent (learning/rl/agent.py) turned multi-task: PCGrad across tasks, and Distral's per-task agents.
 
 - MTRL and MTRL-Demo need no new agent: `ExpertAgent.update` reads per-sample goals from the batch (key `goal`),
   so one goal-conditioned agent learns every task from a batch that mixes them.
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polytask.learning.agent import ExpertAgent
 from polytask.learning.distill.distill import pcgrad_combine
-from polytask.learning.networks import Actor, Encoder, NetworkSpec, goal_features
+from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec, goal_features
+from polytask.learning.rl.agent import ExpertAgent
 
 
 def gaussian_kl(mu_p: Tensor, mu_q: Tensor, std: float) -> Tensor:

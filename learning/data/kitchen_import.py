@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from polytask.learning.episodes import Episode, EpisodeStore
+from polytask.learning.data.episodes import Episode, EpisodeStore
 from polytask.sim import registry
 from polytask.sim.kitchen_play import ELEMENT_TASK, Snippet, record_play, render_qpos, segment, states_from_qpos
 from polytask.sim.kitchen_suite import kitchen_score

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.episodes import Episode
-from polytask.learning.policy import Policy
+from polytask.learning.data.episodes import Episode
+from polytask.learning.policies.base import Policy
 from polytask.sim.task import Step, Task
 
 

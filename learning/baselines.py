@@ -9,11 +9,11 @@
 - Fine-tuning (RL+BC) and Progressive Nets (RL+BC), lifelong, trained the paper's way: each added task is one
   MTRL-Demo stage on that task alone (env reward, its demos: BC pretraining + Eq. 1's BC term); fine-tuning carries
   one fixed-size goal-conditioned agent over, progressive nets add an actor column with laterals from the frozen
-  earlier ones and a fresh per-task critic (learning/lifelong_rl.py). Runner `run_lifelong_rl(method, tasks, demos,
+  earlier ones and a fresh per-task critic (learning/rl/lifelong.py). Runner `run_lifelong_rl(method, tasks, demos,
   steps, config, overrides, run_dir, add)`, also `polytask train-multitask --method finetune-rl|progressive-rl`.
 - MTRL, MTRL-Demo, MTRL-PCGrad, Distral (multi-task RL) train in the environment with the expert's DrQ-v2 agent
-  (learning/agent.py) on per-task replay buffers, batches mixing tasks with per-row goal vectors
-  (learning/multitask_rl.py; the PCGrad and Distral agents in learning/multitask_agents.py):
+  (learning/rl/agent.py) on per-task replay buffers, batches mixing tasks with per-row goal vectors
+  (learning/rl/multitask.py; the PCGrad and Distral agents in learning/rl/multitask_agents.py):
   MTRL = one goal-conditioned agent (one-hot goal) by RL on all tasks; MTRL-Demo = the same with multi-task BC
   pretraining and Eq. 1's BC term on every task's demos; MTRL-PCGrad = MTRL with per-task critic/actor losses
   combined by PCGrad; Distral = per-task agents regularised toward a distilled π0 (KL of fixed-std Gaussians),
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.data import TaskData
 from polytask.learning.distill.distill import Distiller, DistillResult, distill
-from polytask.learning.distill_config import DistillConfig
-from polytask.learning.episodes import EpisodeStore
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def _progressive(*args: Any, **kwargs: Any) -> Any:
 
 def _multitask_rl(method: str) -> Callable[..., Any]:
     def runner(tasks: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        from polytask.learning.multitask_rl import run_multitask
+        from polytask.learning.rl.multitask import run_multitask
 
         return run_multitask(method, tasks, **kwargs)
 
@@ -120,7 +120,7 @@ def _multitask_rl(method: str) -> Callable[..., Any]:
 
 def _lifelong_rl(method: str) -> Callable[..., Any]:
     def runner(tasks: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        from polytask.learning.lifelong_rl import run_lifelong_rl
+        from polytask.learning.rl.lifelong import run_lifelong_rl
 
         return run_lifelong_rl(method, tasks, **kwargs)
 

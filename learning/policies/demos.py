@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.policy import Policy, ScriptedPolicy
-from polytask.learning.rollout import rollout
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.policies.base import Policy, ScriptedPolicy
+from polytask.learning.policies.rollout import rollout
 from polytask.sim import registry
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Multi-task RL baselines of the paper: MTRL, MTRL-Demo, MTRL-PCGrad and Distral, on the expert's DrQ-v2 code.
 
-The loop is the expert trainer's (learning/trainer.py) stretched over several tasks: episodes cycle over the tasks
+The loop is the expert trainer's (learning/rl/expert.py) stretched over several tasks: episodes cycle over the tasks
 (episode e plays task e mod N, reset with seed `seed*1000003 + e`), each task keeps its own ReplayBuffer (n-step
 sampling, episodes persisted under `<run>/replay/<task>/`), and every update samples one batch spread evenly over
 the tasks, each row carrying its task's goal vector. The paper samples a task per rollout and a batch uniformly
@@ -10,7 +10,7 @@ Methods (one registry, `METHOD_LEARNERS`):
 - mtrl: one goal-conditioned agent (one-hot task goal), environment reward, no demos.
 - mtrl-demo: the same, plus the demos: multi-task BC pretraining on every task's demos, then Eq. 1's BC term with
   per-task demo batches carrying their goals (the paper's "initialization and regularization").
-- mtrl-pcgrad: mtrl whose per-task critic and actor losses are combined by PCGrad (learning/multitask_agents.py).
+- mtrl-pcgrad: mtrl whose per-task critic and actor losses are combined by PCGrad (learning/rl/multitask_agents.py).
 - distral: one agent per task (it updates while its task is being played, as a per-task expert would) regularised
   toward π0, and π0 trained on all tasks' replay states every update; π0 is the unified policy.
 
@@ -18,9 +18,9 @@ A run folder holds config.yaml, checkpoints/policy.safetensors (the unified poli
 task; `load_multitask_policy` rebuilds it, never unpickling), checkpoints/latest.safetensors (the full training
 state, below), replay/<task>/ (each task's episodes), train.csv (one row per episode), eval_history.csv (per-task
 score and the effective number of tasks at every evaluation) and eval.csv/eval.png (final per-task table with the
-effective number of tasks, learning/distill/report.py).
+effective number of tasks, learning/reporting/report.py).
 
-Runs resume exactly after a kill, as the expert's do (learning/trainer.py), and for the same reason checkpoints
+Runs resume exactly after a kill, as the expert's do (learning/rl/expert.py), and for the same reason checkpoints
 land at episode ends (every `train.save_every` steps, after BC pretraining, and at the end): an episode boundary
 needs no simulator state. latest.safetensors holds every learner's weights and Adam moments (the shared agent; or
 Distral's per-task agents, π0 and π0's optimiser; each learner's `state_tensors`), the PCGrad and batch-split
@@ -47,10 +47,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polytask.learning.agent import ExpertAgent
-from polytask.learning.atomic import write_text
-from polytask.learning.bc import pretrain_bc
-from polytask.learning.checkpoint import (
+from polytask.learning import goals as goal_lib
+from polytask.learning.config import ConfigError, dump_yaml, load_config, to_dict
+from polytask.learning.data.atomic import write_text
+from polytask.learning.data.checkpoint import (
     CheckpointError,
     config_hash,
     load_checkpoint,
@@ -62,19 +62,19 @@ from polytask.learning.checkpoint import (
     rng_tensors,
     save_checkpoint,
 )
-from polytask.learning.config import ConfigError, dump_yaml, load_config, to_dict
-from polytask.learning.distill import goals as goal_lib
-from polytask.learning.distill.report import per_task_rows, table, write_rows
-from polytask.learning.episodes import Episode, EpisodeStore
-from polytask.learning.expert_policy import ExpertPolicy
-from polytask.learning.frames import FrameStacker
-from polytask.learning.multitask_agents import Centroid, DistralAgent, PCGradAgent
-from polytask.learning.multitask_config import MultiTaskConfig
-from polytask.learning.networks import Actor, Encoder, NetworkSpec
-from polytask.learning.replay import ReplayBuffer
-from polytask.learning.rollout import EpisodeRecorder
-from polytask.learning.run_logging import Progress, append_csv_row, open_run_dir, truncate_csv
-from polytask.learning.torch_setup import prepare_torch
+from polytask.learning.data.episodes import Episode, EpisodeStore
+from polytask.learning.data.frames import FrameStacker
+from polytask.learning.data.replay import ReplayBuffer
+from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec
+from polytask.learning.policies.expert import ExpertPolicy
+from polytask.learning.policies.rollout import EpisodeRecorder
+from polytask.learning.reporting.report import per_task_rows, table, write_rows
+from polytask.learning.reporting.run_logging import Progress, append_csv_row, open_run_dir, truncate_csv
+from polytask.learning.rl.agent import ExpertAgent
+from polytask.learning.rl.bc import pretrain_bc
+from polytask.learning.rl.multitask_agents import Centroid, DistralAgent, PCGradAgent
+from polytask.learning.rl.multitask_config import MultiTaskConfig
+from polytask.learning.rl.torch_setup import prepare_torch
 from polytask.sim import registry
 from polytask.sim.task import Step, Task, TaskSpec
 
@@ -406,7 +406,7 @@ class MultiTaskRLTrainer:
                  goals: Mapping[str, np.ndarray] | None = None, build: BuildFn | None = None,
                  _resume: bool = False) -> None:
         """`goals` and `build` are hooks for runs that train on a subset of a larger task set (the lifelong
-        baselines, learning/lifelong_rl.py): `goals` fixes each task's goal vector (e.g. one-hot slots for every
+        baselines, learning/rl/lifelong.py): `goals` fixes each task's goal vector (e.g. one-hot slots for every
         task of a sequence, so the network never changes size) instead of indexing `train.tasks`; `build`
         replaces the method's learner (e.g. one warm-started from the previous stage, or a progressive net)."""
         self.cfg = cfg
@@ -547,7 +547,7 @@ class MultiTaskRLTrainer:
 
     def evaluate(self) -> dict[str, float]:
         """Every task with the unified policy; returns task -> score (success rate; DMC return/1000)."""
-        from polytask.learning.evaluate import evaluate
+        from polytask.learning.policies.evaluate import evaluate
 
         tc = self.cfg.train
         policy = self.policy()

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polytask.learning.checkpoint import CheckpointError, read_header
-from polytask.learning.policy import Policy
+from polytask.learning.data.checkpoint import CheckpointError, read_header
+from polytask.learning.policies.base import Policy
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class LoadedCheckpoint:
 
 
 def _expert(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.expert_policy import load_policy
+    from polytask.learning.policies.expert import load_policy
 
     policy = load_policy(path, device=device)
     task = str(header.get("task", ""))
@@ -41,14 +41,14 @@ def _expert(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint
 
 
 def _student(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.distill.student import load_student_policy
+    from polytask.learning.nets.student import load_student_policy
 
     policy = load_student_policy(path, device)
     return LoadedCheckpoint(policy, "student", list(policy.tasks), policy.spec.obs == "pixels", True)
 
 
 def _multitask_rl(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.multitask_rl import load_multitask_policy
+    from polytask.learning.rl.multitask import load_multitask_policy
 
     policy = load_multitask_policy(path, device)
     return LoadedCheckpoint(policy, "multitask-rl", policy.tasks, policy.spec.obs_modality == "pixels", True)
@@ -64,7 +64,7 @@ def _progressive(path: Path, device: str, header: dict[str, Any]) -> LoadedCheck
 
 
 def _progressive_rl(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.lifelong_rl import load_progressive_rl_policy
+    from polytask.learning.rl.lifelong import load_progressive_rl_policy
 
     if device != "cpu":
         raise ValueError(f"{path}: progressive nets evaluate on the CPU only (got device {device!r})")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.atomic import TMP_PREFIX, atomic_open
+from polytask.learning.data.atomic import TMP_PREFIX, atomic_open
 
 log = logging.getLogger(__name__)
 

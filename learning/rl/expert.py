@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.agent import ExpertAgent
-from polytask.learning.atomic import write_text
-from polytask.learning.bc import pretrain_bc
-from polytask.learning.checkpoint import (
+from polytask.learning.config import ConfigError, dump_yaml, load_config, to_dict
+from polytask.learning.data.atomic import write_text
+from polytask.learning.data.checkpoint import (
     config_hash,
     load_checkpoint,
     load_module,
@@ -36,23 +35,24 @@ from polytask.learning.checkpoint import (
     rng_tensors,
     save_checkpoint,
 )
-from polytask.learning.config import ConfigError, dump_yaml, load_config, to_dict
-from polytask.learning.episodes import Episode, EpisodeStore
-from polytask.learning.expert_config import ExpertConfig
-from polytask.learning.expert_policy import KIND, ExpertPolicy
-from polytask.learning.frames import FrameStacker, frames_chw, goal_image_chw
-from polytask.learning.networks import NetworkSpec
-from polytask.learning.ot_rewards import OTRewarder
-from polytask.learning.replay import ReplayBuffer, episode_obs
-from polytask.learning.rollout import EpisodeRecorder
-from polytask.learning.run_logging import Progress, RunLogger, open_run_dir
-from polytask.learning.torch_setup import prepare_torch
+from polytask.learning.data.episodes import Episode, EpisodeStore
+from polytask.learning.data.frames import FrameStacker, frames_chw, goal_image_chw
+from polytask.learning.data.replay import ReplayBuffer, episode_obs
+from polytask.learning.nets.drqv2 import NetworkSpec
+from polytask.learning.policies.expert import KIND, ExpertPolicy
+from polytask.learning.policies.rollout import EpisodeRecorder
+from polytask.learning.reporting.run_logging import Progress, RunLogger, open_run_dir
+from polytask.learning.rl.agent import ExpertAgent
+from polytask.learning.rl.bc import pretrain_bc
+from polytask.learning.rl.expert_config import ExpertConfig
+from polytask.learning.rl.ot_rewards import OTRewarder
+from polytask.learning.rl.torch_setup import prepare_torch
 from polytask.sim import registry
 from polytask.sim.task import Task
 
 log = logging.getLogger(__name__)
 
-REPO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "expert.yaml"  # the documented defaults
+REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "expert.yaml"  # the documented defaults
 EVAL_SEED = 1_000_000  # evaluation placements never coincide with training ones
 LATEST = "latest.safetensors"
 EXPERT = "expert.safetensors"
@@ -306,7 +306,7 @@ class ExpertTrainer:
                             task=self.cfg.train.task)
 
     def evaluate(self) -> dict[str, float]:
-        from polytask.learning.evaluate import evaluate
+        from polytask.learning.policies.evaluate import evaluate
 
         tc = self.cfg.train
         render = self.pixels or tc.eval_video

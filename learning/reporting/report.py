@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.atomic import atomic_open, atomic_path
+from polytask.learning.data.atomic import atomic_open, atomic_path
 
 
 def write_rows(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:

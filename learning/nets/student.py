@@ -2,7 +2,7 @@
 
 Why its own spec: the student's architecture, size and goal modality are independent of the teachers', so it is
 described by `StudentSpec` (JSON in the checkpoint header) and built from the shared pieces of
-`learning/networks.py` (DrQ-v2 pixel encoder, actor MLP): pixel students are encoder + actor exactly as an
+`learning/nets/drqv2.py` (DrQ-v2 pixel encoder, actor MLP): pixel students are encoder + actor exactly as an
 expert's; state students standardise their input (mean/std of the distillation data, stored as buffers) and, for
 image goals, encode the goal frame with their own copy of the pixel encoder. Goals (vectors or images) live in the
 checkpoint next to the weights, so a student checkpoint alone can act on every task it was taught.
@@ -21,15 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polytask.learning.checkpoint import (
+from polytask.learning.data.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_module,
     module_tensors,
     save_checkpoint,
 )
-from polytask.learning.distill.goals import GOAL_KINDS
-from polytask.learning.networks import Actor, Encoder, NetworkSpec, count_parameters
+from polytask.learning.goals import GOAL_KINDS
+from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec, count_parameters
 from polytask.sim.task import Step
 
 OBS_KINDS = ("state", "pixels")

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.data.episodes import EpisodeStore
 
 GOAL_KINDS = ("onehot", "sinusoid", "language", "image")
 LANGUAGE_DIM = 384  # all-MiniLM-L6-v2 sentence embedding

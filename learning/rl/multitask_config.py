@@ -1,6 +1,6 @@
 """Configuration of the multi-task RL baselines (MTRL, MTRL-Demo, MTRL-PCGrad, Distral), Table IV as defaults.
 
-The agent, network, replay and BC sections are the expert's own dataclasses (learning/expert_config.py), so a
+The agent, network, replay and BC sections are the expert's own dataclasses (learning/rl/expert_config.py), so a
 multi-task run and a per-task expert share every hyper-parameter name and default; only what is new lives here.
 `network.goal_modality: auto` means a one-hot task goal (the paper's MTRL), indexed by the task's position in
 `train.tasks`. Load with `polytask.learning.config.load_config(MultiTaskConfig, path, overrides)`.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polytask.learning.expert_config import AgentConfig, BCConfig, NetworkConfig, ReplayConfig
+from polytask.learning.rl.expert_config import AgentConfig, BCConfig, NetworkConfig, ReplayConfig
 
 METHODS = ("mtrl", "mtrl-demo", "mtrl-pcgrad", "distral")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from polytask.learning.atomic import atomic_path
+from polytask.learning.data.atomic import atomic_path
 
 
 def write_video(frames: np.ndarray | list[np.ndarray], path: str | os.PathLike, fps: float = 15.0,

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module
-from polytask.learning.frames import FrameStacker
-from polytask.learning.networks import Actor, Encoder, NetworkSpec, goal_features
+from polytask.learning.data.checkpoint import CheckpointError, load_checkpoint, load_module
+from polytask.learning.data.frames import FrameStacker
+from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec, goal_features
 from polytask.sim.task import Step
 
 KIND = "expert"

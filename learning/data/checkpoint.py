@@ -10,7 +10,7 @@ Resume state is tensors too: optimizer moments are flattened to `<prefix>/state/
 scalar settings go to the header), RNG states to `rng/torch` (+ `rng/cuda/<i>`) tensors and JSON for numpy and
 Python's `random`.
 
-Writes are atomic (`polytask.learning.atomic`: temp file, fsync, `os.replace`, fsync the folder). Loading checks
+Writes are atomic (`polytask.learning.data.atomic`: temp file, fsync, `os.replace`, fsync the folder). Loading checks
 the file layout before handing it to safetensors and refuses pickles and zip archives (torch.save) with a clear message.
 """
 
@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from polytask.learning.atomic import atomic_open
+from polytask.learning.data.atomic import atomic_open
 
 FORMAT = "polytask-checkpoint"
 FORMAT_VERSION = 1

@@ -13,7 +13,7 @@ term see detached features), as in DrQ-v2 and the authors' code. Observations, n
 are randomly shifted (pad 4) per sample.
 
 A batch (and a demo batch) may carry per-sample goals under key `goal`: that is how the multi-task RL baselines
-(learning/multitask_rl.py) reuse this agent with tasks mixed in one batch; `critic_loss`/`actor_loss` return the
+(learning/rl/multitask.py) reuse this agent with tasks mixed in one batch; `critic_loss`/`actor_loss` return the
 losses unstepped so a variant can combine them (PCGrad) or add a term (Distral).
 
 Random draws all come from torch's global generator (exploration noise, augmentation shifts), so the trainer
@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polytask.learning.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
-from polytask.learning.expert_config import AgentConfig
-from polytask.learning.networks import (
+from polytask.learning.data.checkpoint import load_module, load_optimizer, module_tensors, optimizer_tensors
+from polytask.learning.nets.drqv2 import (
     Critic,
     ExpertNetworks,
     NetworkSpec,
@@ -40,6 +39,7 @@ from polytask.learning.networks import (
     goal_features,
     log_prob_fixed_std,
 )
+from polytask.learning.rl.expert_config import AgentConfig
 
 _LINEAR = re.compile(r"^linear\(\s*([-+0-9.eE]+)\s*,\s*([-+0-9.eE]+)\s*,\s*([0-9.eE+]+)\s*\)$")
 

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from polytask.learning.agent import ExpertAgent
-from polytask.learning.networks import goal_features
-from polytask.learning.replay import ReplayBuffer
+from polytask.learning.data.replay import ReplayBuffer
+from polytask.learning.nets.drqv2 import goal_features
+from polytask.learning.rl.agent import ExpertAgent
 
 
 def pretrain_bc(agent: ExpertAgent, demos: ReplayBuffer, steps: int, batch_size: int, lr: float,

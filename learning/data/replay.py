@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.episodes import Episode, EpisodeStore
-from polytask.learning.frames import frames_chw, stack_window, stack_window_into
+from polytask.learning.data.episodes import Episode, EpisodeStore
+from polytask.learning.data.frames import frames_chw, stack_window, stack_window_into
 
 
 @dataclass
@@ -102,7 +102,7 @@ class ReplayBuffer:
         return len(self._episodes)
 
     def _iter(self, paths):
-        from polytask.learning.episodes import load_episode
+        from polytask.learning.data.episodes import load_episode
 
         for p in paths:
             yield p, load_episode(p)

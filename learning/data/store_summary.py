@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.data.episodes import EpisodeStore
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polytask.learning.episodes import Episode, EpisodeStore
+from polytask.learning.data.episodes import Episode, EpisodeStore
 
 _ALLOWED = {
     ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),

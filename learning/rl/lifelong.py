@@ -1,12 +1,12 @@
 """The paper's lifelong baselines trained its way, by RL + Eq. 1's BC regulariser: Fine-tuning and Progressive Nets.
 
-Tasks arrive one at a time, in a given order. Adding task k is one stage of MTRL-Demo (learning/multitask_rl.py)
+Tasks arrive one at a time, in a given order. Adding task k is one stage of MTRL-Demo (learning/rl/multitask.py)
 restricted to task k ONLY — its environment reward, its demos (BC pretraining, then Eq. 1's BC term), its replay —
 after which every task seen so far is evaluated, so forgetting shows. BC pretraining (bc.pretrain_steps) runs at
 the start of every stage, on the new task's demos, from the weights the stage starts with — what a per-task expert
 does with its task's demos. What carries over from stage to stage differs:
 
-- `finetune-rl` (Fine-tuning): one goal-conditioned DrQ-v2 agent (learning/agent.py) whose one-hot goal has a slot
+- `finetune-rl` (Fine-tuning): one goal-conditioned DrQ-v2 agent (learning/rl/agent.py) whose one-hot goal has a slot
   for every task of the sequence, so its parameter count never changes. Stage k starts from the weights (encoder,
   actor, critic and target critic) after stage k-1, with fresh Adam moments, and learns task k alone: nothing keeps
   it from overwriting what tasks 1..k-1 needed.
@@ -21,10 +21,10 @@ Layout of a run folder: `history.json` (one `Stage` per added task: per-task sco
 number of tasks, policy parameter count, checkpoint; the forgetting plot reads it, as for
 learning/distill/lifelong.py), `forgetting.png`, and `stage_NN/` (the stage's MTRL run folder: config.yaml,
 train.csv, replay/, checkpoints/policy.safetensors — a `multitask-rl` or `progressive-rl` checkpoint that
-`polytask eval` loads through learning/policy_loaders.py — and, for fine-tuning, checkpoints/agent.safetensors,
+`polytask eval` loads through learning/policies/loaders.py — and, for fine-tuning, checkpoints/agent.safetensors,
 the full agent the next stage starts from). Rerunning on the same folder continues with the next task of the
 order. A stage killed midway continues from its last full checkpoint (stage_NN/checkpoints/latest.safetensors,
-every `train.save_every` steps and after BC pretraining: the exact resume of learning/multitask_rl.py, with the
+every `train.save_every` steps and after BC pretraining: the exact resume of learning/rl/multitask.py, with the
 stage's saved config and this command's `train.steps`); without one it starts over.
 """
 
@@ -41,16 +41,23 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from polytask.learning.agent import ExpertAgent
-from polytask.learning.checkpoint import CheckpointError, load_checkpoint, load_module, module_tensors, save_checkpoint
+from polytask.learning import goals as goal_lib
 from polytask.learning.config import ConfigError, to_dict
-from polytask.learning.distill import goals as goal_lib
+from polytask.learning.data.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_module,
+    module_tensors,
+    save_checkpoint,
+)
 from polytask.learning.distill.lifelong import HISTORY, Stage, read_history, write_history
 from polytask.learning.distill.progressive import ProgressiveNet, ProgressivePolicy
-from polytask.learning.distill.report import forgetting_plot
-from polytask.learning.evaluate import evaluate
-from polytask.learning.multitask_config import MultiTaskConfig
-from polytask.learning.multitask_rl import (
+from polytask.learning.nets.drqv2 import NetworkSpec, count_parameters
+from polytask.learning.policies.base import Policy
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.reporting.report import forgetting_plot
+from polytask.learning.rl.agent import ExpertAgent
+from polytask.learning.rl.multitask import (
     EVAL_SEED,
     LATEST,
     POLICY_FILE,
@@ -61,8 +68,7 @@ from polytask.learning.multitask_rl import (
     SharedLearner,
     save_multitask_policy,
 )
-from polytask.learning.networks import NetworkSpec, count_parameters
-from polytask.learning.policy import Policy
+from polytask.learning.rl.multitask_config import MultiTaskConfig
 from polytask.sim import registry
 
 AGENT_KIND = "lifelong-rl-agent"  # the full fine-tuning agent (not a policy: the next stage's starting point)
@@ -336,7 +342,7 @@ def run_lifelong_rl(method: str, tasks: Sequence[str], demos: str = "", steps: i
     added task. Config as `run_multitask` (train.method is set per stage). What the baseline registry and
     `polytask train-multitask --method finetune-rl|progressive-rl` call; returns the last stage's summary."""
     from polytask.learning.config import load_config
-    from polytask.learning.run_logging import make_run_dir
+    from polytask.learning.reporting.run_logging import make_run_dir
 
     if method not in METHODS:
         raise ValueError(f"lifelong RL method {method!r} unknown; expected one of {sorted(METHODS)}")
