@@ -35,10 +35,11 @@ RATE_HZ = 30.0
 def make_checkpoint(path: Path, hidden: int, feature_dim: int) -> Path:
     """A randomly initialised pixel student (frame stack 3, 84x84, one-hot goal): inference cost of the real one."""
     from polytask.learning.goals import onehot
-    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.nets.student import StudentNet, StudentSpec
+    from polytask.learning.policies.student import save_student
     from polytask.sim import registry
 
-    task_id = registry.make(TASK, render=False).spec.task_id
+    task_id = registry.spec(TASK).task_id
     spec = StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=hidden,
                        feature_dim=feature_dim)
     return save_student(path, StudentNet(spec), {TASK: onehot(task_id, 16)}, [TASK], step=0)

@@ -27,9 +27,9 @@ from polytask.learning.data.atomic import write_text
 from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.pipeline import DistillJob, run_distillation
-from polytask.learning.nets.student import StudentPolicy
 from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.expert import load_policy
+from polytask.learning.policies.student import StudentPolicy
 from polytask.sim.dmc_suite import TORSO_HALF_LENGTHS
 
 PAPER_EFFECTIVE = {"experts": 7.31, "polytask": 7.12, "gcbc": 1.76}  # the paper's DMC (10) headline row

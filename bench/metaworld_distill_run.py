@@ -44,11 +44,12 @@ from polytask.learning.distill.collect import collect_noisy_store, record_demo
 from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import load_task
 from polytask.learning.distill.distill import action_error, distill
-from polytask.learning.distill.lifelong import add_task, read_history
+from polytask.learning.distill.lifelong import add_task
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.nets.student import StudentPolicy
 from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.student import StudentPolicy
 from polytask.learning.reporting import report
+from polytask.learning.reporting.lifelong import read_history
 from polytask.sim import registry
 
 STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "onehot_same_steps", "pcgrad",

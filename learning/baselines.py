@@ -26,8 +26,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -35,29 +36,20 @@ from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.data import TaskData
 from polytask.learning.distill.distill import Distiller, DistillResult, distill
+from polytask.learning.distill.lifelong import add_task
+from polytask.learning.distill.progressive import add_task_progressive
+from polytask.learning.reporting.lifelong import Stage
+from polytask.learning.rl.lifelong import run_lifelong_rl
+from polytask.learning.rl.multitask import run_multitask
+from polytask.sim import registry
 
 
 @dataclass(frozen=True)
 class Baseline:
     name: str
-    kind: str  # "multitask" | "lifelong"
+    kind: Literal["multitask", "lifelong"]
     description: str
-    runner: Callable[..., Any] | None = None
-    missing: str = ""  # why it cannot run yet (empty when runnable)
-
-    @property
-    def available(self) -> bool:
-        return self.runner is not None
-
-
-def _has_success_rule(task: str) -> bool:
-    from polytask.sim import registry
-
-    probe = registry.make(task, render=False)
-    try:
-        return probe.spec.has_success
-    finally:
-        probe.close()
+    runner: Callable[..., Any]
 
 
 def demo_datasets(store: EpisodeStore, tasks: Sequence[str], demos_per_task: int = 1) -> dict[str, TaskData]:
@@ -68,7 +60,7 @@ def demo_datasets(store: EpisodeStore, tasks: Sequence[str], demos_per_task: int
     """
     out = {}
     for task in tasks:
-        need_success = _has_success_rule(task)
+        need_success = registry.spec(task).has_success
         eps = [ep for _, ep in store.iter_episodes(task) if ep.episode_success or not need_success]
         eps = eps[:demos_per_task]
         if len(eps) < demos_per_task:
@@ -96,63 +88,34 @@ def polytask_pcgrad(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray
                    header_extra={"method": "polytask-pcgrad"})
 
 
-def _finetune(*args: Any, **kwargs: Any) -> Any:
-    from polytask.learning.distill.lifelong import add_task
-
-    return add_task(*args, method="finetune", **kwargs)
-
-
-def _progressive(*args: Any, **kwargs: Any) -> Any:
-    from polytask.learning.distill.progressive import add_task_progressive
-
-    return add_task_progressive(*args, **kwargs)
-
-
-def _multitask_rl(method: str) -> Callable[..., Any]:
-    def runner(tasks: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        from polytask.learning.rl.multitask import run_multitask
-
-        return run_multitask(method, tasks, **kwargs)
-
-    runner.__name__ = runner.__qualname__ = f"run_{method.replace('-', '_')}"
-    return runner
-
-
-def _lifelong_rl(method: str) -> Callable[..., Any]:
-    def runner(tasks: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        from polytask.learning.rl.lifelong import run_lifelong_rl
-
-        return run_lifelong_rl(method, tasks, **kwargs)
-
-    runner.__name__ = runner.__qualname__ = f"run_{method.replace('-', '_')}"
-    return runner
+def finetune(method_dir: str | Path, datasets: Mapping[str, TaskData], order: Sequence[str],
+             goals: Mapping[str, np.ndarray], cfg: DistillConfig, steps: int, **kwargs: Any) -> Stage:
+    """Fine-tuning: the next task of `order` added by training the student on that task's data alone."""
+    return add_task(method_dir, "finetune", datasets, order, goals, cfg, steps, **kwargs)
 
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("gcbc", "multitask", "goal-conditioned BC on the demos", gcbc),
     Baseline("polytask-pcgrad", "multitask", "distillation with PCGrad", polytask_pcgrad),
-    Baseline("finetune", "lifelong", "sequential fine-tuning on each new task's data only", _finetune),
-    Baseline("mtrl", "multitask", "multi-task DrQ-v2 (one-hot goal, env reward)", _multitask_rl("mtrl")),
+    Baseline("finetune", "lifelong", "sequential fine-tuning on each new task's data only", finetune),
+    Baseline("mtrl", "multitask", "multi-task DrQ-v2 (one-hot goal, env reward)", partial(run_multitask, "mtrl")),
     Baseline("mtrl-demo", "multitask", "multi-task DrQ-v2 with demos (BC pretraining + Eq. 1)",
-             _multitask_rl("mtrl-demo")),
+             partial(run_multitask, "mtrl-demo")),
     Baseline("distral", "multitask", "Distral: per-task agents + distilled π0 (fixed-std Gaussian KL)",
-             _multitask_rl("distral")),
+             partial(run_multitask, "distral")),
     Baseline("mtrl-pcgrad", "multitask", "multi-task DrQ-v2 with PCGrad on per-task losses",
-             _multitask_rl("mtrl-pcgrad")),
+             partial(run_multitask, "mtrl-pcgrad")),
     Baseline("progressive", "lifelong", "progressive nets: a new column per task (laterals from frozen earlier "
-             "columns), trained by BC on the task's relabelled data; grows with every task", _progressive),
+             "columns), trained by BC on the task's relabelled data; grows with every task", add_task_progressive),
     Baseline("finetune-rl", "lifelong", "sequential fine-tuning of one goal-conditioned DrQ-v2 agent by RL + BC "
-             "on each new task alone (fixed size; forgets)", _lifelong_rl("finetune-rl")),
+             "on each new task alone (fixed size; forgets)", partial(run_lifelong_rl, "finetune-rl")),
     Baseline("progressive-rl", "lifelong", "progressive nets trained by RL + BC: a new actor column per task "
              "(laterals from frozen earlier columns, per-task critic); grows with every task",
-             _lifelong_rl("progressive-rl")),
+             partial(run_lifelong_rl, "progressive-rl")),
 )}
 
 
 def get(name: str) -> Baseline:
     if name not in BASELINES:
         raise KeyError(f"baseline {name!r} unknown; known: {', '.join(BASELINES)}")
-    b = BASELINES[name]
-    if not b.available:
-        raise NotImplementedError(f"baseline {name!r} is not runnable yet: {b.missing}")
-    return b
+    return BASELINES[name]

@@ -247,7 +247,7 @@ class ScriptedExpert:
     """
 
     def __init__(self, name: str) -> None:
-        from metaworld.policies import ENV_POLICY_MAP
+        from metaworld.policies import ENV_POLICY_MAP  # the simulator package: loaded with the first task
 
         info = TASK_BY_NAME[name]
         if name in POLICY_OVERRIDES:
@@ -268,6 +268,13 @@ class ScriptedExpert:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
+def task_spec(info: MetaWorldTaskInfo, image_size: int = 84) -> TaskSpec:
+    """The static facts of one of the paper's tasks (no simulator needed)."""
+    return TaskSpec(name=f"{SUITE}/{info.name}", suite=SUITE, task_id=TASKS.index(info), state_dim=STATE_DIM,
+                    action_dim=ACTION_DIM, horizon=info.horizon, action_repeat=ACTION_REPEAT, image_size=image_size,
+                    n_step=N_STEP, language=info.language)
+
+
 class MetaWorldTask(Task):
     """One Meta-World v3 task: pixels from a scene camera and/or the 39-D state, placement drawn per reset."""
 
@@ -282,10 +289,7 @@ class MetaWorldTask(Task):
             raise ValueError(f"metaworld/{name}: image_size={image_size!r}, expected an int in [8, 2048] (84 in the "
                              f"paper)")
         self.info = TASK_BY_NAME[name]
-        spec = TaskSpec(name=f"{SUITE}/{name}", suite=SUITE, task_id=TASKS.index(self.info), state_dim=STATE_DIM,
-                        action_dim=ACTION_DIM, horizon=self.info.horizon, action_repeat=ACTION_REPEAT,
-                        image_size=image_size, n_step=N_STEP, language=self.info.language)
-        super().__init__(spec, render=render)
+        super().__init__(task_spec(self.info, image_size), render=render)
 
         import metaworld  # imported here so that listing tasks does not load the simulator
 
@@ -303,7 +307,7 @@ class MetaWorldTask(Task):
         apply_render_quality(self._env.model, quality)  # before the renderer creates its GL context
         self._rotate_180 = _camera_upside_down(self._env, self.camera)
         if render:
-            import mujoco
+            import mujoco  # with the first task, not when the suite registers
 
             self._renderer = mujoco.Renderer(self._env.model, height=image_size, width=image_size)
             _register_exit_hook()
@@ -396,7 +400,7 @@ def _register_exit_hook() -> None:
 
 def _camera_upside_down(env: Any, camera: str) -> bool:
     """True when the camera's image-up axis points below the horizon (its frames need a 180 degree rotation)."""
-    import mujoco
+    import mujoco  # with the first task, not when the suite registers
 
     cam_id = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
     if cam_id < 0:
@@ -407,4 +411,5 @@ def _camera_upside_down(env: Any, camera: str) -> bool:
 
 
 for _info in TASKS:
-    register(f"{SUITE}/{_info.name}", partial(MetaWorldTask, _info.name), description=_info.language)
+    register(f"{SUITE}/{_info.name}", partial(MetaWorldTask, _info.name), description=_info.language,
+             spec=task_spec(_info))

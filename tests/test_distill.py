@@ -16,11 +16,14 @@ from polytask.learning.data.episodes import EpisodeStore, load_episode
 from polytask.learning.distill.collect import collect_noisy_store
 from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import MemorySampler, StoreSampler, TaskData, load_task
-from polytask.learning.distill.distill import action_error, distill, lr_at, pcgrad_combine
-from polytask.learning.distill.lifelong import add_task, read_history
+from polytask.learning.distill.distill import action_error, distill, lr_at
+from polytask.learning.distill.lifelong import add_task
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.nets.student import StudentNet, StudentPolicy, StudentSpec, load_student, save_student
+from polytask.learning.nets.student import StudentNet, StudentSpec
+from polytask.learning.pcgrad import pcgrad_combine
 from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.student import StudentPolicy, load_student, save_student
+from polytask.learning.reporting.lifelong import read_history
 from polytask.sim import registry
 
 TASKS = ["metaworld/drawer-close", "metaworld/button-press"]
@@ -49,7 +52,7 @@ def stores(tmp_path_factory):
 
 
 def onehot_goals(tasks):
-    ids = [registry.make(t, render=False).spec.task_id for t in tasks]
+    ids = [registry.spec(t).task_id for t in tasks]
     return G.goal_vectors("onehot", tasks, ids, 16)
 
 
@@ -212,7 +215,7 @@ def test_lr_schedule_and_student_checkpoint_round_trip(tmp_path):
 
 def test_progressive_grows_a_column_and_never_forgets(stores, tmp_path):
     from polytask.learning.baselines import get
-    from polytask.learning.distill.progressive import load_progressive
+    from polytask.learning.policies.progressive import load_progressive
 
     _root, paths = stores
     data = {t: load_task(paths[t][1], t) for t in TASKS}

@@ -14,10 +14,10 @@ from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import MemorySampler, load_task
 from polytask.learning.distill.distill import distill
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.nets.student import load_student_policy
 from polytask.learning.policies.base import ScriptedPolicy
 from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.rollout import rollout
+from polytask.learning.policies.student import load_student_policy
 from polytask.sim import registry
 
 TASK = "metaworld/button-press"
@@ -36,7 +36,7 @@ def test_pixel_student_fits_rendered_episodes_and_acts(tmp_path):
     assert obs.shape == (8, 9, 84, 84) and obs.dtype == torch.uint8 and act.shape == (8, 4)
     # the first observation of an episode repeats its first frame (no frames from the previous episode)
     assert (data.stack_idx[0] == 0).all()
-    goals = {TASK: G.onehot(registry.make(TASK, render=False).spec.task_id, 16)}
+    goals = {TASK: G.onehot(registry.spec(TASK).task_id, 16)}
     cfg = DistillConfig(obs="pixels", lr=1e-3, batch_size=16, steps=150, log_every=25, checkpoint_every=1000,
                         student=StudentConfig(hidden=64, layers=2, feature_dim=32, frame_stack=3))
     distiller, _ = distill([data], goals, cfg, run_dir=tmp_path / "run")

@@ -13,8 +13,8 @@ import torch
 
 from polytask.learning.baselines import BASELINES
 from polytask.learning.data.checkpoint import load_checkpoint
-from polytask.learning.distill.lifelong import read_history
 from polytask.learning.policies.loaders import load_any_policy
+from polytask.learning.reporting.lifelong import read_history
 from polytask.learning.rl.lifelong import run_lifelong_rl
 from polytask.sim import registry
 

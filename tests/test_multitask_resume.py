@@ -161,7 +161,7 @@ def test_a_killed_lifelong_stage_continues_from_its_checkpoint(rl_pair_demos, tm
     """finetune-rl, one stage: killed (an exception) after its step-126 checkpoint, rerun on the same folder, it ends
     with the agent an uninterrupted stage ends with."""
     from polytask.learning.data.checkpoint import load_checkpoint
-    from polytask.learning.distill.lifelong import read_history
+    from polytask.learning.reporting.lifelong import read_history
     from polytask.learning.rl.lifelong import AGENT_FILE, run_lifelong_rl
 
     ov = {k: v for k, v in TINY.items() if k != "train.steps"}

@@ -114,10 +114,11 @@ def test_every_rviz_display_topic_is_published_with_its_type(graph):
 def make_student(path: Path) -> Path:
     """A randomly initialised unified state policy of TASK and OTHER_TASK (what `polytask distill` writes)."""
     from polytask.learning.goals import onehot
-    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.nets.student import StudentNet, StudentSpec
+    from polytask.learning.policies.student import save_student
     from polytask.sim import registry
 
-    ids = {t: registry.make(t, render=False).spec.task_id for t in (TASK, OTHER_TASK)}
+    ids = {t: registry.spec(t).task_id for t in (TASK, OTHER_TASK)}
     student = StudentNet(StudentSpec(obs="state", obs_dim=39, action_dim=4, goal="onehot", goal_dim=16, hidden=64,
                                      layers=2))
     return save_student(path, student, {t: onehot(i, 16) for t, i in ids.items()}, [TASK, OTHER_TASK], step=0)

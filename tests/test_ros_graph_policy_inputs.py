@@ -26,7 +26,8 @@ def _image(h: int, w: int, encoding: str = "rgb8", step: int | None = None, data
 
 def test_bad_frames_are_counted_and_the_server_keeps_answering(tmp_path):
     from polytask.learning.goals import onehot
-    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.nets.student import StudentNet, StudentSpec
+    from polytask.learning.policies.student import save_student
     from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
     # a pixel unified policy for 84x84 frames: a 64x64 frame is a size it cannot take
@@ -98,7 +99,8 @@ def test_a_policy_producing_nan_publishes_nothing(tmp_path):
     import torch
 
     from polytask.learning.goals import onehot
-    from polytask.learning.nets.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.nets.student import StudentNet, StudentSpec
+    from polytask.learning.policies.student import save_student
     from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
     student = StudentNet(StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=32,

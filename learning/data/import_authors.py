@@ -2,8 +2,8 @@
 
 Their demo file is a pickle of `[pixels, states, actions, rewards]`, arrays shaped [N, T, ...] with pixels uint8,
 channels-first and frame-stacked (the newest frame in the last 3 channels). A pickle can execute code, so it is
-read with an unpickler that only reconstructs numpy arrays, dtypes and plain containers; anything else is refused
-before it runs. Their replay episodes are DrQ-v2 `.npz` files (observation, action, reward, discount).
+read with data/safe_pickle.py, which only reconstructs numpy arrays and plain containers. Their replay episodes
+are DrQ-v2 `.npz` files (observation, action, reward, discount).
 
 Alignment: their arrays hold observation t and action t for t < T; the store needs the observation after each
 action, so episode k keeps T observations and the first T-1 actions (the last action's outcome is unknown).
@@ -11,49 +11,18 @@ action, so episode k keeps T observations and the first T-1 actions (the last ac
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from polytask.learning.data.episodes import Episode, EpisodeStore
-
-_ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"), ("numpy", "float32"), ("numpy", "float64"), ("numpy", "uint8"),
-    ("builtins", "list"), ("builtins", "tuple"), ("collections", "OrderedDict"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-}
-
-
-class UnsafePickleError(ValueError):
-    """The pickle asks for a global that is not a numpy array or plain container."""
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED:
-            raise UnsafePickleError(f"refusing to load global {module}.{name}: only numpy arrays are accepted")
-        return super().find_class(module, name)
-
-
-def safe_load_pickle(path: str | Path):
-    """Load a pickle that may only contain numpy arrays and lists/tuples/dicts."""
-    data = Path(path).read_bytes()
-    try:
-        return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    except UnsafePickleError as err:
-        raise UnsafePickleError(f"{path}: {err}") from err
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: not a readable demo pickle ({type(err).__name__}: {err})") from err
+from polytask.learning.data.safe_pickle import safe_load_pickle
 
 
 def import_authors_demos(path: str | Path, task: str, task_id: int, store: EpisodeStore,
                          frame_channels: int = 3) -> list[Path]:
     """Convert one demo pickle into store episodes (all marked successful: they are the authors' demos)."""
-    obj = safe_load_pickle(path)
+    obj = safe_load_pickle(path, "demo pickle")
     if not isinstance(obj, (list, tuple)) or len(obj) != 4:
         raise ValueError(f"{path}: expected a list [pixels, states, actions, rewards], got {type(obj).__name__}"
                          f" of length {len(obj) if hasattr(obj, '__len__') else '?'}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from polytask.learning.data.episodes import Episode, EpisodeStore
+from polytask.learning.data.episodes import Episode, EpisodeStore, load_episode
 from polytask.learning.data.frames import frames_chw, stack_window, stack_window_into
 
 
@@ -102,8 +102,6 @@ class ReplayBuffer:
         return len(self._episodes)
 
     def _iter(self, paths):
-        from polytask.learning.data.episodes import load_episode
-
         for p in paths:
             yield p, load_episode(p)
 

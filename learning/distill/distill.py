@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from polytask.learning.data.atomic import atomic_open
 from polytask.learning.data.checkpoint import (
@@ -36,8 +37,10 @@ from polytask.learning.data.checkpoint import (
     rng_tensors,
 )
 from polytask.learning.distill.config import DistillConfig
-from polytask.learning.distill.data import MemorySampler, TaskData
-from polytask.learning.nets.student import StudentNet, StudentSpec, goal_tensor, save_student, student_tensors
+from polytask.learning.distill.data import MemorySampler, TaskData, normalizer
+from polytask.learning.nets.student import StudentNet, StudentSpec, goal_tensor
+from polytask.learning.pcgrad import set_pcgrad
+from polytask.learning.policies.student import save_student, student_tensors
 
 log = logging.getLogger(__name__)
 STATE_FILE = "distill_state.safetensors"
@@ -61,20 +64,6 @@ def lr_at(cfg: DistillConfig, step: int, total: int) -> float:
     progress = min(1.0, max(0.0, (step - cfg.warmup_steps) / span))
     floor = cfg.min_lr_ratio
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def pcgrad_combine(grads: list[torch.Tensor], rng: np.random.Generator) -> torch.Tensor:
-    """PCGrad (Yu et al. 2020): project each task gradient off every other one it conflicts with, then average."""
-    projected = []
-    for i, g in enumerate(grads):
-        g = g.clone()
-        order = [j for j in rng.permutation(len(grads)) if j != i]
-        for j in order:
-            dot = torch.dot(g, grads[j])
-            if dot < 0:
-                g -= dot / (grads[j].pow(2).sum() + 1e-12) * grads[j]
-        projected.append(g)
-    return torch.stack(projected).mean(0)
 
 
 @dataclass
@@ -156,20 +145,9 @@ class Distiller:
         if self.cfg.pcgrad and len(self.tasks) > 1:
             ks = self.rng.choice(len(self.tasks), size=min(self.cfg.pcgrad_tasks, len(self.tasks)), replace=False)
             params = [p for p in self.student.parameters() if p.requires_grad]
-            grads, losses = [], []
-            for k in ks:
-                loss = self._loss(int(k))
-                g = torch.autograd.grad(loss, params, allow_unused=True)
-                grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                        for x, p in zip(g, params, strict=True)]))
-                losses.append(loss.item())
-            flat = pcgrad_combine(grads, self.rng)
-            offset = 0
-            for p in params:
-                n = p.numel()
-                p.grad = flat[offset:offset + n].view_as(p).clone()
-                offset += n
-            value = float(np.mean(losses))
+            losses = [self._loss(int(k)) for k in ks]
+            set_pcgrad(losses, params, self.rng)
+            value = float(np.mean([loss.item() for loss in losses]))
         else:
             k = int(self.rng.integers(len(self.tasks)))
             loss = self._loss(k)
@@ -189,8 +167,6 @@ class Distiller:
         self.student.train()
         bar = None
         if progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=total_steps, initial=self.step, desc="distill", unit="step", mininterval=2.0)
         start = time.perf_counter()
         window: list[float] = []
@@ -257,8 +233,6 @@ def write_history(history: Sequence[Mapping[str, float]], path: str | Path) -> P
 
 def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goal_dim: int) -> StudentNet:
     """A randomly initialised student sized by the config and the data (not by any teacher)."""
-    from polytask.learning.distill.data import normalizer
-
     torch.manual_seed(cfg.seed)
     d0 = datasets[0]
     obs_dim = d0.states.shape[1] if cfg.obs == "state" else int(d0.frames.shape[1])
@@ -303,6 +277,5 @@ __all__ = [
     "distill",
     "lr_at",
     "new_student",
-    "pcgrad_combine",
     "student_tensors",
 ]

@@ -24,12 +24,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from polytask.learning import goals as G
+from polytask.learning.config import load_config
 from polytask.learning.data.atomic import write_text
+from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.config import DistillConfig
-from polytask.learning.distill.lifelong import METHODS
-from polytask.learning.distill.relabel import Teacher
+from polytask.learning.distill.data import load_task
+from polytask.learning.distill.distill import distill
+from polytask.learning.distill.lifelong import METHODS, add_task
+from polytask.learning.distill.relabel import PolicyTeacher, ScriptedTeacher, Teacher, relabel_store
+from polytask.learning.policies.evaluate import effective_tasks, evaluate, write_csv
+from polytask.learning.policies.expert import load_policy
+from polytask.learning.policies.student import StudentPolicy
+from polytask.learning.reporting.lifelong import read_history
+from polytask.sim import registry
 
 STAGES = ("relabelling", "distilling", "evaluating", "done")
 ProgressFn = Callable[[str, float, Mapping[str, Any]], None]
@@ -86,14 +96,9 @@ class DistillOutcome:
 
 def make_teacher(expert: str, task_name: str, device: str) -> Teacher:
     """`scripted` -> the task's scripted expert; otherwise an expert checkpoint loaded as a policy."""
-    from polytask.learning.distill.relabel import PolicyTeacher, ScriptedTeacher
-    from polytask.sim import registry
-
     task = registry.make(task_name, render=False)
     if expert == "scripted":
         return ScriptedTeacher(task)
-    from polytask.learning.policies.expert import load_policy
-
     if not Path(expert).is_file():
         raise FileNotFoundError(f"--experts: {expert!r} is neither 'scripted' nor a checkpoint file")
     return PolicyTeacher(load_policy(expert, device=device, task=task_name), task.goal)
@@ -102,10 +107,7 @@ def make_teacher(expert: str, task_name: str, device: str) -> Teacher:
 def student_goals(cfg: DistillConfig, tasks: Sequence[str], goal_images: str | Path | None) -> dict[str, np.ndarray]:
     """One goal per task in the config's modality; vector goals are sized for the whole suite, so a lifelong run
     that adds tasks never changes the goal width."""
-    from polytask.learning.data.episodes import EpisodeStore
-    from polytask.sim import registry
-
-    specs = {t: registry.make(t, render=False).spec for t in tasks}
+    specs = {t: registry.spec(t) for t in tasks}
     if cfg.goal == "image":
         if not goal_images:
             raise ValueError("--goal image needs --goal-images <demo store> (last frame of a successful demo)")
@@ -122,10 +124,6 @@ def student_goals(cfg: DistillConfig, tasks: Sequence[str], goal_images: str | P
 def run_distillation(job: DistillJob, progress: ProgressFn | None = None,
                      log: Callable[[str], None] = print) -> DistillOutcome:
     """Run `job` (resumably: the same job again continues where a killed one stopped) and return its outcome."""
-    import torch
-
-    from polytask.learning.config import load_config
-
     report = progress or (lambda stage, fraction, details: None)
     overrides = dict(job.overrides)
     if job.goal:
@@ -153,9 +151,6 @@ def run_distillation(job: DistillJob, progress: ProgressFn | None = None,
 def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: ProgressFn,
                  log: Callable[[str], None]) -> list[str]:
     """Relabel every task of every store into `out/relabelled/<task>` (resumable); the tasks in store order."""
-    from polytask.learning.data.episodes import EpisodeStore
-    from polytask.learning.distill.relabel import relabel_store
-
     report("relabelling", 0.0, {})
     new_tasks = []
     for i, (expert, root) in enumerate(zip(job.teachers(), job.stores, strict=True)):
@@ -178,8 +173,6 @@ def _relabelled(out: Path, task: str) -> Path:
 
 
 def _load_data(cfg: DistillConfig, out: Path, tasks: Sequence[str]) -> dict[str, Any]:
-    from polytask.learning.distill.data import load_task
-
     return {t: load_task(_relabelled(out, t), t, cap=cfg.buffer_per_task, pixels=cfg.obs == "pixels",
                          frame_stack=cfg.student.frame_stack) for t in tasks}
 
@@ -190,10 +183,6 @@ def _row_details(row: Mapping[str, float], total: int, tasks: Sequence[str]) -> 
 
 def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str], goals: dict[str, np.ndarray],
                report: ProgressFn, log: Callable[[str], None]) -> DistillOutcome:
-    from polytask.learning.distill.distill import distill
-    from polytask.learning.nets.student import StudentPolicy
-    from polytask.learning.policies.evaluate import effective_tasks, evaluate, write_csv
-
     data = _load_data(cfg, out, tasks)
     total = job.steps if job.steps is not None else cfg.steps
     report("distilling", 0.0, {"step": 0, "total": total, "tasks": list(tasks)})
@@ -228,8 +217,6 @@ def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str],
 
 def _lifelong(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str], goals: dict[str, np.ndarray],
               report: ProgressFn, log: Callable[[str], None]) -> DistillOutcome:
-    from polytask.learning.distill.lifelong import add_task, read_history
-
     data = _load_data(cfg, out, tasks)
     method_dir = out / "lifelong" / job.method
     steps = job.steps or cfg.steps

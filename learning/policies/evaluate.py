@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from polytask.learning.data.atomic import atomic_open
 from polytask.learning.policies.base import Policy
+from polytask.learning.reporting.media import write_video
 from polytask.sim import registry
 from polytask.sim.task import Task
 
@@ -115,8 +117,6 @@ def evaluate_many(policy_for: Callable[[str], Policy], tasks: Iterable[str], epi
     tasks = list(tasks)
     iterator: Iterable[str] = tasks
     if progress:
-        from tqdm import tqdm
-
         iterator = tqdm(tasks, desc="eval", unit="task")
     out = {}
     for name in iterator:
@@ -143,10 +143,3 @@ def write_csv(results: Mapping[str, EvalResult] | Iterable[EvalResult], path: st
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def write_video(frames: list[np.ndarray], path: str | os.PathLike, fps: int = 20) -> Path:
-    """Write uint8 HxWx3 RGB frames as an mp4, atomically (one implementation: polytask.learning.reporting.media)."""
-    from polytask.learning.reporting.media import write_video as _write
-
-    return _write(np.asarray(frames), path, fps=fps, scale=1)

@@ -15,6 +15,10 @@ from typing import Any
 
 from polytask.learning.data.checkpoint import CheckpointError, read_header
 from polytask.learning.policies.base import Policy
+from polytask.learning.policies.expert import load_policy
+from polytask.learning.policies.multitask import load_multitask_policy
+from polytask.learning.policies.progressive import load_progressive_policy
+from polytask.learning.policies.student import load_student_policy
 
 
 @dataclass(frozen=True)
@@ -33,43 +37,26 @@ class LoadedCheckpoint:
 
 
 def _expert(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.policies.expert import load_policy
-
     policy = load_policy(path, device=device)
     task = str(header.get("task", ""))
     return LoadedCheckpoint(policy, "expert", [task] if task else [], policy.spec.obs_modality == "pixels", False)
 
 
 def _student(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.nets.student import load_student_policy
-
     policy = load_student_policy(path, device)
     return LoadedCheckpoint(policy, "student", list(policy.tasks), policy.spec.obs == "pixels", True)
 
 
 def _multitask_rl(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.rl.multitask import load_multitask_policy
-
     policy = load_multitask_policy(path, device)
     return LoadedCheckpoint(policy, "multitask-rl", policy.tasks, policy.spec.obs_modality == "pixels", True)
 
 
 def _progressive(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.distill.progressive import ProgressivePolicy, load_progressive
-
     if device != "cpu":
         raise ValueError(f"{path}: progressive nets evaluate on the CPU only (got device {device!r})")
-    net, columns = load_progressive(path)
-    return LoadedCheckpoint(ProgressivePolicy(net, columns), "progressive", list(columns), False, True)
-
-
-def _progressive_rl(path: Path, device: str, header: dict[str, Any]) -> LoadedCheckpoint:
-    from polytask.learning.rl.lifelong import load_progressive_rl_policy
-
-    if device != "cpu":
-        raise ValueError(f"{path}: progressive nets evaluate on the CPU only (got device {device!r})")
-    policy = load_progressive_rl_policy(path)
-    return LoadedCheckpoint(policy, "progressive-rl", list(policy.columns), False, True)
+    policy = load_progressive_policy(path)
+    return LoadedCheckpoint(policy, str(header["kind"]), list(policy.columns), False, True)
 
 
 LOADERS: dict[str, Callable[[Path, str, dict[str, Any]], LoadedCheckpoint]] = {
@@ -77,7 +64,7 @@ LOADERS: dict[str, Callable[[Path, str, dict[str, Any]], LoadedCheckpoint]] = {
     "student": _student,
     "multitask-rl": _multitask_rl,
     "progressive": _progressive,
-    "progressive-rl": _progressive_rl,
+    "progressive-rl": _progressive,
 }
 
 

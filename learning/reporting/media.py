@@ -10,8 +10,10 @@ import numpy as np
 
 from polytask.learning.data.atomic import atomic_path
 
+VIDEO_FPS = 20.0  # evaluation videos and `polytask inspect --video` alike
 
-def write_video(frames: np.ndarray | list[np.ndarray], path: str | os.PathLike, fps: float = 15.0,
+
+def write_video(frames: np.ndarray | list[np.ndarray], path: str | os.PathLike, fps: float = VIDEO_FPS,
                 scale: int = 3) -> Path:
     """RGB uint8 frames (T, H, W, 3) -> an .mp4 file, upscaled `scale`x with nearest pixels so 84x84 is visible."""
     frames = np.asarray(frames)

@@ -44,7 +44,7 @@ def _save_fig(fig: Any, path: Path) -> Path:
 
 def table_png(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
     """Render dict rows as a PNG table."""
-    import matplotlib
+    import matplotlib  # here: matplotlib costs about a second to import, and only plotting needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -90,7 +90,7 @@ def forgetting_plot(histories: Mapping[str, Sequence[Mapping[str, Any]]], order:
                     path: str | Path) -> Path:
     """The paper's Fig. 4/5: per method, success of every task (rows) after each addition (columns), and the
     effective number of tasks after each addition."""
-    import matplotlib
+    import matplotlib  # here: matplotlib costs about a second to import, and only plotting needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from polytask.learning.data.atomic import atomic_open, atomic_path
 
 COLUMNS = {
@@ -88,7 +90,7 @@ class RunLogger:
         self.tb = None
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # optional: the CSVs hold everything
 
                 self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step)
             except ImportError:  # tensorboard missing: CSVs still hold everything
@@ -123,7 +125,7 @@ class RunLogger:
         evals, train = self.read("eval"), self.read("train")
         if not evals and not train:
             return None
-        import matplotlib
+        import matplotlib  # here: matplotlib costs about a second to import, and only plotting needs it
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -161,8 +163,6 @@ class Progress:
     """A tqdm bar over agent steps showing env frames/s and updates/s (measured over the last interval)."""
 
     def __init__(self, total: int, initial: int, action_repeat: int, enabled: bool = True, desc: str = "train") -> None:
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, dynamic_ncols=True)
         self.action_repeat = action_repeat
         self._t = time.time()

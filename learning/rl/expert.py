@@ -37,10 +37,10 @@ from polytask.learning.data.checkpoint import (
 )
 from polytask.learning.data.episodes import Episode, EpisodeStore
 from polytask.learning.data.frames import FrameStacker, frames_chw, goal_image_chw
+from polytask.learning.data.recorder import EpisodeRecorder
 from polytask.learning.data.replay import ReplayBuffer, episode_obs
 from polytask.learning.nets.drqv2 import NetworkSpec
 from polytask.learning.policies.expert import KIND, ExpertPolicy
-from polytask.learning.policies.rollout import EpisodeRecorder
 from polytask.learning.reporting.run_logging import Progress, RunLogger, open_run_dir
 from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.bc import pretrain_bc

@@ -46,15 +46,15 @@ from polytask.learning.config import ConfigError, to_dict
 from polytask.learning.data.checkpoint import (
     CheckpointError,
     load_checkpoint,
-    load_module,
-    module_tensors,
     save_checkpoint,
 )
-from polytask.learning.distill.lifelong import HISTORY, Stage, read_history, write_history
-from polytask.learning.distill.progressive import ProgressiveNet, ProgressivePolicy
 from polytask.learning.nets.drqv2 import NetworkSpec, count_parameters
+from polytask.learning.nets.progressive import ProgressiveNet
 from polytask.learning.policies.base import Policy
 from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.multitask import MultiTaskPolicy, save_multitask_policy
+from polytask.learning.policies.progressive import RL_KIND, ProgressivePolicy, load_progressive, save_progressive
+from polytask.learning.reporting.lifelong import HISTORY, Stage, read_history, write_history
 from polytask.learning.reporting.report import forgetting_plot
 from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.multitask import (
@@ -63,16 +63,13 @@ from polytask.learning.rl.multitask import (
     POLICY_FILE,
     VECTOR_GOALS,
     Learner,
-    MultiTaskPolicy,
     MultiTaskRLTrainer,
     SharedLearner,
-    save_multitask_policy,
 )
 from polytask.learning.rl.multitask_config import MultiTaskConfig
 from polytask.sim import registry
 
 AGENT_KIND = "lifelong-rl-agent"  # the full fine-tuning agent (not a policy: the next stage's starting point)
-PROGRESSIVE_KIND = "progressive-rl"
 AGENT_FILE = "agent.safetensors"
 
 BuildFn = Callable[[NetworkSpec, MultiTaskConfig, torch.device, Mapping[str, np.ndarray]], Learner]
@@ -202,7 +199,7 @@ class Progressive:
             if previous is None:
                 net = ProgressiveNet(spec.obs_repr_dim, spec.action_dim, spec.hidden, spec.actor_layers)
             else:
-                net, _ = load_progressive_rl(previous["checkpoint"])
+                net, _ = load_progressive(previous["checkpoint"])
             agent = ProgressiveAgent(spec, cfg.agent, device, next(iter(goals.values())), net.to(device))
             return SharedLearner(agent, goals, cfg, use_demos=True)
         return build
@@ -221,44 +218,11 @@ class Progressive:
 
     def save(self, trainer: MultiTaskRLTrainer, goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
         net, _ = self._net(trainer.learner)
-        return save_progressive_rl(trainer.run_dir / "checkpoints" / POLICY_FILE, net,
-                                   {t: i for i, t in enumerate(goals)}, trainer.spec, header)
+        return save_progressive(trainer.run_dir / "checkpoints" / POLICY_FILE, net, {t: i for i, t in enumerate(goals)},
+                                kind=RL_KIND, **header, network=trainer.spec.to_dict())
 
 
 METHODS: dict[str, LifelongMethod] = {m.name: m for m in (FineTune(), Progressive())}
-
-
-def save_progressive_rl(path: str | Path, net: ProgressiveNet, task_columns: Mapping[str, int], spec: NetworkSpec,
-                        header: Mapping[str, Any]) -> Path:
-    """The columns (safetensors) + JSON header: task -> column, the column sizes, and the RL network spec."""
-    net = net.cpu()
-    return save_checkpoint(path, module_tensors("net", net), {
-        **header, "kind": PROGRESSIVE_KIND, "tasks": list(task_columns), "columns": dict(task_columns),
-        "network": spec.to_dict(), "parameters": net.num_parameters(),
-        "spec": {"obs_dim": net.obs_dim, "action_dim": net.action_dim, "hidden": net.hidden, "layers": net.layers,
-                 "n_columns": len(net.columns)}})
-
-
-def load_progressive_rl(path: str | Path) -> tuple[ProgressiveNet, dict[str, int]]:
-    """The columns of a progressive-rl checkpoint (nothing unpickled) and its task -> column map."""
-    tensors, header = load_checkpoint(path, expect={"kind": PROGRESSIVE_KIND}, device="cpu")
-    try:
-        s = header["spec"]
-        net = ProgressiveNet(int(s["obs_dim"]), int(s["action_dim"]), int(s["hidden"]), int(s["layers"]),
-                             int(s["n_columns"]))
-        columns = {str(t): int(c) for t, c in header["columns"].items()}
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        raise CheckpointError(f"{path}: progressive-rl header incomplete ({err})") from err
-    bad = {t: c for t, c in columns.items() if not 0 <= c < len(net.columns)}
-    if bad:
-        raise CheckpointError(f"{path}: tasks {bad} point at columns outside 0..{len(net.columns) - 1}")
-    load_module(net, tensors, "net", str(path))
-    return net.eval(), columns
-
-
-def load_progressive_rl_policy(path: str | Path) -> ProgressivePolicy:
-    net, columns = load_progressive_rl(path)
-    return ProgressivePolicy(net, columns)
 
 
 # --- one stage -----------------------------------------------------------------------------------------------

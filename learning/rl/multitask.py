@@ -64,10 +64,10 @@ from polytask.learning.data.checkpoint import (
 )
 from polytask.learning.data.episodes import Episode, EpisodeStore
 from polytask.learning.data.frames import FrameStacker
+from polytask.learning.data.recorder import EpisodeRecorder
 from polytask.learning.data.replay import ReplayBuffer
 from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec
-from polytask.learning.policies.expert import ExpertPolicy
-from polytask.learning.policies.rollout import EpisodeRecorder
+from polytask.learning.policies.multitask import MultiTaskPolicy, save_multitask_policy
 from polytask.learning.reporting.report import per_task_rows, table, write_rows
 from polytask.learning.reporting.run_logging import Progress, append_csv_row, open_run_dir, truncate_csv
 from polytask.learning.rl.agent import ExpertAgent
@@ -76,11 +76,10 @@ from polytask.learning.rl.multitask_agents import Centroid, DistralAgent, PCGrad
 from polytask.learning.rl.multitask_config import MultiTaskConfig
 from polytask.learning.rl.torch_setup import prepare_torch
 from polytask.sim import registry
-from polytask.sim.task import Step, Task, TaskSpec
+from polytask.sim.task import Task, TaskSpec
 
 log = logging.getLogger(__name__)
 
-KIND = "multitask-rl"
 STATE_KIND = "multitask-rl-state"  # the full training state (not a policy: `polytask eval` refuses it by kind)
 POLICY_FILE = "policy.safetensors"
 LATEST = "latest.safetensors"
@@ -319,62 +318,6 @@ METHOD_LEARNERS: dict[str, Method] = {m.name: m for m in (
     Method("mtrl-pcgrad", False, _shared(pcgrad=True, use_demos=False)),
     Method("distral", False, _distral),
 )}
-
-
-# --- the unified policy ----------------------------------------------------------------------------------
-class MultiTaskPolicy:
-    """One encoder + actor for every task; the goal is looked up by the name of the task it acts in."""
-
-    def __init__(self, encoder: Encoder, actor: Actor, spec: NetworkSpec, goals: Mapping[str, np.ndarray | Tensor],
-                 device: str | torch.device = "cpu") -> None:
-        self.spec = spec
-        self.per_task = {t: ExpertPolicy(encoder, actor, spec, torch.as_tensor(np.asarray(g, np.float32)), device,
-                                         task=t) for t, g in goals.items()}
-        self._current: ExpertPolicy | None = None
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.per_task)
-
-    def reset(self, step: Step) -> None:
-        name = step.goal.name
-        if name not in self.per_task:
-            raise KeyError(f"multi-task policy was not trained on task {name!r}; it knows {self.tasks}")
-        self._current = self.per_task[name]
-        self._current.reset(step)
-
-    def act(self, step: Step) -> np.ndarray:
-        if self._current is None:
-            raise RuntimeError("MultiTaskPolicy.act before reset")
-        return self._current.act(step)
-
-
-def save_multitask_policy(path: str | Path, encoder: Encoder, actor: Actor, spec: NetworkSpec,
-                          goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
-    tensors = {**module_tensors("encoder", encoder), **module_tensors("actor", actor),
-               **{f"goal/{t}": torch.as_tensor(np.asarray(g, np.float32)) for t, g in goals.items()}}
-    return save_checkpoint(path, tensors, {"kind": KIND, "network": spec.to_dict(),
-                                           "goal_modality": spec.goal_modality, "tasks": list(goals), **header})
-
-
-def load_multitask_policy(path: str | Path, device: str | torch.device = "cpu") -> MultiTaskPolicy:
-    """The unified policy of a multi-task RL run (safetensors + JSON header; nothing is unpickled)."""
-    tensors, header = load_checkpoint(path, expect={"kind": KIND}, device="cpu")
-    where = str(path)
-    try:
-        spec = NetworkSpec.from_dict(header["network"], where)
-        tasks = list(header["tasks"])
-    except KeyError as err:
-        raise CheckpointError(f"{where}: multi-task header lacks key {err}") from err
-    encoder, actor = Encoder(spec), Actor(spec)
-    load_module(encoder, tensors, "encoder", where)
-    load_module(actor, tensors, "actor", where)
-    missing = [t for t in tasks if f"goal/{t}" not in tensors]
-    if missing:
-        raise CheckpointError(f"{where}: no goal tensor for tasks {missing}")
-    encoder.to(device).eval()
-    actor.to(device).eval()
-    return MultiTaskPolicy(encoder, actor, spec, {t: tensors[f"goal/{t}"].numpy() for t in tasks}, device)
 
 
 # --- the loop --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 - MTRL and MTRL-Demo need no new agent: `ExpertAgent.update` reads per-sample goals from the batch (key `goal`),
   so one goal-conditioned agent learns every task from a batch that mixes them.
 - MTRL-PCGrad (`PCGradAgent`): the critic and actor losses are computed per task (rows of one task share one goal
-  vector, which is how they are told apart) and their gradients are combined by PCGrad (`pcgrad_combine`, the
+  vector, which is how they are told apart) and their gradients are combined by PCGrad (learning/pcgrad.py, the
   same surgery as PolyTask-PCGrad) before one Adam step of each optimiser.
 - Distral (`DistralAgent` + `Centroid`): one agent per task whose actor loss adds kl_coef · KL(π_i || π0) to Eq. 1;
   π0 (the "centroid", encoder + actor, goal-conditioned) is trained to match every task policy on that task's
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polytask.learning.distill.distill import pcgrad_combine
 from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec, goal_features
+from polytask.learning.pcgrad import set_pcgrad
 from polytask.learning.rl.agent import ExpertAgent
 
 
@@ -48,17 +48,7 @@ class PCGradAgent(ExpertAgent):
         self.rng = np.random.default_rng(seed)
 
     def _surgery(self, opt: torch.optim.Optimizer, losses: list[Tensor]) -> None:
-        params = [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
-        grads = []
-        for i, loss in enumerate(losses):
-            g = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)
-            grads.append(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                    for x, p in zip(g, params, strict=True)]))
-        flat = pcgrad_combine(grads, self.rng)
-        offset = 0
-        for p in params:
-            p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
+        set_pcgrad(losses, [p for group in opt.param_groups for p in group["params"] if p.requires_grad], self.rng)
         opt.step()
 
     def update_critic(self, obs_f: Tensor, goal_f: Tensor, action: Tensor, reward: Tensor, discount: Tensor,

@@ -45,14 +45,14 @@ def stage_distill(out: Path) -> DistillOutcome:
     from polytask.learning.distill.data import load_task
     from polytask.learning.distill.distill import distill
     from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-    from polytask.learning.nets.student import StudentPolicy
     from polytask.learning.policies.evaluate import evaluate
+    from polytask.learning.policies.student import StudentPolicy
     from polytask.sim import registry
 
     torch.set_num_threads(2)
     root = out / "distill"
     tasks = list(DISTILL_TASKS)
-    specs = {t: registry.make(t, render=False).spec for t in tasks}
+    specs = {t: registry.spec(t) for t in tasks}
     t0 = time.perf_counter()
     for t in tasks:
         rep = collect_noisy_store(t, root / "raw" / _slug(t), TRANSITIONS_PER_TASK)
