@@ -254,3 +254,14 @@ def config_hash(config: Any) -> str:
     """A short stable hash of a JSON-able config (dicts sorted), to tell runs and checkpoints apart."""
     text = json.dumps(config, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def prefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`tensors` under `<prefix>/` (one checkpoint holding the state of several parts)."""
+    return {f"{prefix}/{k}": v for k, v in tensors.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The tensors under `<prefix>/`, with the prefix taken off."""
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}

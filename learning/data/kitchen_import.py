@@ -21,8 +21,8 @@ import numpy as np
 
 from polytask.learning.data.episodes import Episode, EpisodeStore
 from polytask.sim import registry
-from polytask.sim.kitchen_play import ELEMENT_TASK, Snippet, record_play, render_qpos, segment, states_from_qpos
 from polytask.sim.kitchen_elements import kitchen_score
+from polytask.sim.kitchen_play import ELEMENT_TASK, Snippet, record_play, render_qpos, segment, states_from_qpos
 
 log = logging.getLogger(__name__)
 ENV_DT = 0.08  # s per FrankaKitchen-v1 env step (frame_skip 40 x timestep 0.002)

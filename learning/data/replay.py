@@ -13,11 +13,13 @@ A transition starting at step t of an episode of T steps (0 <= t < T) uses n_eff
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from polytask.learning.data.checkpoint import CheckpointError
 from polytask.learning.data.episodes import Episode, EpisodeStore, load_episode
 from polytask.learning.data.frames import frames_chw, stack_window, stack_window_into
 
@@ -183,3 +185,70 @@ class ReplayBuffer:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+class TaskReplay:
+    """One replay buffer and one demo buffer per task of a run, and batches spread evenly over the tasks.
+
+    A learner alone on its task (an expert) samples `replay[task]` and `demos[task]` directly; one shared by several
+    tasks samples `sample` / `sample_bc`, whose rows come from every task with data (the batch split evenly, the
+    remainder to random tasks) and carry their task's goal vector under key `goal`. The paper samples a task per
+    rollout and a batch uniformly over all tasks; stratifying gives the same expectation with less variance.
+    """
+
+    def __init__(self, tasks: Sequence[str], goals: Mapping[str, np.ndarray | None],
+                 make_buffer: Callable[[str, int], ReplayBuffer], make_demo_buffer: Callable[[str, int], ReplayBuffer],
+                 seed: int) -> None:
+        self.tasks = list(tasks)
+        self.goals = {t: None if goals.get(t) is None else np.asarray(goals[t]) for t in self.tasks}
+        self.replay = {t: make_buffer(t, i) for i, t in enumerate(self.tasks)}
+        self.demos = {t: make_demo_buffer(t, i) for i, t in enumerate(self.tasks)}
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.replay.values())
+
+    def _split(self, batch: int, tasks: list[str]) -> list[int]:
+        counts = np.full(len(tasks), batch // len(tasks))
+        counts[self.rng.permutation(len(tasks))[: batch % len(tasks)]] += 1  # the remainder to random tasks
+        return [int(c) for c in counts]
+
+    def _mix(self, buffers: Mapping[str, ReplayBuffer], batch: int, method: str) -> dict[str, np.ndarray]:
+        tasks = [t for t in self.tasks if len(buffers[t]) > 0]
+        if not tasks:
+            raise ValueError("multi-task replay: every task's buffer is empty")
+        parts, goals = [], []
+        for t, k in zip(tasks, self._split(batch, tasks), strict=True):
+            if k > 0:
+                goal = self.goals[t]
+                if goal is None:
+                    raise ValueError(f"multi-task replay: task {t!r} has no goal to tell its rows apart")
+                parts.append(getattr(buffers[t], method)(k))
+                goals.append(np.repeat(goal[None], k, axis=0))
+        out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        out["goal"] = np.concatenate(goals)
+        return out
+
+    def sample(self, batch: int) -> dict[str, np.ndarray]:
+        """n-step transitions from every task with data, `goal` per row."""
+        return self._mix(self.replay, batch, "sample")
+
+    def sample_bc(self, batch: int) -> dict[str, np.ndarray]:
+        """Demo (obs, action) rows from every task, `goal` per row (what Eq. 1's BC term and BC pretraining read)."""
+        return self._mix(self.demos, batch, "sample_bc")
+
+    def state(self) -> dict[str, Any]:
+        """The samplers' state: the batch split's RNG and every task's replay and demo buffer (JSON)."""
+        return {"rng": self.rng.bit_generator.state,
+                "replay": {t: b.state() for t, b in self.replay.items()},
+                "demos": {t: b.state() for t, b in self.demos.items()}}
+
+    def load_state(self, state: Mapping[str, Any], where: str = "checkpoint") -> None:
+        """Restore `state()` (the replay episodes themselves are reloaded from the stores beforehand)."""
+        missing = [t for t in self.tasks if t not in state["replay"] or t not in state["demos"]]
+        if missing:
+            raise CheckpointError(f"{where}: no replay state for tasks {missing}")
+        self.rng.bit_generator.state = state["rng"]
+        for t in self.tasks:
+            self.replay[t].load_state(state["replay"][t])
+            self.demos[t].load_state(state["demos"][t])

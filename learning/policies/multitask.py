@@ -26,14 +26,23 @@ from polytask.sim.task import Step
 KIND = "multitask-rl"
 
 
-class MultiTaskPolicy:
-    """One encoder + actor for every task; the goal is looked up by the name of the task it acts in."""
+def goal_tensor(goal: np.ndarray | Tensor | None) -> Tensor | None:
+    """A task's goal as the policy holds it: a (3, H, W) uint8 image as is, a vector as float32, or no goal."""
+    if goal is None:
+        return None
+    goal = torch.as_tensor(np.asarray(goal))
+    return goal if goal.dtype == torch.uint8 else goal.float()
 
-    def __init__(self, encoder: Encoder, actor: Actor, spec: NetworkSpec, goals: Mapping[str, np.ndarray | Tensor],
-                 device: str | torch.device = "cpu") -> None:
+
+class MultiTaskPolicy:
+    """One encoder + actor for every task; the goal is looked up by the name of the task it acts in. With one task
+    it is that task's expert (the online-RL loop evaluates every learner through it)."""
+
+    def __init__(self, encoder: Encoder, actor: Actor, spec: NetworkSpec,
+                 goals: Mapping[str, np.ndarray | Tensor | None], device: str | torch.device = "cpu") -> None:
         self.spec = spec
-        self.per_task = {t: ExpertPolicy(encoder, actor, spec, torch.as_tensor(np.asarray(g, np.float32)), device,
-                                         task=t) for t, g in goals.items()}
+        self.per_task = {t: ExpertPolicy(encoder, actor, spec, goal_tensor(g), device, task=t)
+                         for t, g in goals.items()}
         self._current: ExpertPolicy | None = None
 
     @property

@@ -1,8 +1,10 @@
 """Run folders and what a training run writes into them: CSV tables, TensorBoard events, curve PNGs, progress bar.
 
-Layout: `runs/<YYYYmmdd-HHMMSS>-<name>/` with `config.yaml`, `checkpoints/`, `tb/`, `train.csv`, `eval.csv`,
-`bc.csv`, `curves.png`, `videos/`. On resume, rows logged after the checkpoint's step (by the killed process) are
-dropped from the CSVs and TensorBoard is opened with `purge_step`, so the curves show one history.
+Layout: `runs/<YYYYmmdd-HHMMSS>-<name>/` with `config.yaml`, `checkpoints/`, `tb/`, `train.csv` (one row per
+episode), `eval.csv` (one row per evaluation: the effective number of tasks, the means over tasks, each task's score
+and return), `bc.csv` (BC pretraining losses), `curves.png`, `videos/`. On resume, train and eval rows logged after
+the checkpoint's step (by the killed process) are dropped and TensorBoard is opened with `purge_step`, so the
+curves show one history.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ from tqdm import tqdm
 
 from polytask.learning.data.atomic import atomic_open, atomic_path
 
-COLUMNS = {
-    "train": ["step", "frames", "episode", "episode_return", "train_reward_return", "episode_score",
-              "episode_success", "env_fps", "updates_per_s", "critic_loss", "actor_loss", "bc_loss", "critic_q1",
-              "batch_reward", "stddev", "wall_s"],
-    "eval": ["step", "frames", "score", "success_rate", "return", "episodes", "wall_s"],
-    "bc": ["step", "loss"],
-}
+TRAIN_COLUMNS = ["step", "frames", "episode", "task", "episode_return", "train_reward_return", "episode_score",
+                 "episode_success", "critic_loss", "actor_loss", "bc_loss", "distral_kl", "centroid_loss", "critic_q1",
+                 "batch_reward", "stddev", "env_fps", "updates_per_s", "wall_s"]
+EVAL_COLUMNS = ["step", "frames", "effective_tasks", "score", "success_rate", "return", "episodes", "wall_s"]
+BC_COLUMNS = ["step", "loss"]  # step: the BC step (not an agent step: written once, before any, never truncated)
+TIMING_COLUMNS = ("env_fps", "updates_per_s", "wall_s")  # the only columns a resumed run does not repeat exactly
+
+
+def columns(tasks: list[str]) -> dict[str, list[str]]:
+    """The CSV columns of a run over `tasks` (eval rows hold each task's score and return)."""
+    per_task = [c for t in tasks for c in (f"score/{t}", f"return/{t}")]
+    return {"train": TRAIN_COLUMNS, "eval": EVAL_COLUMNS + per_task, "bc": BC_COLUMNS}
 
 
 def make_run_dir(runs_dir: str | os.PathLike, name: str) -> Path:
@@ -82,11 +89,13 @@ def append_csv_row(path: Path, columns: list[str], row: dict[str, Any]) -> None:
 class RunLogger:
     """CSV + TensorBoard for one run; `resume_step` drops what a killed process logged after its checkpoint."""
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, tasks: list[str], resume_step: int | None = None,
+                 tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
+        self.columns = columns(tasks)
         if resume_step is not None:
-            for kind, cols in COLUMNS.items():
-                truncate_csv(self.run_dir / f"{kind}.csv", cols, resume_step)
+            for kind in ("train", "eval"):
+                truncate_csv(self.run_dir / f"{kind}.csv", self.columns[kind], resume_step)
         self.tb = None
         if tensorboard:
             try:
@@ -98,10 +107,12 @@ class RunLogger:
         self.start = time.time()
 
     def log(self, kind: str, step: int, metrics: dict[str, Any]) -> None:
-        cols = COLUMNS[kind]
+        """One row of `<kind>.csv` (keys outside its columns go to TensorBoard only); `wall_s` defaults to the
+        seconds since this logger opened."""
+        cols = self.columns[kind]
         row = {c: metrics.get(c, "") for c in cols}
         row["step"] = step
-        if "wall_s" in cols:
+        if "wall_s" in cols and "wall_s" not in metrics:
             row["wall_s"] = round(time.time() - self.start, 2)
         append_csv_row(self.run_dir / f"{kind}.csv", cols, row)
         if self.tb is not None:
@@ -153,10 +164,15 @@ class RunLogger:
             plt.close(fig)
         return path
 
+    def flush(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
+            self.tb = None
 
 
 class Progress:

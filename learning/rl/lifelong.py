@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from polytask.learning import goals as goal_lib
-from polytask.learning.config import ConfigError, to_dict
+from polytask.learning.config import ConfigError, load_config, to_dict
 from polytask.learning.data.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -56,24 +56,16 @@ from polytask.learning.policies.multitask import MultiTaskPolicy, save_multitask
 from polytask.learning.policies.progressive import RL_KIND, ProgressivePolicy, load_progressive, save_progressive
 from polytask.learning.reporting.lifelong import HISTORY, Stage, read_history, write_history
 from polytask.learning.reporting.report import forgetting_plot
+from polytask.learning.reporting.run_logging import make_run_dir
 from polytask.learning.rl.agent import ExpertAgent
-from polytask.learning.rl.multitask import (
-    EVAL_SEED,
-    LATEST,
-    POLICY_FILE,
-    VECTOR_GOALS,
-    Learner,
-    MultiTaskRLTrainer,
-    SharedLearner,
-)
+from polytask.learning.rl.learners import AgentLearner, BuildFn, Learner
+from polytask.learning.rl.loop import EVAL_SEED, LATEST
+from polytask.learning.rl.multitask import POLICY_FILE, VECTOR_GOALS, MultiTaskRLTrainer
 from polytask.learning.rl.multitask_config import MultiTaskConfig
 from polytask.sim import registry
 
 AGENT_KIND = "lifelong-rl-agent"  # the full fine-tuning agent (not a policy: the next stage's starting point)
 AGENT_FILE = "agent.safetensors"
-
-BuildFn = Callable[[NetworkSpec, MultiTaskConfig, torch.device, Mapping[str, np.ndarray]], Learner]
-
 
 def sequence_goals(cfg: MultiTaskConfig, order: Sequence[str]) -> dict[str, np.ndarray]:
     """One goal per task of the WHOLE sequence (a one-hot slot each by default), fixed from the first stage on, so
@@ -136,7 +128,7 @@ class FineTune:
                     raise CheckpointError(f"{path}: the previous stage's networks differ from this stage's "
                                           f"({'; '.join(before.differences(spec))}); keep the config fixed")
                 agent.load_state_tensors(tensors, {}, str(path))
-            return SharedLearner(agent, goals, cfg, use_demos=True)
+            return AgentLearner(agent, goals, cfg, use_demos=True, shared=True)
         return build
 
     def policy(self, learner: Learner, spec: NetworkSpec, goals: Mapping[str, np.ndarray]) -> Policy:
@@ -201,7 +193,7 @@ class Progressive:
             else:
                 net, _ = load_progressive(previous["checkpoint"])
             agent = ProgressiveAgent(spec, cfg.agent, device, next(iter(goals.values())), net.to(device))
-            return SharedLearner(agent, goals, cfg, use_demos=True)
+            return AgentLearner(agent, goals, cfg, use_demos=True, shared=True)
         return build
 
     @staticmethod
@@ -305,9 +297,6 @@ def run_lifelong_rl(method: str, tasks: Sequence[str], demos: str = "", steps: i
     """Add the tasks of `tasks` (the order) not yet in `run_dir`, at most `add` of them (None: all); `steps` is per
     added task. Config as `run_multitask` (train.method is set per stage). What the baseline registry and
     `polytask train-multitask --method finetune-rl|progressive-rl` call; returns the last stage's summary."""
-    from polytask.learning.config import load_config
-    from polytask.learning.reporting.run_logging import make_run_dir
-
     if method not in METHODS:
         raise ValueError(f"lifelong RL method {method!r} unknown; expected one of {sorted(METHODS)}")
     ov: dict[str, Any] = dict(overrides or {})

@@ -38,6 +38,7 @@ class MultiTaskTrainConfig:
     seed_frames: int = 12000  # no updates before this many frames, counted over all tasks (Table IV)
     eval_every: int = 100000  # agent steps; 0 = only at start and end
     eval_episodes: int = 10  # per task
+    eval_video: bool = False  # an mp4 per task at every evaluation (renders even state runs)
     save_every: int = 100000  # agent steps (the policy checkpoint lands at the next episode end)
     seed: int = 1
     device: str = "cpu"

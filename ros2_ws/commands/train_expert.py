@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         summary = trainer.run()
     finally:
         trainer.close()
-    final = summary.get("eval_final", {})
+    final = summary.get("eval_final_row", {})
     print(json.dumps({"run_dir": summary["run_dir"], "step": summary["step"],
                       "eval_final": {k: final.get(k) for k in ("score", "success_rate", "return")}}))
     return 0
