@@ -56,8 +56,7 @@ def main() -> None:
     t = time.perf_counter()
     data = [load_task(d, task) for d, task in zip(folders, tasks, strict=True)]
     load_s = time.perf_counter() - t
-    ids = [registry.spec(task).task_id for task in tasks]
-    goals = G.goal_vectors("onehot", tasks, ids, 16)
+    goals = G.task_goals("onehot", tasks, 16)
     cfg = DistillConfig(lr=1e-3, steps=args.steps, batch_size=args.batch, threads=args.threads,
                         log_every=args.steps, student=StudentConfig(hidden=args.hidden, layers=args.layers))
     rates = {}

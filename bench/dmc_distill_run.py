@@ -68,7 +68,7 @@ def main() -> None:
     print(json.dumps({"polytask": rows["polytask"], "parameters": out.parameters}), flush=True)
 
     cfg = replace(load_config(DistillConfig, None, overrides), goal="sinusoid", steps=args.steps)
-    goals = G.goal_vectors("sinusoid", tasks, list(args.variants), cfg.student.sinusoid_dim)
+    goals = G.task_goals("sinusoid", tasks, cfg.student.sinusoid_dim)
     demos = demo_datasets(EpisodeStore(root / "demos"), tasks, 10)
     distiller, _ = gcbc(demos, goals, cfg, run_dir=root / args.out / "gcbc")
     distiller.save_student()

@@ -45,6 +45,7 @@ from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import load_task
 from polytask.learning.distill.distill import action_error, distill
 from polytask.learning.distill.lifelong import add_task
+from polytask.learning.distill.pipeline import student_goal_width
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
 from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.student import StudentPolicy
@@ -136,14 +137,8 @@ class Run:
         return self._data
 
     def goals(self, kind: str) -> dict:
-        ids = [self.specs[t].spec.task_id for t in self.tasks]
-        if kind == "onehot":
-            return G.goal_vectors("onehot", self.tasks, ids, self.cfg.student.goal_capacity)
-        if kind == "sinusoid":
-            return G.goal_vectors("sinusoid", self.tasks, ids, self.cfg.student.sinusoid_dim)
-        if kind == "language":
-            sentences = [G.sentence_for(t, self.specs[t].spec.language) for t in self.tasks]
-            return G.goal_vectors("language", self.tasks, ids, G.LANGUAGE_DIM, sentences)
+        if kind in G.VECTOR_KINDS:
+            return G.task_goals(kind, self.tasks, student_goal_width(self.cfg))
         store = EpisodeStore(self.root / "demos")
         return {t: G.goal_image_from_store(store, t) for t in self.tasks}
 

@@ -52,8 +52,7 @@ def stores(tmp_path_factory):
 
 
 def onehot_goals(tasks):
-    ids = [registry.spec(t).task_id for t in tasks]
-    return G.goal_vectors("onehot", tasks, ids, 16)
+    return G.task_goals("onehot", tasks)
 
 
 def test_relabelling_covers_every_episode_with_the_teacher_action(stores):
@@ -177,7 +176,7 @@ def test_goal_modalities():
     a, b = G.onehot(3, 16), G.sinusoid(3, 64)
     assert a.sum() == 1 and a[3] == 1 and b.shape == (64,)
     assert not np.allclose(G.sinusoid(3), G.sinusoid(4))
-    with pytest.raises(ValueError, match="capacity"):
+    with pytest.raises(ValueError, match="does not fit a width of 16"):
         G.onehot(16, 16)
     emb = G.language(["open the door", "press the button", "open the door"])
     assert emb.shape == (3, G.LANGUAGE_DIM)

@@ -16,9 +16,10 @@ from polytask.learning.config import ConfigError, load_config
 from polytask.learning.nets.drqv2 import NetworkSpec
 from polytask.learning.policies.multitask import load_multitask_policy
 from polytask.learning.rl.expert_config import AgentConfig
-from polytask.learning.rl.multitask import POLICY_FILE, MultiTaskRLTrainer, check_compatible
+from polytask.learning.rl.multitask import POLICY_FILE, MultiTaskRLTrainer
 from polytask.learning.rl.multitask_agents import Centroid, DistralAgent, PCGradAgent, gaussian_kl, task_rows
 from polytask.learning.rl.multitask_config import METHODS, MultiTaskConfig
+from polytask.learning.rl.parts import check_compatible
 from polytask.sim import registry
 from polytask.sim.task import TaskSpec
 

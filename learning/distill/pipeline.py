@@ -104,21 +104,20 @@ def make_teacher(expert: str, task_name: str, device: str) -> Teacher:
     return PolicyTeacher(load_policy(expert, device=device, task=task_name), task.goal)
 
 
+def student_goal_width(cfg: DistillConfig) -> int:
+    """The configured width of the student's vector goal (0: the goal module's rule)."""
+    return {"onehot": cfg.student.goal_capacity, "sinusoid": cfg.student.sinusoid_dim}.get(cfg.goal, 0)
+
+
 def student_goals(cfg: DistillConfig, tasks: Sequence[str], goal_images: str | Path | None) -> dict[str, np.ndarray]:
     """One goal per task in the config's modality; vector goals are sized for the whole suite, so a lifelong run
     that adds tasks never changes the goal width."""
-    specs = {t: registry.spec(t) for t in tasks}
     if cfg.goal == "image":
         if not goal_images:
             raise ValueError("--goal image needs --goal-images <demo store> (last frame of a successful demo)")
         demo_store = EpisodeStore(goal_images, create=False)
         return {t: G.goal_image_from_store(demo_store, t) for t in tasks}
-    ids = [specs[t].task_id for t in tasks]
-    suite = specs[tasks[0]].suite
-    dims = {"onehot": cfg.student.goal_capacity or len(registry.names(f"{suite}/*")) or len(tasks),
-            "sinusoid": cfg.student.sinusoid_dim, "language": G.LANGUAGE_DIM}
-    sentences = [G.sentence_for(t, specs[t].language) for t in tasks] if cfg.goal == "language" else None
-    return G.goal_vectors(cfg.goal, tasks, ids, dims[cfg.goal], sentences)
+    return G.task_goals(cfg.goal, tasks, student_goal_width(cfg))
 
 
 def run_distillation(job: DistillJob, progress: ProgressFn | None = None,

@@ -1,7 +1,7 @@
 """A per-task expert: BC pretraining on the task's demos, then DrQ-v2 finetuning with the BC regulariser (Eq. 1),
 on the environment's reward or OT rewards against the demos — the online-RL loop (rl/loop.py) with a one-task
-learner (`AgentLearner`), a reward hook (rl/rewards.py) and the task's goal (none, a vector, or the last frame of a
-successful demo).
+learner (`AgentLearner`), a reward hook (rl/rewards.py) and the task's goal (learning/goals.py: none by default on
+states, the last frame of a successful demo on pixels, or a task vector).
 
 `ExpertTrainer(cfg).run()`, or `ExpertTrainer.resume(run_dir).run()` after a kill (an exact resume: rl/loop.py).
 The run folder holds, besides the loop's files, `checkpoints/expert.safetensors`: the policy alone (encoder, actor,
@@ -11,13 +11,13 @@ goal) that `polytask eval`, `record-demos --policy`, relabelling and the policy 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from polytask.learning import goals as goal_lib
 from polytask.learning.config import ConfigError
 from polytask.learning.data.checkpoint import (
     load_checkpoint,
@@ -27,7 +27,6 @@ from polytask.learning.data.checkpoint import (
     save_checkpoint,
     unprefixed,
 )
-from polytask.learning.data.episodes import Episode
 from polytask.learning.data.frames import goal_image_chw
 from polytask.learning.data.replay import ReplayBuffer
 from polytask.learning.policies.expert import KIND
@@ -35,7 +34,7 @@ from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.expert_config import ExpertConfig
 from polytask.learning.rl.learners import AgentLearner
 from polytask.learning.rl.loop import LATEST, STATE_KIND, OnlineRL
-from polytask.learning.rl.parts import RunParts, load_demos, make_tasks, network_spec, observes_pixels
+from polytask.learning.rl.parts import RunParts, goal_modality, load_demos, make_tasks, network_spec, observes_pixels
 from polytask.learning.rl.rewards import EnvReward, OTReward
 from polytask.learning.rl.torch_setup import prepare_torch
 from polytask.sim.task import Task
@@ -45,33 +44,6 @@ log = logging.getLogger(__name__)
 REPO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "expert.yaml"  # the documented defaults
 EXPERT = "expert.safetensors"
 METHOD = "expert"
-
-
-def sinusoid_goal(task_id: int, dim: int) -> np.ndarray:
-    """Transformer-style positional embedding of the task id (the paper's DMC goal)."""
-    half = dim // 2
-    freqs = np.exp(-math.log(10000.0) * np.arange(half) / max(half, 1))
-    ang = task_id * freqs
-    return np.concatenate([np.sin(ang), np.cos(ang)]).astype(np.float32)
-
-
-def onehot_goal(task_id: int, dim: int) -> np.ndarray:
-    if not 0 <= task_id < dim:
-        raise ValueError(f"one-hot goal: task id {task_id} does not fit goal_dim {dim}")
-    v = np.zeros(dim, dtype=np.float32)
-    v[task_id] = 1.0
-    return v
-
-
-def demo_goal_image(demos: list[Episode]) -> np.ndarray:
-    """The last frame of a successful demo (its stored goal_pixels when present)."""
-    ordered = sorted(demos, key=lambda e: not e.episode_success)
-    for ep in ordered:
-        if ep.goal_pixels is not None:
-            return ep.goal_pixels
-        if ep.pixels is not None:
-            return ep.pixels[-1]
-    raise ValueError("image goal: no demo carries pixels or goal_pixels")
 
 
 def check_from_scratch(cfg: ExpertConfig) -> None:
@@ -158,27 +130,20 @@ class ExpertTrainer(OnlineRL):
         try:
             ts = tasks[tc.task].spec
             demos = load_demos(tc.demos, [tc.task], tc.max_demos) if tc.demos else {}
-            goal_mod = nc.goal_modality if nc.goal_modality != "auto" else ("image" if pixels else "none")
-            goal_dim, goal = 0, None
-            if goal_mod == "onehot":
-                goal_dim = nc.goal_dim or 16
-                goal = onehot_goal(ts.task_id, goal_dim)
-            elif goal_mod == "sinusoid":
-                goal_dim = nc.goal_dim or max(2, ts.state_dim - ts.state_dim % 2)
-                goal = sinusoid_goal(ts.task_id, goal_dim)
-            elif goal_mod == "image":
-                goal = goal_image_chw(demo_goal_image(demos.get(tc.task, [])))
+            goal_mod = goal_modality(nc, "image" if pixels else "none", ("none", *goal_lib.GOAL_KINDS), "experts")
+            goal: np.ndarray | None = None
+            if goal_mod == "image":
+                goal = goal_image_chw(goal_lib.demo_goal_image(demos.get(tc.task, [])))
             elif goal_mod != "none":
-                raise ConfigError(f"network.goal_modality {goal_mod!r} not available for experts; "
-                                  "expected auto, image, onehot, sinusoid or none")
-            spec = network_spec(nc, ts, pixels, goal_mod, goal_dim)
+                goal = goal_lib.vector_goals(goal_mod, [ts], nc.goal_dim)[tc.task]
+            spec = network_spec(nc, ts, pixels, goal_mod, 0 if goal is None or goal_mod == "image" else len(goal))
             agent = ExpertAgent(spec, cfg.agent, device, goal)
             if tc.init_from and not _resume:
                 warm_start(agent, tc.init_from)
             learner = AgentLearner(agent, {tc.task: goal}, cfg, use_demos=True, shared=False)
             reward = (OTReward(cfg.reward, agent.nets.encoder, demos[tc.task], spec.frame_stack, pixels, device)
                       if cfg.reward.kind == "ot" else EnvReward())
-            goal_hwc = demo_goal_image(demos[tc.task]) if goal_mod == "image" else None
+            goal_hwc = goal_lib.demo_goal_image(demos[tc.task]) if goal_mod == "image" else None
         except Exception:
             for task in tasks.values():
                 task.close()

@@ -43,8 +43,9 @@ class AgentConfig:
 @dataclass
 class NetworkConfig:
     obs: str = "auto"  # "pixels", "state", or "auto": pixels for Meta-World/Kitchen/xArm, state for DMC
-    goal_modality: str = "auto"  # "image", "onehot", "sinusoid", "none", or "auto": image for pixels, none else
-    goal_dim: int = 0  # vector goals: 0 = a default (onehot: 16 slots, sinusoid: state_dim rounded down to even)
+    goal_modality: str = "auto"  # "image", "onehot", "sinusoid", "language", "none", or "auto": image for pixels,
+    # none for states (experts); onehot (multi-task and lifelong RL)
+    goal_dim: int = 0  # vector goals: 0 = learning/goals.py's rule (onehot: the suite's size, sinusoid 64)
     hidden: int = 1024
     feature_dim: int = 512
     frame_stack: int = 3  # pixels only; states use 1

@@ -7,25 +7,26 @@ the start of every stage, on the new task's demos, from the weights the stage st
 does with its task's demos. What carries over from stage to stage differs:
 
 - `finetune-rl` (Fine-tuning): one goal-conditioned DrQ-v2 agent (learning/rl/agent.py) whose one-hot goal has a slot
-  for every task of the sequence, so its parameter count never changes. Stage k starts from the weights (encoder,
+  for every task of the suite (learning/goals.py), so its parameter count never changes. Stage k starts from the weights (encoder,
   actor, critic and target critic) after stage k-1, with fresh Adam moments, and learns task k alone: nothing keeps
   it from overwriting what tasks 1..k-1 needed.
 - `progressive-rl` (Progressive Nets, Rusu et al. 2016): stage k adds a new actor column with lateral connections
-  from the frozen columns of tasks 1..k-1 (`ProgressiveNet` of learning/distill/progressive.py, the same lateral
-  design as the BC-trained baseline there), so earlier tasks' actions never change, and the parameter count grows.
+  from the frozen columns of tasks 1..k-1 (`ProgressiveNet` of learning/nets/progressive.py, the same lateral
+  design as the BC-trained baseline of learning/distill/progressive.py), so earlier tasks' actions never change, and the parameter count grows.
   The critic is per task: a fresh twin critic for every column, used only to train it and not kept in the policy
   (the column's task is known, so the critic does not need to transfer). The encoder must hold no weights (state
   observations with the identity state encoder): a shared trained encoder would change under the frozen columns.
 
 Layout of a run folder: `history.json` (one `Stage` per added task: per-task scores of every seen task, effective
 number of tasks, policy parameter count, checkpoint; the forgetting plot reads it, as for
-learning/distill/lifelong.py), `forgetting.png`, and `stage_NN/` (the stage's MTRL run folder: config.yaml,
-train.csv, replay/, checkpoints/policy.safetensors — a `multitask-rl` or `progressive-rl` checkpoint that
-`polytask eval` loads through learning/policies/loaders.py — and, for fine-tuning, checkpoints/agent.safetensors,
-the full agent the next stage starts from). Rerunning on the same folder continues with the next task of the
+learning/distill/lifelong.py), `forgetting.png`, and `stage_NN/` (the stage's run folder of the online-RL loop,
+learning/rl/loop.py, whose policy checkpoint, checkpoints/policy.safetensors, is the method's: a `multitask-rl`
+policy of every task seen so far plus, for fine-tuning, checkpoints/agent.safetensors, the full agent the next stage
+starts from; or a `progressive-rl` checkpoint of every column. `polytask eval` loads both, and the stage is scored
+from the file it wrote). Rerunning on the same folder continues with the next task of the
 order. A stage killed midway continues from its last full checkpoint (stage_NN/checkpoints/latest.safetensors,
-every `train.save_every` steps and after BC pretraining: the exact resume of learning/rl/multitask.py, with the
-stage's saved config and this command's `train.steps`); without one it starts over.
+every `train.save_every` steps and after BC pretraining: the loop's exact resume, with the stage's saved config and
+this command's `train.steps`); without one it starts over.
 """
 
 from __future__ import annotations
@@ -50,65 +51,35 @@ from polytask.learning.data.checkpoint import (
 )
 from polytask.learning.nets.drqv2 import NetworkSpec, count_parameters
 from polytask.learning.nets.progressive import ProgressiveNet
-from polytask.learning.policies.base import Policy
 from polytask.learning.policies.evaluate import evaluate
-from polytask.learning.policies.multitask import MultiTaskPolicy, save_multitask_policy
-from polytask.learning.policies.progressive import RL_KIND, ProgressivePolicy, load_progressive, save_progressive
+from polytask.learning.policies.loaders import load_any_policy
+from polytask.learning.policies.multitask import save_multitask_policy
+from polytask.learning.policies.progressive import RL_KIND, load_progressive, save_progressive
 from polytask.learning.reporting.lifelong import HISTORY, Stage, read_history, write_history
 from polytask.learning.reporting.report import forgetting_plot
 from polytask.learning.reporting.run_logging import make_run_dir
 from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.learners import AgentLearner, BuildFn, Learner
-from polytask.learning.rl.loop import EVAL_SEED, LATEST
-from polytask.learning.rl.multitask import POLICY_FILE, VECTOR_GOALS, MultiTaskRLTrainer
+from polytask.learning.rl.loop import EVAL_SEED, OnlineRL, latest_checkpoint
+from polytask.learning.rl.multitask import MultiTaskRLTrainer
 from polytask.learning.rl.multitask_config import MultiTaskConfig
-from polytask.sim import registry
+from polytask.learning.rl.parts import PolicyWriter, goal_modality
 
 AGENT_KIND = "lifelong-rl-agent"  # the full fine-tuning agent (not a policy: the next stage's starting point)
 AGENT_FILE = "agent.safetensors"
 
-def sequence_goals(cfg: MultiTaskConfig, order: Sequence[str]) -> dict[str, np.ndarray]:
-    """One goal per task of the WHOLE sequence (a one-hot slot each by default), fixed from the first stage on, so
-    the goal input keeps its size as tasks arrive."""
-    nc = cfg.network
-    kind = nc.goal_modality if nc.goal_modality != "auto" else "onehot"
-    if kind not in VECTOR_GOALS:
-        raise ConfigError(f"network.goal_modality is {kind!r}; lifelong RL conditions on a task vector: one of "
-                          f"{VECTOR_GOALS}")
-    dim = goal_lib.goal_dim(kind, len(order))
-    if nc.goal_dim and kind != "language":
-        if kind == "onehot" and nc.goal_dim < len(order):
-            raise ConfigError(f"network.goal_dim {nc.goal_dim} is too small for {len(order)} one-hot tasks")
-        dim = nc.goal_dim
-    for t in order:
-        registry.entry(t)  # an unknown name fails here, before any simulator starts
-    sentences = None
-    if kind == "language":
-        sentences = []
-        for t in order:
-            task = registry.make(t, render=False)
-            try:
-                sentences.append(goal_lib.sentence_for(t, task.spec.language))
-            finally:
-                task.close()
-    return goal_lib.goal_vectors(kind, list(order), list(range(len(order))), dim, sentences)
-
-
 # --- the two methods ---------------------------------------------------------------------------------------
 class LifelongMethod(Protocol):
-    """What a stage needs of a method: a learner for the new task (built from the previous stage), the policy of
-    every seen task after training, and its checkpoints."""
+    """What a stage needs of a method: a learner for the new task (built from the previous stage), the writer of
+    the policy of every task seen so far, and the policy's parameter count."""
 
     name: str
 
     def builder(self, previous: Mapping[str, Any] | None) -> BuildFn: ...
 
-    def policy(self, learner: Learner, spec: NetworkSpec, goals: Mapping[str, np.ndarray]) -> Policy: ...
+    def writer(self, seen: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> PolicyWriter: ...
 
     def parameters(self, learner: Learner) -> int: ...
-
-    def save(self, trainer: MultiTaskRLTrainer, goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
-        ...
 
 
 class FineTune:
@@ -131,21 +102,18 @@ class FineTune:
             return AgentLearner(agent, goals, cfg, use_demos=True, shared=True)
         return build
 
-    def policy(self, learner: Learner, spec: NetworkSpec, goals: Mapping[str, np.ndarray]) -> Policy:
-        encoder, actor = learner.policy_modules()
-        return MultiTaskPolicy(encoder, actor, spec, goals, next(actor.parameters()).device)
+    def writer(self, seen: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> PolicyWriter:
+        def write(run: OnlineRL, path: Path) -> Path:
+            agent: ExpertAgent = run.learner.agent  # type: ignore[attr-defined]
+            tensors, _ = agent.state_tensors(with_optim=False)
+            save_checkpoint(path.with_name(AGENT_FILE), tensors,
+                            {"kind": AGENT_KIND, "network": run.spec.to_dict(), **header, "step": run.step})
+            encoder, actor = run.learner.policy_modules()
+            return save_multitask_policy(path, encoder, actor, run.spec, seen, {**header, "step": run.step})
+        return write
 
     def parameters(self, learner: Learner) -> int:
         return sum(count_parameters(m) for m in learner.policy_modules())
-
-    def save(self, trainer: MultiTaskRLTrainer, goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
-        agent: ExpertAgent = trainer.learner.agent  # type: ignore[attr-defined]
-        tensors, _ = agent.state_tensors(with_optim=False)
-        save_checkpoint(trainer.run_dir / "checkpoints" / AGENT_FILE, tensors,
-                        {"kind": AGENT_KIND, "network": trainer.spec.to_dict(), **header})
-        encoder, actor = trainer.learner.policy_modules()
-        return save_multitask_policy(trainer.run_dir / "checkpoints" / POLICY_FILE, encoder, actor, trainer.spec,
-                                     goals, dict(header))
 
 
 class ProgressiveActor(nn.Module):
@@ -197,24 +165,28 @@ class Progressive:
         return build
 
     @staticmethod
-    def _net(learner: Learner) -> tuple[ProgressiveNet, int]:
+    def _net(learner: Learner) -> ProgressiveNet:
         actor: ProgressiveActor = learner.policy_modules()[1]  # type: ignore[assignment]
-        return actor.net, actor.column
+        return actor.net
 
-    def policy(self, learner: Learner, spec: NetworkSpec, goals: Mapping[str, np.ndarray]) -> Policy:
-        net, _ = self._net(learner)
-        return ProgressivePolicy(net, {t: i for i, t in enumerate(goals)})
+    def writer(self, seen: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> PolicyWriter:
+        def write(run: OnlineRL, path: Path) -> Path:
+            return save_progressive(path, self._net(run.learner), {t: i for i, t in enumerate(seen)}, kind=RL_KIND,
+                                    **header, step=run.step, network=run.spec.to_dict())
+        return write
 
     def parameters(self, learner: Learner) -> int:
-        return self._net(learner)[0].num_parameters()
-
-    def save(self, trainer: MultiTaskRLTrainer, goals: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> Path:
-        net, _ = self._net(trainer.learner)
-        return save_progressive(trainer.run_dir / "checkpoints" / POLICY_FILE, net, {t: i for i, t in enumerate(goals)},
-                                kind=RL_KIND, **header, network=trainer.spec.to_dict())
+        return self._net(learner).num_parameters()
 
 
 METHODS: dict[str, LifelongMethod] = {m.name: m for m in (FineTune(), Progressive())}
+
+
+def task_goals(cfg: MultiTaskConfig, tasks: Sequence[str]) -> dict[str, np.ndarray]:
+    """The goal vector of each task (learning/goals.py: keyed on the task's spec, one-hot over its whole suite by
+    default), so a stage's network input has the same size whichever tasks came before."""
+    kind = goal_modality(cfg.network, "onehot", goal_lib.VECTOR_KINDS, "lifelong RL learners")
+    return goal_lib.task_goals(kind, tasks, cfg.network.goal_dim)
 
 
 # --- one stage -----------------------------------------------------------------------------------------------
@@ -249,28 +221,28 @@ def add_task_rl(run_dir: str | Path, method: str, order: Sequence[str], cfg: Mul
         raise ValueError(f"{run_dir / HISTORY}: stages were trained by {sorted(map(str, other))}, not {method!r}")
     k = len(done)
     new, seen = order[k], list(order[: k + 1])
-    goals = sequence_goals(cfg, order)
+    seen_goals = task_goals(cfg, seen)
     stage_dir = run_dir / f"stage_{k + 1:02d}"
     stage_cfg = replace(cfg, train=replace(cfg.train, method="mtrl-demo", tasks=[new], seed=cfg.train.seed + k,
                                            name=""))
     start = time.perf_counter()
-    build = impl.builder(history[-1] if history else None)
-    if (stage_dir / "checkpoints" / LATEST).exists():  # a stage killed after a checkpoint continues from it
+    hooks = {"build": impl.builder(history[-1] if history else None),
+             "write_policy": impl.writer(seen_goals, {"method": method, "stage": k + 1,
+                                                      "config": to_dict(stage_cfg)})}
+    if latest_checkpoint(stage_dir) is not None:  # a stage killed after a checkpoint continues from it
         trainer = MultiTaskRLTrainer.resume(stage_dir, {"train.steps": stage_cfg.train.steps,
-                                                        "train.progress": stage_cfg.train.progress},
-                                            goals=goals, build=build)
+                                                        "train.progress": stage_cfg.train.progress}, **hooks)
         log(f"[lifelong {method}] stage {k + 1} ({new}) resumes at step {trainer.step}")
     else:
         if stage_dir.exists():
             shutil.rmtree(stage_dir)  # killed before any checkpoint: its replay and logs start over with it
-        trainer = MultiTaskRLTrainer(stage_cfg, stage_dir, goals=goals, build=build)
+        trainer = MultiTaskRLTrainer(stage_cfg, stage_dir, **hooks)
     try:
         params_before = impl.parameters(trainer.learner)
         bc = trainer.pretrain()
         trainer.train()
-        header = {"method": method, "stage": k + 1, "step": trainer.step, "config": to_dict(stage_cfg)}
-        ckpt = impl.save(trainer, {t: goals[t] for t in seen}, header)
-        policy = impl.policy(trainer.learner, trainer.spec, {t: goals[t] for t in seen})
+        ckpt = trainer.save()
+        policy = load_any_policy(ckpt).policy  # what the stage wrote is what gets scored
         episodes = eval_episodes or cfg.train.eval_episodes
         scores = {t: evaluate(policy, t, episodes=episodes, seed=EVAL_SEED, render=trainer.pixels).mean_score
                   for t in seen}
@@ -308,7 +280,7 @@ def run_lifelong_rl(method: str, tasks: Sequence[str], demos: str = "", steps: i
     cfg = load_config(MultiTaskConfig, config, ov)
     if not cfg.train.demos:
         raise ConfigError(f"lifelong {method} learns with the BC regulariser; give --demos <episode store>")
-    sequence_goals(cfg, tasks)  # bad names or goal settings fail before a folder is made
+    task_goals(cfg, tasks)  # bad names or goal settings fail before a folder is made
     if run_dir is None:
         run_dir = make_run_dir(cfg.train.runs_dir, cfg.train.name or f"{method}-{len(tasks)}tasks")
     run_dir = Path(run_dir)

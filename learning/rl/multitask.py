@@ -21,8 +21,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from polytask.learning import goals as goal_lib
 from polytask.learning.config import ConfigError, load_config, to_dict
 from polytask.learning.policies.multitask import save_multitask_policy
@@ -30,8 +28,10 @@ from polytask.learning.rl.learners import LEARNERS, BuildFn
 from polytask.learning.rl.loop import OnlineRL
 from polytask.learning.rl.multitask_config import MultiTaskConfig
 from polytask.learning.rl.parts import (
+    PolicyWriter,
     RunParts,
     check_compatible,
+    goal_modality,
     load_demos,
     make_tasks,
     network_spec,
@@ -40,16 +40,8 @@ from polytask.learning.rl.parts import (
 from polytask.learning.rl.rewards import EnvReward
 from polytask.learning.rl.torch_setup import prepare_torch
 from polytask.sim import registry
-from polytask.sim.task import TaskSpec
 
 POLICY_FILE = "policy.safetensors"
-VECTOR_GOALS = ("onehot", "sinusoid", "language")
-
-
-def task_goals(kind: str, tasks: Sequence[str], specs: Sequence[TaskSpec], dim: int) -> dict[str, np.ndarray]:
-    """Goal vector per task; one-hot and sinusoid index the task's position in the run's task list."""
-    sentences = [goal_lib.sentence_for(t, s.language) for t, s in zip(tasks, specs, strict=True)]
-    return goal_lib.goal_vectors(kind, tasks, list(range(len(tasks))), dim, sentences)
 
 
 def write_multitask_policy(run: OnlineRL, path: Path) -> Path:
@@ -65,13 +57,10 @@ class MultiTaskRLTrainer(OnlineRL):
 
     config_type = MultiTaskConfig
 
-    def __init__(self, cfg: MultiTaskConfig, run_dir: str | Path | None = None,
-                 goals: Mapping[str, np.ndarray] | None = None, build: BuildFn | None = None,
-                 _resume: bool = False) -> None:
-        """`goals` and `build` are hooks for runs that train on a subset of a larger task set (the lifelong
-        baselines, rl/lifelong.py): `goals` fixes each task's goal vector (e.g. one-hot slots for every task of a
-        sequence, so the network never changes size) instead of indexing `train.tasks`; `build` replaces the
-        method's learner (e.g. one warm-started from the previous stage, or a progressive net)."""
+    def __init__(self, cfg: MultiTaskConfig, run_dir: str | Path | None = None, build: BuildFn | None = None,
+                 write_policy: PolicyWriter | None = None, _resume: bool = False) -> None:
+        """`build` and `write_policy` replace the method's learner and policy checkpoint (the lifelong stages of
+        rl/lifelong.py: a learner warm-started from the previous stage, or a progressive column)."""
         tc, nc = cfg.train, cfg.network
         if not tc.tasks:
             raise ConfigError("train.tasks is empty; give --tasks (e.g. metaworld/door-open metaworld/drawer-close)")
@@ -90,25 +79,9 @@ class MultiTaskRLTrainer(OnlineRL):
             names = list(tc.tasks)
             specs = [tasks[t].spec for t in names]
             check_compatible(specs, pixels)
-            goal_kind = nc.goal_modality if nc.goal_modality != "auto" else "onehot"
-            if goal_kind not in VECTOR_GOALS:
-                raise ConfigError(f"network.goal_modality is {goal_kind!r}; multi-task RL conditions on a task "
-                                  f"vector: one of {VECTOR_GOALS}")
-            if goals is None:
-                dim = goal_lib.goal_dim(goal_kind, len(names))
-                if nc.goal_dim:
-                    if goal_kind == "onehot" and nc.goal_dim < len(names):
-                        raise ConfigError(f"network.goal_dim {nc.goal_dim} is too small for {len(names)} one-hot "
-                                          f"tasks")
-                    dim = nc.goal_dim if goal_kind != "language" else dim
-                task_goal = task_goals(goal_kind, names, specs, dim)
-            else:
-                missing = [t for t in names if t not in goals]
-                if missing:
-                    raise ValueError(f"multi-task RL: no goal vector given for tasks {missing}")
-                task_goal = {t: np.asarray(goals[t], np.float32) for t in names}
-                dim = int(task_goal[names[0]].shape[0])
-            spec = network_spec(nc, specs[0], pixels, goal_kind, dim)
+            goal_kind = goal_modality(nc, "onehot", goal_lib.VECTOR_KINDS, "multi-task RL learners")
+            task_goal = goal_lib.vector_goals(goal_kind, specs, nc.goal_dim)
+            spec = network_spec(nc, specs[0], pixels, goal_kind, len(task_goal[names[0]]))
             learner = (build or method.build)(spec, cfg, device, task_goal)
             demos = load_demos(tc.demos, names, tc.max_demos) if method.uses_demos else {}
         except Exception:
@@ -117,7 +90,7 @@ class MultiTaskRLTrainer(OnlineRL):
             raise
         parts = RunParts(method=tc.method, tasks=tasks, spec=spec, goals=dict(task_goal), learner=learner,
                          reward=EnvReward(), demos=demos, replay_dirs={t: t.replace("/", "-") for t in names},
-                         policy_file=POLICY_FILE, write_policy=write_multitask_policy,
+                         policy_file=POLICY_FILE, write_policy=write_policy or write_multitask_policy,
                          run_name=f"{tc.method}-{len(names)}tasks", device=device)
         super().__init__(cfg, parts, run_dir, resume=_resume)
 

@@ -52,7 +52,6 @@ def stage_distill(out: Path) -> DistillOutcome:
     torch.set_num_threads(2)
     root = out / "distill"
     tasks = list(DISTILL_TASKS)
-    specs = {t: registry.spec(t) for t in tasks}
     t0 = time.perf_counter()
     for t in tasks:
         rep = collect_noisy_store(t, root / "raw" / _slug(t), TRANSITIONS_PER_TASK)
@@ -63,7 +62,7 @@ def stage_distill(out: Path) -> DistillOutcome:
               f"{rep.success_rate:.2f}), relabelled by the scripted teacher", flush=True)
     data = {t: load_task(root / "relabelled" / _slug(t), t) for t in tasks}
     capacity = len(registry.names("metaworld/*"))
-    goals = G.goal_vectors("onehot", tasks, [specs[t].task_id for t in tasks], capacity)
+    goals = G.task_goals("onehot", tasks, capacity)
     # Table V's lr 5e-5 / hidden 1024 need ~100k steps; the demo uses a smaller, faster schedule (see docs).
     cfg = DistillConfig(goal="onehot", lr=1e-3, lr_schedule="cosine", warmup_steps=200, steps=STUDENT_STEPS,
                         threads=2, checkpoint_every=STUDENT_STEPS, log_every=STUDENT_STEPS,
