@@ -6,16 +6,17 @@ after which every task seen so far is evaluated, so forgetting shows. BC pretrai
 the start of every stage, on the new task's demos, from the weights the stage starts with — what a per-task expert
 does with its task's demos. What carries over from stage to stage differs:
 
-- `finetune-rl` (Fine-tuning): one goal-conditioned DrQ-v2 agent (learning/rl/agent.py) whose one-hot goal has a slot
-  for every task of the suite (learning/goals.py), so its parameter count never changes. Stage k starts from the weights (encoder,
-  actor, critic and target critic) after stage k-1, with fresh Adam moments, and learns task k alone: nothing keeps
-  it from overwriting what tasks 1..k-1 needed.
+- `finetune-rl` (Fine-tuning): one goal-conditioned DrQ-v2 agent (learning/rl/agent.py) whose one-hot goal has a
+  slot for every task of the suite (learning/goals.py), so its parameter count never changes. Stage k starts from
+  the weights (encoder, actor, critic and target critic) after stage k-1, with fresh Adam moments, and learns task
+  k alone: nothing keeps it from overwriting what tasks 1..k-1 needed.
 - `progressive-rl` (Progressive Nets, Rusu et al. 2016): stage k adds a new actor column with lateral connections
   from the frozen columns of tasks 1..k-1 (`ProgressiveNet` of learning/nets/progressive.py, the same lateral
-  design as the BC-trained baseline of learning/distill/progressive.py), so earlier tasks' actions never change, and the parameter count grows.
-  The critic is per task: a fresh twin critic for every column, used only to train it and not kept in the policy
-  (the column's task is known, so the critic does not need to transfer). The encoder must hold no weights (state
-  observations with the identity state encoder): a shared trained encoder would change under the frozen columns.
+  design as the BC-trained baseline of learning/distill/progressive.py), so earlier tasks' actions never change,
+  and the parameter count grows. The critic is per task: a fresh twin critic for every column, used only to train
+  it and not kept in the policy (the column's task is known, so the critic does not need to transfer). The encoder
+  must hold no weights (state observations with the identity state encoder): a shared trained encoder would change
+  under the frozen columns.
 
 Layout of a run folder: `history.json` (one `Stage` per added task: per-task scores of every seen task, effective
 number of tasks, policy parameter count, checkpoint; the forgetting plot reads it, as for
