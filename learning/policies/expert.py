@@ -16,9 +16,18 @@ from torch import Tensor
 from polytask.learning.data.checkpoint import CheckpointError, load_checkpoint, load_module
 from polytask.learning.data.frames import FrameStacker
 from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec, goal_features
+from polytask.learning.policies.base import PolicyInputs
 from polytask.sim.task import Step
 
 KIND = "expert"
+
+
+def network_inputs(spec: NetworkSpec, tasks: tuple[str, ...], unified: bool) -> PolicyInputs:
+    """What a policy built from `spec` reads: one frame of obs_shape (stacked inside the policy), or the state."""
+    pixels = spec.obs_modality == "pixels"
+    return PolicyInputs(action_dim=spec.action_dim, state_dim=0 if pixels else spec.obs_shape[0],
+                        image_size=spec.obs_shape[-1] if pixels else 0, goal=spec.goal_modality, tasks=tasks,
+                        unified=unified)
 
 
 class ExpertPolicy:
@@ -34,6 +43,7 @@ class ExpertPolicy:
             self.goal = self.goal[None]
         self.task = task
         self.pixels = spec.obs_modality == "pixels"
+        self.inputs = network_inputs(spec, (task,) if task else (), unified=False)
         self.stacker = FrameStacker(spec.frame_stack, self.pixels)
         self._fresh = False
         self._goal_f: Tensor | None = None

@@ -20,7 +20,7 @@ from polytask.learning.data.checkpoint import (
     save_checkpoint,
 )
 from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec
-from polytask.learning.policies.expert import ExpertPolicy
+from polytask.learning.policies.expert import ExpertPolicy, network_inputs
 from polytask.sim.task import Step
 
 KIND = "multitask-rl"
@@ -43,6 +43,7 @@ class MultiTaskPolicy:
         self.spec = spec
         self.per_task = {t: ExpertPolicy(encoder, actor, spec, goal_tensor(g), device, task=t)
                          for t, g in goals.items()}
+        self.inputs = network_inputs(spec, tuple(goals), unified=True)
         self._current: ExpertPolicy | None = None
 
     @property

@@ -22,6 +22,7 @@ from polytask.learning.data.checkpoint import (
     save_checkpoint,
 )
 from polytask.learning.nets.progressive import ProgressiveNet
+from polytask.learning.policies.base import PolicyInputs
 from polytask.sim.task import Step
 
 KIND = "progressive"  # columns trained by BC on the relabelled data
@@ -63,6 +64,8 @@ def load_progressive(path: str | Path) -> tuple[ProgressiveNet, dict[str, int]]:
 class ProgressivePolicy:
     def __init__(self, net: ProgressiveNet, task_columns: Mapping[str, int]) -> None:
         self.net, self.columns = net.eval(), dict(task_columns)
+        self.inputs = PolicyInputs(action_dim=net.action_dim, state_dim=net.obs_dim, goal="column",
+                                   tasks=tuple(self.columns), unified=True)
 
     def reset(self, step: Step) -> None:
         pass

@@ -22,6 +22,7 @@ from polytask.learning.data.checkpoint import (
     save_checkpoint,
 )
 from polytask.learning.nets.student import StudentNet, StudentSpec, goal_tensor
+from polytask.learning.policies.base import PolicyInputs
 from polytask.sim.task import Step
 
 
@@ -80,6 +81,10 @@ class StudentPolicy:
         self.spec = student.spec
         self.device = device
         self._goal_cache = {name: goal_tensor(g, self.spec.goal).to(device) for name, g in goals.items()}
+        pixels = self.spec.obs == "pixels"
+        self.inputs = PolicyInputs(action_dim=self.spec.action_dim, state_dim=0 if pixels else self.spec.obs_dim,
+                                   image_size=self.spec.obs_dim if pixels else 0, goal=self.spec.goal,
+                                   tasks=tuple(goals), unified=True)
         self._frames: deque[np.ndarray] = deque(maxlen=self.spec.frame_stack)
 
     @property
