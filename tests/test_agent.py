@@ -103,14 +103,22 @@ def test_update_moves_actor_critic_and_soft_targets_by_tau():
     rng = np.random.default_rng(0)
     before_target = [p.clone() for p in agent.critic_target.parameters()]
     before_critic = [p.clone() for p in agent.nets.critic.parameters()]
+    before_actor = [p.clone() for p in agent.nets.actor.parameters()]
     demo = {"obs": rng.normal(size=(32, 10)).astype(np.float32),
             "action": rng.uniform(-1, 1, (32, 4)).astype(np.float32)}
     m = agent.update(_batch(rng), demo, step=10)
     assert {"critic_loss", "actor_loss", "bc_loss", "rl_loss"} <= set(m) and np.isfinite(m["critic_loss"])
+    # one Adam step moves every weight matrix of actor and critic (Adam's first step is lr-sized wherever the
+    # gradient is not zero)
+    for name, before, after in (("actor", before_actor, agent.nets.actor.parameters()),
+                                ("critic", before_critic, agent.nets.critic.parameters())):
+        moved = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
+        assert all(moved), f"{name}: {moved.count(False)} of {len(moved)} parameter tensors did not move"
     for p0, c0, p1, c1 in zip(before_target, before_critic, agent.critic_target.parameters(),
                               agent.nets.critic.parameters(), strict=True):
-        assert torch.allclose(p1, 0.99 * p0 + 0.01 * c1, atol=1e-6)
-        del c0
+        assert not torch.equal(c1, c0)
+        assert torch.allclose(p1, 0.99 * p0 + 0.01 * c1, atol=1e-6)  # the target trails the critic by tau
+        assert not torch.allclose(p1, p0)
 
 
 def test_encoder_is_trained_through_the_critic_only():
