@@ -99,7 +99,7 @@ def test_student_action_error_on_held_out_states_falls_below_bound(stores):
     cfg = small_cfg(steps=800)
     from polytask.learning.distill.distill import new_student
 
-    student = new_student(cfg, [train], 16)
+    student = new_student(cfg, [train], goals)
     before = action_error(student, goals, [held])[t]
     distiller, res = distill([train], goals, cfg, student=student)
     after = action_error(distiller.student, goals, [held])[t]
@@ -271,3 +271,20 @@ def test_expert_checkpoint_teacher_relabels_through_the_cli(stores, tmp_path):
     policy.reset(steps[0])
     expected = np.stack([policy.act(s) for s in steps])
     np.testing.assert_allclose(rel.expert_action, np.clip(expected, -1, 1), atol=1e-6)
+
+
+def test_a_state_student_takes_image_goals_of_the_size_it_is_given():
+
+
+    from polytask.learning.distill.distill import new_student
+    from polytask.learning.nets.student import goal_tensor
+
+    rng = np.random.default_rng(0)
+    data = TaskData("metaworld/door-open", 1, rng.normal(size=(50, 39)).astype(np.float32),
+                    rng.uniform(-1, 1, (50, 4)).astype(np.float32), 1)
+    goals = {"metaworld/door-open": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)}
+    student = new_student(DistillConfig(goal="image", student=StudentConfig(hidden=16, layers=1, feature_dim=8)),
+                          [data], goals)
+    assert student.spec.goal_image_size == 64
+    out = student(torch.from_numpy(data.states[:5]), goal_tensor(goals["metaworld/door-open"], "image"))
+    assert out.shape == (5, 4) and torch.isfinite(out).all()

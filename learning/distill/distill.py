@@ -13,7 +13,6 @@ continues from that step; the relabelled stores are read-only inputs and stay in
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -26,7 +25,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from polytask.learning.data.atomic import atomic_open
 from polytask.learning.data.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -41,17 +39,20 @@ from polytask.learning.distill.data import MemorySampler, TaskData, normalizer
 from polytask.learning.nets.student import StudentNet, StudentSpec, goal_tensor
 from polytask.learning.pcgrad import set_pcgrad
 from polytask.learning.policies.student import save_student, student_tensors
+from polytask.learning.reporting.report import write_rows
 
 log = logging.getLogger(__name__)
 STATE_FILE = "distill_state.safetensors"
 STUDENT_FILE = "student.safetensors"
 
 
-def student_spec(cfg: DistillConfig, obs_dim: int, action_dim: int, goal_dim: int) -> StudentSpec:
+def student_spec(cfg: DistillConfig, obs_dim: int, action_dim: int, goal_dim: int,
+                 goal_image_size: int = 84) -> StudentSpec:
     s = cfg.student
     return StudentSpec(obs=cfg.obs, obs_dim=obs_dim, action_dim=action_dim, goal=cfg.goal,
                        goal_dim=goal_dim if cfg.goal != "image" else 0, hidden=s.hidden, layers=s.layers,
-                       feature_dim=s.feature_dim, frame_stack=s.frame_stack, normalize_obs=s.normalize_obs)
+                       feature_dim=s.feature_dim, frame_stack=s.frame_stack, normalize_obs=s.normalize_obs,
+                       goal_image_size=goal_image_size)
 
 
 def lr_at(cfg: DistillConfig, step: int, total: int) -> float:
@@ -222,21 +223,14 @@ def action_error(student: StudentNet, goals: Mapping[str, np.ndarray], datasets:
     return out
 
 
-def write_history(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    with atomic_open(path, "w", newline="") as fh:
-        if history:
-            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-    return Path(path)
-
-
-def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goal_dim: int) -> StudentNet:
-    """A randomly initialised student sized by the config and the data (not by any teacher)."""
+def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray]) -> StudentNet:
+    """A randomly initialised student sized by the config, the data and the goals (not by any teacher)."""
+    goal = np.asarray(next(iter(goals.values())))
+    goal_dim, goal_image_size = (0, int(goal.shape[0])) if cfg.goal == "image" else (len(goal), 84)
     torch.manual_seed(cfg.seed)
     d0 = datasets[0]
     obs_dim = d0.states.shape[1] if cfg.obs == "state" else int(d0.frames.shape[1])
-    student = StudentNet(student_spec(cfg, obs_dim, d0.actions.shape[1], goal_dim))
+    student = StudentNet(student_spec(cfg, obs_dim, d0.actions.shape[1], goal_dim, goal_image_size))
     if cfg.obs == "state":
         student.set_normalizer(*normalizer(datasets))
     return student
@@ -252,9 +246,8 @@ def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: 
     `on_log` receives every logged row (step, loss, lr, samples_per_s) as it is written: how a caller watches."""
     if not datasets:
         raise ValueError("distill: no task data")
-    goal_dim = len(next(iter(goals.values()))) if cfg.goal != "image" else 0
     if student is None:
-        student = new_student(cfg, datasets, goal_dim)
+        student = new_student(cfg, datasets, goals)
     if sampler is None:
         sampler = MemorySampler(datasets, device=cfg.device)
     distiller = Distiller(student, goals, sampler, [d.task for d in datasets], cfg, run_dir, header_extra)
@@ -266,7 +259,7 @@ def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: 
                                   "task set.") from err
     result = distiller.train(steps if steps is not None else cfg.steps, progress=progress, on_log=on_log)
     if run_dir is not None:
-        write_history(distiller.history, Path(run_dir) / "distill_history.csv")
+        write_rows(distiller.history, Path(run_dir) / "distill_history.csv")
     return distiller, result
 
 

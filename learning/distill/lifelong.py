@@ -52,11 +52,10 @@ def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskDat
     start = time.perf_counter()
     train_tasks = seen if method == "polytask" else [new]
     train_data = [datasets[t] for t in train_tasks]
-    goal_dim = len(next(iter(goals.values()))) if cfg.goal != "image" else 0
     if history:
         student, _goals, _h, _t = load_student(history[-1]["checkpoint"])
     else:
-        student = new_student(cfg, train_data, goal_dim)
+        student = new_student(cfg, train_data, {t: goals[t] for t in train_tasks})
     before = student.num_parameters()
     if cfg.obs == "state":
         student.set_normalizer(*normalizer([datasets[t] for t in seen]))

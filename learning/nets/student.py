@@ -38,6 +38,7 @@ class StudentSpec:
     feature_dim: int = 512
     frame_stack: int = 3
     normalize_obs: bool = True
+    goal_image_size: int = 84  # state students with image goals: the side of the goal frames their encoder takes
 
     def __post_init__(self) -> None:
         if self.obs not in OBS_KINDS:
@@ -90,7 +91,8 @@ class StudentNet(nn.Module):
         self.encoder = Encoder(self.net_spec)
         self.goal_encoder: Encoder | None = None
         if spec.obs == "state" and spec.goal == "image":
-            self.goal_encoder = Encoder(NetworkSpec(obs_modality="pixels", obs_shape=(3, 84, 84),
+            side = spec.goal_image_size
+            self.goal_encoder = Encoder(NetworkSpec(obs_modality="pixels", obs_shape=(3, side, side),
                                                     action_dim=spec.action_dim, feature_dim=spec.feature_dim))
         self.actor = Actor(self.net_spec)
         in_dim = spec.obs_dim if spec.obs == "state" else 1

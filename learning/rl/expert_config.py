@@ -73,7 +73,6 @@ class RewardConfig:
     kind: str = "env"  # "env" or "ot" (optimal-transport trajectory matching against the demos)
     sinkhorn_reg: float = 0.01
     sinkhorn_iters: int = 100
-    cost: str = "cosine"
     target_update_steps: int = 20000  # refresh the OT feature encoder from the online one every N agent steps
     auto_scale: bool = True  # set the scale so the first episode's return is -scale_factor
     scale_factor: float = 10.0
@@ -82,8 +81,6 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("env", "ot"):
             raise ValueError(f"reward.kind is {self.kind!r}, expected 'env' or 'ot'")
-        if self.cost != "cosine":
-            raise ValueError(f"reward.cost is {self.cost!r}, expected 'cosine'")
 
 
 @dataclass
