@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from polytask.learning.config import check_choices
+
 
 @dataclass
 class StudentConfig:
@@ -15,7 +17,7 @@ class StudentConfig:
     feature_dim: int = 512  # pixel / goal-image trunk width
     frame_stack: int = 3  # pixel students only
     normalize_obs: bool = True  # state students: standardise inputs with the data's mean/std (kept in the checkpoint)
-    sinusoid_dim: int = 64
+    sinusoid_dim: int = 64  # width of sinusoidal goals
     goal_capacity: int = 0  # one-hot width; 0 = the number of tasks in the suite (fixed, so lifelong never grows)
 
 
@@ -23,15 +25,15 @@ class StudentConfig:
 class DistillConfig:
     """Eq. 2 / Algorithm 2. Defaults: Table V (buffer 30000 per task, lr 5e-5, batch 256, hidden 1024, Adam)."""
 
-    goal: Literal["onehot", "sinusoid", "language", "image"] = "onehot"
-    obs: Literal["state", "pixels"] = "state"
+    goal: Literal["onehot", "sinusoid", "language", "image"] = "onehot"  # the student's goal modality
+    obs: Literal["state", "pixels"] = "state"  # pixel students need stores with pixels
     buffer_per_task: int = 30000  # Table V: transitions per task kept for distillation (most recent episodes)
     lr: float = 5e-5  # Table V
-    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: warm-up, then cosine down to min_lr_ratio * lr
     warmup_steps: int = 0
     min_lr_ratio: float = 0.05  # cosine floor, as a fraction of lr
     batch_size: int = 256  # Table V
-    steps: int = 100000  # gradient steps of one distillation
+    steps: int = 100000  # gradient steps of one distillation (per added task in lifelong mode)
     weight_decay: float = 0.0
     grad_clip: float = 0.0  # 0 = off
     pcgrad: bool = False  # PolyTask-PCGrad: project conflicting per-task gradients
@@ -45,6 +47,7 @@ class DistillConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
 
     def __post_init__(self) -> None:
+        check_choices(self)
         for key in ("buffer_per_task", "batch_size", "steps", "checkpoint_every", "log_every", "eval_episodes",
                     "threads", "pcgrad_tasks"):
             if int(getattr(self, key)) < 1:

@@ -9,6 +9,13 @@ types are errors naming the file and key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+from polytask.learning.config import check_choices
+
+ObsKind = Literal["auto", "pixels", "state"]
+GoalModality = Literal["auto", "none", "onehot", "sinusoid", "language", "image"]
+RenderQuality = Literal["fast", "default"]
 
 
 @dataclass
@@ -20,7 +27,8 @@ class AgentConfig:
     critic_tau: float = 0.01  # soft target update of the critics
     update_every_steps: int = 2
     num_expl_steps: int = 2000  # uniform random actions for the first N agent steps
-    # DrQ-v2 schedule strings: "0.1" (constant) or "linear(init,final,duration_in_steps)".
+    # DrQ-v2 schedule strings: a constant (e.g. 0.1, what the authors' finetuning ran) or
+    # "linear(init,final,duration_in_steps)".
     stddev_schedule: str | float = "linear(1.0,0.1,500000)"
     stddev_clip: float = 0.3
     augment: bool = True  # random shift (pad 4) of observation AND goal images
@@ -28,12 +36,11 @@ class AgentConfig:
     bc_regularize: bool = True  # Eq. 1's BC term during online finetuning
     bc_alpha: float = 0.3  # α
     bc_lambda: float = 0.25  # λ
-    bc_loss: str = "logprob"  # "logprob": -log N(a_e; μ, bc_std) (authors); "mse": ||a_e - μ||² (Eq. 1 literally)
+    bc_loss: Literal["logprob", "mse"] = "logprob"  # "logprob": -log N(a_e; μ, bc_std) (authors); "mse": ||a_e - μ||²
     bc_std: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.bc_loss not in ("logprob", "mse"):
-            raise ValueError(f"agent.bc_loss is {self.bc_loss!r}, expected 'logprob' or 'mse'")
+        check_choices(self, "agent")
         if not 0.0 <= self.bc_lambda <= 1.0:
             raise ValueError(f"agent.bc_lambda is {self.bc_lambda}, expected a value in [0, 1]")
         if self.batch_size < 1 or self.update_every_steps < 1 or self.n_step < 0:
@@ -42,22 +49,24 @@ class AgentConfig:
 
 @dataclass
 class NetworkConfig:
-    obs: str = "auto"  # "pixels", "state", or "auto": pixels for Meta-World/Kitchen/xArm, state for DMC
-    goal_modality: str = "auto"  # "image", "onehot", "sinusoid", "language", "none", or "auto": image for pixels,
-    # none for states (experts); onehot (multi-task and lifelong RL)
+    obs: ObsKind = "auto"  # auto: pixels for Meta-World/Kitchen/xArm, state for DMC
+    goal_modality: GoalModality = "auto"  # auto: image (pixels) or none (states) for experts, onehot for multi-task RL
     goal_dim: int = 0  # vector goals: 0 = learning/goals.py's rule (onehot: the suite's size, sinusoid 64)
     hidden: int = 1024
     feature_dim: int = 512
     frame_stack: int = 3  # pixels only; states use 1
     actor_layers: int = 4
     critic_layers: int = 2
-    critic_action_tile: int = 0
-    state_encoder: str = "identity"
+    critic_action_tile: int = 0  # 0 = the authors' rule: 200 for pixels, (obs+goal)//action_dim for states
+    state_encoder: Literal["identity", "mlp"] = "identity"
+
+    def __post_init__(self) -> None:
+        check_choices(self, "network")
 
 
 @dataclass
 class ReplayConfig:
-    capacity: int = 150000  # transitions kept in memory; the oldest episodes are evicted beyond it
+    capacity: int = 150000  # transitions in memory per task (newest episodes); all of them also go to <run>/replay
     demo_batch_size: int = 0  # 0 = agent.batch_size
 
 
@@ -70,8 +79,8 @@ class BCConfig:
 
 @dataclass
 class RewardConfig:
-    kind: str = "env"  # "env" or "ot" (optimal-transport trajectory matching against the demos)
-    sinkhorn_reg: float = 0.01
+    kind: Literal["env", "ot"] = "env"  # ot: optimal-transport trajectory matching against the demos
+    sinkhorn_reg: float = 0.01  # entropic regularisation of the Sinkhorn plan
     sinkhorn_iters: int = 100
     target_update_steps: int = 20000  # refresh the OT feature encoder from the online one every N agent steps
     auto_scale: bool = True  # set the scale so the first episode's return is -scale_factor
@@ -79,29 +88,40 @@ class RewardConfig:
     scale: float = 1.0  # the scale itself when auto_scale is off
 
     def __post_init__(self) -> None:
-        if self.kind not in ("env", "ot"):
-            raise ValueError(f"reward.kind is {self.kind!r}, expected 'env' or 'ot'")
+        check_choices(self, "reward")
 
 
 @dataclass
-class TrainConfig:
-    task: str = ""
-    demos: str = ""  # episode store holding the task's demos; "" = learn from scratch (env reward, no BC)
-    init_from: str = ""  # warm start: a run folder or checkpoint whose networks (same architecture) seed this run
-    max_demos: int = 0  # 0 = all demos of the task in the store
-    steps: int = 100000  # agent steps of online finetuning (env frames = steps * action repeat)
+class RunConfig:
+    """The `train` section every online-RL run shares (the loop's settings, rl/loop.py); experts and multi-task
+    runs add their own fields and defaults."""
+
+    demos: str = ""  # episode store holding the demos; "" = learn from scratch (env reward, no BC)
+    max_demos: int = 0  # per task; 0 = all demos of the task in the store
+    steps: int = 100000  # agent steps of online finetuning (Meta-World budget 5e4-1.5e5, Table VI)
     seed_frames: int = 12000  # no updates before this many frames (Table IV)
-    eval_every: int = 10000  # agent steps
-    eval_episodes: int = 10
-    eval_video: bool = True
+    eval_every: int = 10000  # agent steps; 0 = only at the start and the end
+    eval_episodes: int = 10  # per task
+    eval_video: bool = True  # an mp4 per task at every evaluation
     save_every: int = 10000  # agent steps (checkpoints land at the next episode end)
     seed: int = 1
-    device: str = "cpu"
+    device: str = "cpu"  # torch device: cpu, or cuda on a GPU machine
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
     runs_dir: str = "runs"
-    name: str = ""  # run folder is <runs_dir>/<date>-<name>; default name: task slug + reward kind
-    render_quality: str = "fast"
+    name: str = ""  # run folder is <runs_dir>/<date>-<name>; default: the task and reward (expert), method (multi)
+    render_quality: RenderQuality = "fast"
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_choices(self, "train")
+        if self.steps < 1 or self.eval_episodes < 1:
+            raise ValueError(f"train.steps ({self.steps}) and train.eval_episodes ({self.eval_episodes}) must be >= 1")
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    task: str = ""  # the registry task the expert learns
+    init_from: str = ""  # warm start: a run folder or checkpoint whose networks (same architecture) seed this run
 
 
 @dataclass

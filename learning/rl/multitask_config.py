@@ -2,17 +2,19 @@
 
 The agent, network, replay and BC sections are the expert's own dataclasses (learning/rl/expert_config.py), so a
 multi-task run and a per-task expert share every hyper-parameter name and default; only what is new lives here.
-`network.goal_modality: auto` means a one-hot task goal (the paper's MTRL), indexed by the task's position in
-`train.tasks`. Load with `polytask.learning.config.load_config(MultiTaskConfig, path, overrides)`.
+`network.goal_modality: auto` means a one-hot task goal (the paper's MTRL) over the task's suite
+(learning/goals.py). Load with `polytask.learning.config.load_config(MultiTaskConfig, path, overrides)`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-from polytask.learning.rl.expert_config import AgentConfig, BCConfig, NetworkConfig, ReplayConfig
+from polytask.learning.rl.expert_config import AgentConfig, BCConfig, NetworkConfig, ReplayConfig, RunConfig
 
-METHODS = ("mtrl", "mtrl-demo", "mtrl-pcgrad", "distral")
+Method = Literal["mtrl", "mtrl-demo", "mtrl-pcgrad", "distral"]
+METHODS: tuple[str, ...] = get_args(Method)
 
 
 @dataclass
@@ -29,32 +31,18 @@ class DistralConfig:
 
 
 @dataclass
-class MultiTaskTrainConfig:
-    method: str = "mtrl"  # mtrl | mtrl-demo | mtrl-pcgrad | distral
+class MultiTaskTrainConfig(RunConfig):
+    method: Method = "mtrl"
     tasks: list[str] = field(default_factory=list)  # registry names; all must share obs and action dims
-    demos: str = ""  # episode store with every task's demos (mtrl-demo only)
-    max_demos: int = 0  # per task; 0 = all demos of the task in the store
     steps: int = 1_600_000  # agent steps over all tasks (16 Meta-World tasks x the expert's 100000)
-    seed_frames: int = 12000  # no updates before this many frames, counted over all tasks (Table IV)
-    eval_every: int = 100000  # agent steps; 0 = only at start and end
-    eval_episodes: int = 10  # per task
+    eval_every: int = 100000  # agent steps; 0 = only at the start and the end
     eval_video: bool = False  # an mp4 per task at every evaluation (renders even state runs)
-    save_every: int = 100000  # agent steps (the policy checkpoint lands at the next episode end)
-    seed: int = 1
-    device: str = "cpu"
-    threads: int = 0  # torch CPU threads (0 = leave torch's default)
-    runs_dir: str = "runs"
-    name: str = ""  # run folder <runs_dir>/<date>-<name>; default: the method and the number of tasks
-    render_quality: str = "fast"
-    progress: bool = True
+    save_every: int = 100000  # agent steps (the full checkpoint lands at the next episode end)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"train.method is {self.method!r}, expected one of {METHODS}")
+        super().__post_init__()
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"train.tasks names a task twice: {self.tasks}")
-        if self.steps < 1 or self.eval_episodes < 1:
-            raise ValueError(f"train.steps ({self.steps}) and train.eval_episodes ({self.eval_episodes}) must be >= 1")
 
 
 @dataclass
