@@ -22,7 +22,7 @@ from polytask.learning.distill.data import TaskData, normalizer
 from polytask.learning.distill.distill import distill, new_student
 from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.student import StudentPolicy, load_student
-from polytask.learning.reporting.lifelong import HISTORY, Stage, read_history, write_history
+from polytask.learning.reporting.lifelong import Stage, next_stage, write_history
 
 METHODS = ("polytask", "finetune")
 
@@ -40,13 +40,7 @@ def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskDat
     if method not in METHODS:
         raise ValueError(f"lifelong method {method!r} unknown; expected one of {METHODS}")
     method_dir = Path(method_dir)
-    history = read_history(method_dir)
-    done = [s["task"] for s in history]
-    if done != list(order[: len(done)]):
-        raise ValueError(f"{method_dir / HISTORY}: tasks {done} do not follow the order {list(order)}")
-    if len(done) >= len(order):
-        raise ValueError(f"{method_dir}: all {len(order)} tasks already added")
-    k = len(done)
+    history, k = next_stage(method_dir, order)
     new = order[k]
     seen = list(order[: k + 1])
     start = time.perf_counter()

@@ -32,7 +32,7 @@ from polytask.learning.data.atomic import write_text
 from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.data import load_task
-from polytask.learning.distill.distill import distill
+from polytask.learning.distill.distill import DistillResult, distill
 from polytask.learning.distill.lifelong import METHODS, add_task
 from polytask.learning.distill.relabel import PolicyTeacher, ScriptedTeacher, Teacher, relabel_store
 from polytask.learning.policies.evaluate import effective_tasks, evaluate, write_csv
@@ -63,6 +63,8 @@ class DistillJob:
     eval_seed: int = 1000
     resume: bool = True  # continue an existing distillation state in `out`
     show_progress: bool = False  # a tqdm bar on the terminal
+    relabelled: str | Path | None = None  # the relabelled stores' root (default <out>/relabelled); jobs with the
+    # same stores and teachers may share one
 
     def __post_init__(self) -> None:
         if not self.stores:
@@ -92,6 +94,7 @@ class DistillOutcome:
     scores: dict[str, float]  # per task, as in the evaluation table (rounded to 4 places); empty if not evaluated
     effective_tasks: float | None  # sum of the mean scores (the paper's effective number of tasks)
     resumed_from: int = 0
+    result: DistillResult | None = None  # the multi-task distillation's figures (loss, seconds, samples/s)
 
 
 def make_teacher(expert: str, task_name: str, device: str) -> Teacher:
@@ -158,7 +161,7 @@ def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: Progres
         if not tasks:
             raise ValueError(f"store {root}: no readable episodes")
         for task in tasks:
-            rep = relabel_store(store, _relabelled(out, task), task, make_teacher(expert, task, cfg.device),
+            rep = relabel_store(store, _relabelled(job, out, task), task, make_teacher(expert, task, cfg.device),
                                 cap=cfg.buffer_per_task)
             log(f"relabelled {task}: {rep.episodes}/{rep.source_episodes} episodes, {rep.transitions} "
                 f"transitions ({rep.written} new)")
@@ -167,12 +170,12 @@ def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: Progres
     return new_tasks
 
 
-def _relabelled(out: Path, task: str) -> Path:
-    return out / "relabelled" / task.replace("/", "_")
+def _relabelled(job: DistillJob, out: Path, task: str) -> Path:
+    return Path(job.relabelled or out / "relabelled") / task.replace("/", "_")
 
 
-def _load_data(cfg: DistillConfig, out: Path, tasks: Sequence[str]) -> dict[str, Any]:
-    return {t: load_task(_relabelled(out, t), t, cap=cfg.buffer_per_task, pixels=cfg.obs == "pixels",
+def _load_data(job: DistillJob, cfg: DistillConfig, out: Path, tasks: Sequence[str]) -> dict[str, Any]:
+    return {t: load_task(_relabelled(job, out, t), t, cap=cfg.buffer_per_task, pixels=cfg.obs == "pixels",
                          frame_stack=cfg.student.frame_stack) for t in tasks}
 
 
@@ -182,7 +185,7 @@ def _row_details(row: Mapping[str, float], total: int, tasks: Sequence[str]) -> 
 
 def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str], goals: dict[str, np.ndarray],
                report: ProgressFn, log: Callable[[str], None]) -> DistillOutcome:
-    data = _load_data(cfg, out, tasks)
+    data = _load_data(job, cfg, out, tasks)
     total = job.steps if job.steps is not None else cfg.steps
     report("distilling", 0.0, {"step": 0, "total": total, "tasks": list(tasks)})
     distiller, res = distill(list(data.values()), goals, cfg, run_dir=out, steps=job.steps, resume=job.resume,
@@ -196,7 +199,7 @@ def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str],
         f"{res.samples_per_s:.0f} samples/s)")
     outcome = DistillOutcome(tasks=list(tasks), checkpoint=ckpt, step=res.step,
                              parameters=distiller.student.num_parameters(), scores={}, effective_tasks=None,
-                             resumed_from=res.resumed_from)
+                             resumed_from=res.resumed_from, result=res)
     if job.eval_episodes > 0:
         report("evaluating", 0.0, {"step": res.step})
         policy = StudentPolicy(distiller.student, goals)
@@ -216,7 +219,7 @@ def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str],
 
 def _lifelong(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str], goals: dict[str, np.ndarray],
               report: ProgressFn, log: Callable[[str], None]) -> DistillOutcome:
-    data = _load_data(cfg, out, tasks)
+    data = _load_data(job, cfg, out, tasks)
     method_dir = out / "lifelong" / job.method
     steps = job.steps or cfg.steps
     first = len(read_history(method_dir))

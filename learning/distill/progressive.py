@@ -19,7 +19,7 @@ from polytask.learning.nets.progressive import ProgressiveNet
 from polytask.learning.nets.student import STD_FLOOR
 from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.progressive import ProgressivePolicy, load_progressive, save_progressive
-from polytask.learning.reporting.lifelong import HISTORY, Stage, read_history, write_history
+from polytask.learning.reporting.lifelong import Stage, next_stage, write_history
 
 
 def add_task_progressive(method_dir: str | Path, datasets: Mapping[str, TaskData], order: Sequence[str],
@@ -28,11 +28,7 @@ def add_task_progressive(method_dir: str | Path, datasets: Mapping[str, TaskData
                          log: Callable[[str], None] = print) -> Stage:
     """Add the next task of `order`: a new column trained on that task's relabelled data only."""
     method_dir = Path(method_dir)
-    history = read_history(method_dir)
-    done = [s["task"] for s in history]
-    if done != list(order[: len(done)]) or len(done) >= len(order):
-        raise ValueError(f"{method_dir / HISTORY}: tasks {done} do not leave a next task in order {list(order)}")
-    k = len(done)
+    history, k = next_stage(method_dir, order)
     new, seen = order[k], list(order[: k + 1])
     start = time.perf_counter()
     torch.manual_seed(seed + k)

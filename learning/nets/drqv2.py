@@ -25,7 +25,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -34,6 +34,7 @@ OBS_MODALITIES = ("pixels", "state")
 GOAL_MODALITIES = ("image", "onehot", "sinusoid", "language", "none")
 STATE_ENCODERS = ("identity", "mlp")
 PIXEL_CHANNELS = 3
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -130,16 +131,7 @@ class NetworkSpec:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "NetworkSpec") -> NetworkSpec:
-        if not isinstance(data, dict):
-            raise ValueError(f"{where}: network spec must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{where}: network spec keys {unknown} unknown; known keys: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ValueError(f"{where}: network spec incomplete or malformed ({err})") from err
+        return spec_from_dict(cls, data, where, "network spec")
 
     @classmethod
     def from_json(cls, text: str, where: str = "NetworkSpec") -> NetworkSpec:
@@ -153,6 +145,21 @@ class NetworkSpec:
         """Human-readable list of fields that differ (`goal_modality: 'image' != 'onehot'`)."""
         a, b = self.to_dict(), other.to_dict()
         return [f"{k}: {a[k]!r} != {b[k]!r}" for k in sorted(a) if a[k] != b[k]]
+
+
+def spec_from_dict(cls: type[S], data: Any, where: str, what: str) -> S:
+    """A spec dataclass from a checkpoint header's mapping; unknown, missing or malformed keys are errors naming
+    the file (`where`) and the keys."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: {what} must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{where}: {what} keys {unknown} unknown; known keys: {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as err:
+        raise ValueError(f"{where}: {what} incomplete or malformed ({err})") from err
 
 
 def weight_init(module: nn.Module) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from polytask.learning.goals import GOAL_KINDS
-from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec, count_parameters
+from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec, count_parameters, spec_from_dict
 
 OBS_KINDS = ("state", "pixels")
 STD_FLOOR = 1e-2
@@ -56,16 +56,7 @@ class StudentSpec:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "StudentSpec") -> StudentSpec:
-        if not isinstance(data, dict):
-            raise ValueError(f"{where}: student spec must be a mapping, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{where}: student spec keys {unknown} unknown; known keys: {sorted(known)}")
-        try:
-            return cls(**data)
-        except TypeError as err:
-            raise ValueError(f"{where}: student spec incomplete ({err})") from err
+        return spec_from_dict(cls, data, where, "student spec")
 
     def network_spec(self) -> NetworkSpec:
         """The shared-network spec that sizes encoder and actor. For a state student with image goals the actor

@@ -48,3 +48,17 @@ def read_history(method_dir: str | Path) -> list[dict[str, Any]]:
 def write_history(method_dir: str | Path, stages: Sequence[Mapping[str, Any]]) -> Path:
     """The whole history, replaced atomically: a crash mid-write leaves the previous stages readable."""
     return write_json(Path(method_dir) / HISTORY, list(stages), indent=1)
+
+
+def next_stage(run_dir: str | Path, order: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
+    """The history of a lifelong run and the index of the task of `order` to add next; refuses an order that the
+    history does not follow, one that names a task twice, and a run with nothing left to add."""
+    if not order or len(set(order)) != len(order):
+        raise ValueError(f"lifelong order must name each task once, got {list(order)}")
+    history = read_history(run_dir)
+    done = [s["task"] for s in history]
+    if done != list(order[: len(done)]):
+        raise ValueError(f"{Path(run_dir) / HISTORY}: tasks {done} do not follow the order {list(order)}")
+    if len(done) >= len(order):
+        raise ValueError(f"{run_dir}: all {len(order)} tasks of {list(order)} already added")
+    return history, len(done)

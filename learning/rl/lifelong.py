@@ -56,7 +56,7 @@ from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.loaders import load_any_policy
 from polytask.learning.policies.multitask import save_multitask_policy
 from polytask.learning.policies.progressive import RL_KIND, load_progressive, save_progressive
-from polytask.learning.reporting.lifelong import HISTORY, Stage, read_history, write_history
+from polytask.learning.reporting.lifelong import HISTORY, Stage, next_stage, read_history, write_history
 from polytask.learning.reporting.report import forgetting_plot
 from polytask.learning.reporting.run_logging import make_run_dir
 from polytask.learning.rl.agent import ExpertAgent
@@ -207,20 +207,12 @@ def add_task_rl(run_dir: str | Path, method: str, order: Sequence[str], cfg: Mul
         raise ValueError(f"lifelong RL method {method!r} unknown; expected one of {sorted(METHODS)}")
     if not cfg.train.demos:
         raise ConfigError(f"lifelong {method} learns with the BC regulariser; give --demos <episode store>")
-    if len(set(order)) != len(order) or not order:
-        raise ValueError(f"lifelong order must name each task once, got {list(order)}")
     impl = METHODS[method]
     run_dir = Path(run_dir)
-    history = read_history(run_dir)
-    done = [s["task"] for s in history]
-    if done != list(order[: len(done)]):
-        raise ValueError(f"{run_dir / HISTORY}: tasks {done} do not follow the order {list(order)}")
-    if len(done) >= len(order):
-        raise ValueError(f"{run_dir}: all {len(order)} tasks of {list(order)} already added")
+    history, k = next_stage(run_dir, order)
     other = {s.get("method") for s in history} - {method}
     if other:
         raise ValueError(f"{run_dir / HISTORY}: stages were trained by {sorted(map(str, other))}, not {method!r}")
-    k = len(done)
     new, seen = order[k], list(order[: k + 1])
     seen_goals = task_goals(cfg, seen)
     stage_dir = run_dir / f"stage_{k + 1:02d}"

@@ -1,5 +1,5 @@
 """Evaluate a policy checkpoint (student, expert, multi-task RL baseline, progressive net) on tasks by the
-suites' scoring rules (learning/policy_loaders picks the loader from the checkpoint's kind).
+suites' scoring rules (learning/policies/loaders.py picks the loader from the checkpoint's kind).
 
 Prints the per-task score (success rate; DMC return/1000) and the effective number of tasks (their sum, the
 paper's headline figure); --out writes the table as CSV. Episode i uses reset seed --seed + i, so two policies

@@ -17,7 +17,7 @@ the next task of the order; --add N adds at most N tasks per command.
 
 All tasks must share observation and action sizes (Meta-World's 16: 39-D state, 4-D action). Writes
 runs/<date>-<method>-<N>tasks/ (or --out): config.yaml, checkpoints/policy.safetensors (the unified policy, one
-goal per task), train.csv, eval_history.csv, eval.csv/eval.png (per-task success, effective number of tasks),
+goal per task), train.csv, eval.csv (every evaluation), eval_table.csv/.png (final per-task success, effective tasks),
 and every --set train.save_every steps checkpoints/latest.safetensors, from which a killed run continues exactly
 with --resume RUN_DIR (its own config; --steps N to train on to N steps). A killed lifelong stage continues from
 its latest checkpoint when rerun with the same --out.
