@@ -15,8 +15,7 @@ state (OT target encoder and scale), the counters, torch/numpy/Python RNG states
 RNGs. The replay episodes themselves are in the run's episode stores, of which a resumed run reloads exactly the
 first `episodes_stored` per task (later files, written by the killed process after its last checkpoint, move to
 `replay-orphans/`), and the CSV rows logged after the checkpoint are dropped. On CPU with the same thread count a
-resumed run therefore repeats the uninterrupted one bit for bit (tests/test_trainer.py kills an expert run with
-SIGKILL; tests/test_multitask_resume.py resumes multi-task and lifelong runs).
+resumed run therefore repeats the uninterrupted one bit for bit (tests/test_trainer.py, test_multitask_resume.py).
 """
 
 from __future__ import annotations
