@@ -9,7 +9,7 @@ from polytask.learning import goals as G
 from polytask.learning.config import load_config
 from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.pipeline import student_goals
-from polytask.learning.rl.lifelong import task_goals as lifelong_goals
+from polytask.learning.rl.lifelong import stage_goals as lifelong_goals
 from polytask.learning.rl.multitask_config import MultiTaskConfig
 from polytask.sim import registry
 

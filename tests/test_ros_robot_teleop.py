@@ -139,7 +139,10 @@ def test_record_redo_cancel_silent_and_resume(graph):
     assert _rows(a1, [0, 0, 1, 1]) >= len(a1) - 2, a1
     assert eps[1].state[-1, 2] - eps[1].state[0, 2] > 0.05
     assert _rows(a2, [-1, 0, 0, -1]) >= 4
-    assert np.all(a2[-5:] == 0.0), f"silent joystick must give zero actions, got {a2[-5:]}"
+    # the silent joystick's ticks are zero actions; only the last tick may already see the joystick back (the save
+    # press is released-then-pressed, and a tick can fall between the two: no stick, gripper open)
+    silent = a2[-6:-1] if list(a2[-1]) == [0.0, 0.0, 0.0, -1.0] else a2[-5:]
+    assert len(silent) == 5 and np.all(silent == 0.0), f"silent joystick must give zero actions, got {a2[-6:]}"
     after = [m for t, m in actions_seen if t > silence_start + 0.8 and t < silence_start + 1.2]
     assert after and all(list(m.data) == [0.0, 0.0, 0.0, 0.0] for m in after)
 

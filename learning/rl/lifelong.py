@@ -183,7 +183,7 @@ class Progressive:
 METHODS: dict[str, LifelongMethod] = {m.name: m for m in (FineTune(), Progressive())}
 
 
-def task_goals(cfg: MultiTaskConfig, tasks: Sequence[str]) -> dict[str, np.ndarray]:
+def stage_goals(cfg: MultiTaskConfig, tasks: Sequence[str]) -> dict[str, np.ndarray]:
     """The goal vector of each task (learning/goals.py: keyed on the task's spec, one-hot over its whole suite by
     default), so a stage's network input has the same size whichever tasks came before."""
     kind = goal_modality(cfg.network, "onehot", goal_lib.VECTOR_KINDS, "lifelong RL learners")
@@ -214,7 +214,7 @@ def add_task_rl(run_dir: str | Path, method: str, order: Sequence[str], cfg: Mul
     if other:
         raise ValueError(f"{run_dir / HISTORY}: stages were trained by {sorted(map(str, other))}, not {method!r}")
     new, seen = order[k], list(order[: k + 1])
-    seen_goals = task_goals(cfg, seen)
+    seen_goals = stage_goals(cfg, seen)
     stage_dir = run_dir / f"stage_{k + 1:02d}"
     stage_cfg = replace(cfg, train=replace(cfg.train, method="mtrl-demo", tasks=[new], seed=cfg.train.seed + k,
                                            name=""))
@@ -273,7 +273,7 @@ def run_lifelong_rl(method: str, tasks: Sequence[str], demos: str = "", steps: i
     cfg = load_config(MultiTaskConfig, config, ov)
     if not cfg.train.demos:
         raise ConfigError(f"lifelong {method} learns with the BC regulariser; give --demos <episode store>")
-    task_goals(cfg, tasks)  # bad names or goal settings fail before a folder is made
+    stage_goals(cfg, tasks)  # bad names or goal settings fail before a folder is made
     if run_dir is None:
         run_dir = make_run_dir(cfg.train.runs_dir, cfg.train.name or f"{method}-{len(tasks)}tasks")
     run_dir = Path(run_dir)
