@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from polytask.learning.distill import goals as G
+from polytask.learning import goals as G
+from polytask.learning.data.episodes import Episode, EpisodeStore
 from polytask.learning.distill.collect import collect_noisy_store
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import StoreSampler, load_task
 from polytask.learning.distill.distill import distill
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import Episode, EpisodeStore
 from polytask.sim import registry
 
 
@@ -85,9 +85,8 @@ def main() -> None:
     t = time.perf_counter()
     data = [load_task(d, task) for d, task in zip(folders, tasks, strict=True)]
     load_s = time.perf_counter() - t
-    ids = [d.task_id if args.synthetic else registry.make(task, render=False).spec.task_id
-           for d, task in zip(data, tasks, strict=True)]
-    goals = G.goal_vectors("onehot", tasks, ids, max(16, len(tasks)))
+    ids = [d.task_id if args.synthetic else registry.spec(task).task_id for d, task in zip(data, tasks, strict=True)]
+    goals = {task: G.onehot(i, max(16, len(tasks))) for task, i in zip(tasks, ids, strict=True)}
     cfg = DistillConfig(lr=1e-3, steps=args.steps, batch_size=args.batch, threads=args.threads,
                         log_every=args.steps, device=args.device, compile=args.compile,
                         student=StudentConfig(hidden=args.hidden, layers=args.layers))

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from polytask.learning.agent import ExpertAgent, TruncatedNormal
-from polytask.learning.expert_config import AgentConfig
-from polytask.learning.frames import FrameStacker
-from polytask.learning.networks import NetworkSpec, goal_features, log_prob_fixed_std
+from polytask.learning.data.frames import FrameStacker
+from polytask.learning.nets.drqv2 import NetworkSpec, goal_features, log_prob_fixed_std
+from polytask.learning.rl.agent import ExpertAgent, TruncatedNormal
+from polytask.learning.rl.expert_config import AgentConfig
 
 
 def grid_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -182,9 +182,9 @@ def bench_act(iters: int, device: str) -> dict:
 
 def bench_replay(iters: int) -> dict:
     """Sampling 256 stacked 84x84x9 transitions: stack-then-scatter per episode (eager) vs in-place gather (ours)."""
-    from polytask.learning.episodes import Episode
-    from polytask.learning.frames import stack_window
-    from polytask.learning.replay import ReplayBuffer
+    from polytask.learning.data.episodes import Episode
+    from polytask.learning.data.frames import stack_window
+    from polytask.learning.data.replay import ReplayBuffer
 
     rng = np.random.default_rng(0)
     buf = ReplayBuffer(150000, pixels=True, frame_stack=3, n_step=3)

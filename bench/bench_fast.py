@@ -24,12 +24,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from polytask.learning.accel.batched_experts import BatchedExperts
 from polytask.learning.accel.graphed_policy import accelerate_policy
-from polytask.learning.agent import ExpertAgent
-from polytask.learning.expert_config import AgentConfig
-from polytask.learning.expert_policy import ExpertPolicy
-from polytask.learning.networks import NetworkSpec
+from polytask.learning.nets.drqv2 import NetworkSpec
+from polytask.learning.policies.expert import ExpertPolicy
+from polytask.learning.rl.agent import ExpertAgent
+from polytask.learning.rl.batched import BatchedExperts
+from polytask.learning.rl.expert_config import AgentConfig
 from polytask.sim.task import Goal, Step
 
 

@@ -51,11 +51,12 @@ def transport_env(transport: str) -> dict[str, str]:
 
 def make_checkpoint(path: Path, hidden: int, feature_dim: int) -> Path:
     """A randomly initialised pixel student (frame stack 3, 84x84, one-hot goal): inference cost of the real one."""
-    from polytask.learning.distill.goals import onehot
-    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.goals import onehot
+    from polytask.learning.nets.student import StudentNet, StudentSpec
+    from polytask.learning.policies.student import save_student
     from polytask.sim import registry
 
-    task_id = registry.make(TASK, render=False).spec.task_id
+    task_id = registry.spec(TASK).task_id
     spec = StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=hidden,
                        feature_dim=feature_dim)
     return save_student(path, StudentNet(spec), {TASK: onehot(task_id, 16)}, [TASK], step=0)
@@ -92,19 +93,19 @@ def frames(h: int, w: int, n: int, seed: int = 0) -> list[np.ndarray]:
 
 def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str, dict[str, float]]:
     """In-process timings: act() alone, and message decode + resize + act (the server's per-frame work)."""
-    import cv2
     import torch
 
-    from polytask.nodes.policy_server_node import load_policy
+    from polytask.learning.policies.loaders import policy_for_task
     from polytask.ros.image_conversion import image_to_rgb8, numpy_to_image
+    from polytask.sim.frames import prepare_frame
     from polytask.sim.task import Goal, Step
 
     torch.set_num_threads(1)
-    loaded = load_policy(str(ckpt), TASK)
+    loaded = policy_for_task(str(ckpt), TASK)
     goal = Goal(task_id=loaded.spec.task_id, name=TASK)
     imgs = frames(size[0], size[1], 8)
     msgs = [numpy_to_image(f, "rgb8") for f in imgs]
-    small = [cv2.resize(f, (84, 84), interpolation=cv2.INTER_AREA) for f in imgs]
+    small = [prepare_frame(f, 84) for f in imgs]
 
     def step_of(px):
         return Step(state=np.zeros(39, np.float32), pixels=px, reward=0.0, success=False, terminal=False,
@@ -128,10 +129,7 @@ def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str
         act_cpu_ms.append((time.thread_time() - c0) * 1e3)  # CPU time: what the wall time is without preemption
         paced()
         t0 = time.perf_counter()
-        px = image_to_rgb8(msgs[i % 8])
-        if px.shape[:2] != (84, 84):
-            px = cv2.resize(px, (84, 84), interpolation=cv2.INTER_AREA)
-        loaded.policy.act(step_of(px))
+        loaded.policy.act(step_of(prepare_frame(image_to_rgb8(msgs[i % 8]), 84)))
         full_ms.append((time.perf_counter() - t0) * 1e3)
     return {"inference": percentiles(act_ms), "inference_cpu": percentiles(act_cpu_ms),
             "decode+resize+inference": percentiles(full_ms)}

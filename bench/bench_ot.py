@@ -25,7 +25,7 @@ import torch
 
 from polytask.learning.accel.cuda_graph import GraphedCall
 from polytask.learning.accel.sinkhorn import _lean_cuda, sinkhorn_batched
-from polytask.learning.ot_rewards import cosine_cost
+from polytask.learning.rl.ot_rewards import cosine_cost
 
 REG, ITERS = 0.01, 100
 

@@ -53,7 +53,7 @@ def uptime() -> str:
 
 
 def bench_experts(scratch: Path, n_jobs: int, steps: int) -> dict[str, float]:
-    from polytask.learning.demos import record_demos
+    from polytask.learning.policies.demos import record_demos
     from polytask.learning.scale.ray_backend import import_ray, run_on_ray, start_ray
     from polytask.learning.scale.sweep import plan_sweep
 

@@ -20,16 +20,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from polytask.learning.atomic import write_text
+from polytask.learning import goals as G
+from polytask.learning.baselines import demo_datasets, gcbc
 from polytask.learning.config import load_config, parse_overrides
-from polytask.learning.distill import goals as G
-from polytask.learning.distill.baselines import demo_datasets, gcbc
+from polytask.learning.data.atomic import write_text
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.pipeline import DistillJob, run_distillation
-from polytask.learning.distill.student import StudentPolicy
-from polytask.learning.distill_config import DistillConfig
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.evaluate import evaluate
-from polytask.learning.expert_policy import load_policy
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.expert import load_policy
+from polytask.learning.policies.student import StudentPolicy
 from polytask.sim.dmc_suite import TORSO_HALF_LENGTHS
 
 PAPER_EFFECTIVE = {"experts": 7.31, "polytask": 7.12, "gcbc": 1.76}  # the paper's DMC (10) headline row
@@ -68,7 +68,7 @@ def main() -> None:
     print(json.dumps({"polytask": rows["polytask"], "parameters": out.parameters}), flush=True)
 
     cfg = replace(load_config(DistillConfig, None, overrides), goal="sinusoid", steps=args.steps)
-    goals = G.goal_vectors("sinusoid", tasks, list(args.variants), cfg.student.sinusoid_dim)
+    goals = G.task_goals("sinusoid", tasks, cfg.student.sinusoid_dim)
     demos = demo_datasets(EpisodeStore(root / "demos"), tasks, 10)
     distiller, _ = gcbc(demos, goals, cfg, run_dir=root / args.out / "gcbc")
     distiller.save_student()

@@ -25,25 +25,25 @@ import json
 import time
 from pathlib import Path
 
-from polytask.learning.agent import schedule_value
-from polytask.learning.atomic import write_text
-from polytask.learning.checkpoint import read_header
 from polytask.learning.config import load_config
-from polytask.learning.demos import record_demos
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.evaluate import evaluate
-from polytask.learning.expert_config import ExpertConfig
-from polytask.learning.expert_policy import load_policy
-from polytask.learning.trainer import EXPERT, LATEST, ExpertTrainer
+from polytask.learning.data.atomic import write_text
+from polytask.learning.data.checkpoint import read_header
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.policies.demos import record_demos
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.expert import load_policy
+from polytask.learning.rl.agent import schedule_value
+from polytask.learning.rl.expert import EXPERT, ExpertTrainer
+from polytask.learning.rl.expert_config import ExpertConfig
+from polytask.learning.rl.loop import EVAL_SEED, latest_checkpoint
 from polytask.sim.dmc_suite import TORSO_HALF_LENGTHS
 
 PAPER_EXPERT_RETURN = 731.0  # the paper's average DMC expert return (Table II context)
-EVAL_SEED = 1_000_000
 
 
 def trained_steps(run_dir: Path) -> int:
-    ckpt = run_dir / "checkpoints" / LATEST
-    return int(read_header(ckpt)["step"]) if ckpt.exists() else -1
+    ckpt = latest_checkpoint(run_dir)
+    return int(read_header(ckpt)["step"]) if ckpt is not None else -1
 
 
 def warm_start_overrides(cfg_path: str | None, base_steps: int, init_from: Path) -> dict[str, object]:
@@ -61,11 +61,8 @@ def train_variant(variant: int, run_dir: Path, cfg_path: str | None, steps: int,
         return 0.0
     overrides = {"train.task": f"dmc/cheetah-run-torso-{variant}", "train.demos": "", "train.steps": steps,
                  "bc.pretrain_steps": 0, "agent.bc_regularize": False, "train.progress": False, **extra}
-    if (run_dir / "checkpoints" / LATEST).exists():
-        trainer = ExpertTrainer.resume(run_dir, {"train.steps": steps})
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        trainer = ExpertTrainer(load_config(ExpertConfig, cfg_path, overrides), run_dir=run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = ExpertTrainer.open(load_config(ExpertConfig, cfg_path, overrides), run_dir, {"train.steps": steps})
     try:
         trainer.run()
     finally:

@@ -108,8 +108,8 @@ def check_batched(device: str, toy: bool) -> dict:
     import numpy as np
     import torch
 
-    from polytask.learning.accel import expert_update as eu
-    from polytask.learning.accel.batched_experts import BatchedExperts
+    from polytask.learning.rl import fast_update as eu
+    from polytask.learning.rl.batched import BatchedExperts
 
     out = {}
     for kind in ("state", "pixel"):
@@ -137,9 +137,9 @@ def check_distill(device: str, toy: bool) -> dict:
     """Distillation on the device: the graph step against the eager step, 30 steps, same data and seed."""
     import numpy as np
 
+    from polytask.learning.distill.config import DistillConfig, StudentConfig
     from polytask.learning.distill.data import TaskData
     from polytask.learning.distill.distill import distill
-    from polytask.learning.distill_config import DistillConfig, StudentConfig
 
     rng = np.random.default_rng(0)
     data = []

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from polytask.sim import registry
-from polytask.sim.kitchen_suite import loose_complete
+from polytask.sim.kitchen_elements import loose_complete
 
 
 def run(task_name: str, seeds: int, init_noise: float) -> dict:

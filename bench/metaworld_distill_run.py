@@ -37,18 +37,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from polytask.learning.distill import goals as G
-from polytask.learning.distill import report
-from polytask.learning.distill.baselines import demo_datasets, gcbc
+from polytask.learning import goals as G
+from polytask.learning.baselines import demo_datasets, gcbc
+from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.collect import collect_noisy_store, record_demo
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import load_task
-from polytask.learning.distill.distill import action_error, distill
-from polytask.learning.distill.lifelong import add_task, read_history
+from polytask.learning.distill.distill import action_error
+from polytask.learning.distill.lifelong import add_task
+from polytask.learning.distill.pipeline import DistillJob, run_distillation, student_goal_width
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill.student import StudentPolicy
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.evaluate import evaluate
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.student import StudentPolicy, load_student
+from polytask.learning.reporting import report
+from polytask.learning.reporting.lifelong import read_history
 from polytask.sim import registry
 
 STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals", "onehot_same_steps", "pcgrad",
@@ -57,6 +59,14 @@ STAGES = ("collect", "demos", "relabel", "teachers", "polytask", "gcbc", "goals"
 
 def slug(task: str) -> str:
     return task.replace("/", "_")
+
+
+def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config as the dotted-key overrides a distillation job takes."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 class Run:
@@ -135,14 +145,8 @@ class Run:
         return self._data
 
     def goals(self, kind: str) -> dict:
-        ids = [self.specs[t].spec.task_id for t in self.tasks]
-        if kind == "onehot":
-            return G.goal_vectors("onehot", self.tasks, ids, self.cfg.student.goal_capacity)
-        if kind == "sinusoid":
-            return G.goal_vectors("sinusoid", self.tasks, ids, self.cfg.student.sinusoid_dim)
-        if kind == "language":
-            sentences = [G.sentence_for(t, self.specs[t].spec.language) for t in self.tasks]
-            return G.goal_vectors("language", self.tasks, ids, G.LANGUAGE_DIM, sentences)
+        if kind in G.VECTOR_KINDS:
+            return G.task_goals(kind, self.tasks, student_goal_width(self.cfg))
         store = EpisodeStore(self.root / "demos")
         return {t: G.goal_image_from_store(store, t) for t in self.tasks}
 
@@ -152,7 +156,7 @@ class Run:
 
     def teachers(self) -> dict:
         """The clean scripted teachers on the same evaluation episodes (the experts' row)."""
-        from polytask.learning.policy import ScriptedPolicy
+        from polytask.learning.policies.base import ScriptedPolicy
 
         scores = {}
         for t in self.tasks:
@@ -166,25 +170,33 @@ class Run:
     # --- students ----------------------------------------------------------------------------------
     def train_eval(self, name: str, kind: str, steps: int, gcbc_demos: bool = False, pcgrad: bool = False,
                    hidden: int | None = None) -> dict:
-        goals = self.goals(kind)
+        """One student: GCBC on the demos, or the distillation job of `polytask distill` on the shared relabelled
+        stores (relabelled once, by the `relabel` stage)."""
         cfg = replace(self.cfg, goal=kind, steps=steps, pcgrad=pcgrad)
         if hidden is not None:
             cfg = replace(cfg, student=replace(cfg.student, hidden=hidden))
         run_dir = self.root / "runs" / name
         if gcbc_demos:
+            goals = self.goals(kind)
             demos = demo_datasets(EpisodeStore(self.root / "demos"), self.tasks, 1)
             distiller, res = gcbc(demos, goals, cfg, run_dir=run_dir)
+            distiller.save_student()
+            student, scores = distiller.student, self.evaluate(StudentPolicy(distiller.student, goals))
         else:
-            distiller, res = distill(list(self.data().values()), goals, cfg, run_dir=run_dir,
-                                     header_extra={"method": "polytask"})
-        distiller.save_student()
-        scores = self.evaluate(StudentPolicy(distiller.student, goals))
-        err = action_error(distiller.student, goals, list(self.data().values()))
+            outcome = run_distillation(DistillJob(
+                experts=["scripted"], stores=[self.root / "raw" / slug(t) for t in self.tasks], out=run_dir,
+                relabelled=self.root / "relabelled", overrides=flat(asdict(cfg)), steps=steps,
+                goal_images=self.root / "demos" if kind == "image" else None, eval_episodes=self.args.eval_episodes,
+                eval_seed=self.args.eval_seed), log=self.log)
+            res = outcome.result
+            student, goals, _header, _ = load_student(outcome.checkpoint)
+            scores = outcome.scores
+        err = action_error(student, goals, list(self.data().values()))
         eff = sum(scores.values())
         self.log(f"{name}: effective tasks {eff:.2f} / {len(self.tasks)}, train {res.seconds:.0f}s "
                  f"({res.samples_per_s:.0f} samples/s), final loss {res.final_loss:.4f}")
         return {"scores": scores, "effective": eff, "train_seconds": res.seconds, "steps": res.step,
-                "samples_per_s": res.samples_per_s, "parameters": distiller.student.num_parameters(),
+                "samples_per_s": res.samples_per_s, "parameters": student.num_parameters(),
                 "action_mse_on_relabelled": err, "final_loss": res.final_loss}
 
     def polytask(self) -> dict:

@@ -177,7 +177,7 @@ TRAIN_TASK = Graph(
                  parameters=(("task", Arg("task")), ("env", Arg("robot")), ("demos", Arg("demos")),
                              ("run_dir", Arg("run_dir")), ("steps", Arg("steps")), ("reward", Arg("reward")),
                              ("config_file", Arg("config", string=True))),
-                 description="the expert loop of learning/trainer.py; replay episodes, checkpoints, progress"),
+                 description="the expert loop of learning/rl/expert.py; replay episodes, checkpoints, progress"),
         MONITOR,
     ),
 )

@@ -7,8 +7,11 @@ the file and the key (`config/expert.yaml: key 'agent.lrr' is unknown; known key
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,6 +96,19 @@ def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
     return value
 
 
+def check_choices(obj: Any, section: str = "") -> None:
+    """Refuse a value outside a `Literal` field's choices (call from `__post_init__`): the choices are declared
+    once, in the type, and hold for configs built in code as for ones loaded from YAML."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint = hints[f.name]
+        if typing.get_origin(hint) is typing.Literal:
+            value = getattr(obj, f.name)
+            if value not in typing.get_args(hint):
+                key = f"{section}.{f.name}" if section else f.name
+                raise ValueError(f"key {key!r} is {value!r}, expected one of {typing.get_args(hint)}")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -156,3 +172,57 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+# --- the documented YAML of a config, generated from its dataclass --------------------------------------------------
+_FIELD_LINE = re.compile(r"^    (\w+)\s*:[^=]+=.*?(?:\s+#\s?(.*))?$")
+
+
+def field_notes(cls: type) -> dict[str, tuple[list[str], str]]:
+    """Per field of dataclass `cls` (its own and inherited): the comment lines above it and its trailing comment,
+    read from the source, so the documentation of a default lives beside the default only."""
+    notes: dict[str, tuple[list[str], str]] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        above: list[str] = []
+        for line in inspect.getsource(klass).splitlines()[1:]:
+            if line.strip().startswith("#"):
+                above.append(line.strip()[1:].strip())
+                continue
+            match = _FIELD_LINE.match(line)
+            if match and match.group(1) in {f.name for f in dataclasses.fields(klass)}:
+                notes[match.group(1)] = (above, match.group(2) or "")
+            above = []
+    return notes
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
+
+
+def _emit(obj: Any, indent: int, out: list[str]) -> None:
+    cls = type(obj)
+    hints, notes = typing.get_type_hints(cls), field_notes(cls)
+    own = list(inspect.get_annotations(cls))  # a subclass's own fields first, as it declares them
+    ordered = sorted(dataclasses.fields(obj), key=lambda f: own.index(f.name) if f.name in own else len(own))
+    for f in ordered:
+        value = getattr(obj, f.name)
+        above, trailing = notes.get(f.name, ([], ""))
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            choices = " | ".join(str(c) for c in typing.get_args(hints[f.name]))
+            trailing = f"{choices}; {trailing}" if trailing else choices
+        out.extend(f"{' ' * indent}# {line}" for line in above)
+        if dataclasses.is_dataclass(value):
+            out.append(f"{' ' * indent}{f.name}:" + (f"  # {trailing}" if trailing else ""))
+            _emit(value, indent + 2, out)
+            continue
+        text = f"{' ' * indent}{f.name}: {_yaml_value(value)}"
+        out.append(f"{text:<30}  # {trailing}".rstrip() if trailing else text)
+
+
+def document(obj: Any, header: Sequence[str] = ()) -> str:
+    """`obj` (a config dataclass, usually its defaults) as commented YAML that `load_config` reads back equal."""
+    out = [f"# {line}".rstrip() for line in header]
+    _emit(obj, 0, out)
+    return "\n".join(out) + "\n"

@@ -1,7 +1,7 @@
 """Start a launch graph without the `ros2` CLI: one process per node, `--ros-args` as launch_ros passes them.
 
 Why a launcher of our own: `launch`/`launch_ros` cannot be installed from PyPI, but a graph is only processes
-with command lines (FACTS.md: `--params-file`, `-p`, `-r __node:=` all work from the wheels). This module starts
+with command lines (`--params-file`, `-p`, `-r __node:=` all work from the wheels). This module starts
 those processes, prefixes their output with the node name, restarts the ones marked `respawn`, and on Ctrl-C or
 SIGTERM stops them in an orderly way: SIGINT (rclpy shuts down cleanly), then SIGTERM, then SIGKILL after
 deadlines. A node that dies does not take the others down, as with `ros2 launch`.

@@ -44,7 +44,7 @@ def cheetah_xml(half_length: float) -> tuple[str, dict[str, bytes]]:
     """
     if not (0.1 <= half_length <= 3.0):
         raise ValueError(f"cheetah torso half-length {half_length} m outside the sane range 0.1..3.0")
-    from dm_control.suite import cheetah
+    from dm_control.suite import cheetah  # dm_control loads MuJoCo: only when a task is made
 
     xml, assets = cheetah.get_model_and_assets()
     root = ET.fromstring(xml)
@@ -67,6 +67,14 @@ def cheetah_xml(half_length: float) -> tuple[str, dict[str, bytes]]:
     return ET.tostring(root, encoding="unicode"), assets
 
 
+def task_spec(variant: int) -> TaskSpec:
+    """The static facts of one torso variant (no simulator needed); DMC scores by return, so no success rule."""
+    return TaskSpec(name=f"dmc/cheetah-run-torso-{variant}", suite="dmc", task_id=variant, state_dim=STATE_DIM,
+                    action_dim=ACTION_DIM, horizon=SIM_STEPS // ACTION_REPEAT, action_repeat=ACTION_REPEAT, n_step=3,
+                    language=f"run forward with a torso {2 * TORSO_HALF_LENGTHS[variant]:g} m long",
+                    has_success=False)
+
+
 class CheetahRunTorso(Task):
     """Cheetah-run on one torso-length variant, driven through dm_control's own task (reward, reset noise)."""
 
@@ -75,12 +83,8 @@ class CheetahRunTorso(Task):
             raise ValueError(f"cheetah torso variant {variant} unknown; expected 0..{len(TORSO_HALF_LENGTHS) - 1}")
         self.variant = variant
         self.half_length = TORSO_HALF_LENGTHS[variant]
-        spec = TaskSpec(name=f"dmc/cheetah-run-torso-{variant}", suite="dmc", task_id=variant, state_dim=STATE_DIM,
-                        action_dim=ACTION_DIM, horizon=SIM_STEPS // ACTION_REPEAT, action_repeat=ACTION_REPEAT,
-                        n_step=3, language=f"run forward with a torso {2 * self.half_length:g} m long",
-                        has_success=False)
-        super().__init__(spec, render=render)
-        from dm_control.suite import cheetah
+        super().__init__(task_spec(variant), render=render)
+        from dm_control.suite import cheetah  # as above: not when the suite registers
 
         xml, assets = cheetah_xml(self.half_length)
         self.physics = cheetah.Physics.from_xml_string(xml, assets)
@@ -90,7 +94,7 @@ class CheetahRunTorso(Task):
 
     def _make_env(self, seed: int):
         """A dm_control Environment on our physics. No time limit there: the horizon lives in Task, once."""
-        from dm_control.rl import control
+        from dm_control.rl import control  # as above
         from dm_control.suite import cheetah
 
         return control.Environment(self.physics, cheetah.Cheetah(random=seed), time_limit=float("inf"))
@@ -133,4 +137,5 @@ def _factory(variant: int):
 
 
 for _i, _length in enumerate(TORSO_HALF_LENGTHS):
-    register(f"dmc/cheetah-run-torso-{_i}", _factory(_i), f"cheetah-run, torso capsule half-length {_length} m")
+    register(f"dmc/cheetah-run-torso-{_i}", _factory(_i), f"cheetah-run, torso capsule half-length {_length} m",
+             spec=task_spec(_i))

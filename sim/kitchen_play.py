@@ -1,4 +1,4 @@
-"""Kitchen play data: record it by chaining scripted subtasks, load the original files, cut it into task snippets.
+"""Kitchen play data: record it by chaining scripted subtasks, and cut it into task snippets.
 
 The paper's Kitchen demos are segments of the relay-policy-learning play data (566 human VR demos, each doing 4
 elements in some order): "we roll out each demonstration to find the time step at which a task is completed ...
@@ -7,40 +7,26 @@ completed till the current one is completed". `segment()` does exactly that from
 trajectory (no re-simulation needed: completion depends only on the element joints), with PolyTask's strict
 threshold by default (`threshold="loose"` reproduces the env's 0.3 rule).
 
-Formats `load_play_file` reads (nothing is downloaded; a user points at files they have):
-- relay-policy-learning parsed demos: a pickle of a dict with `observations` (T, >=30) and `actions` (T, 9) (the
-  output of its `adept_envs/utils/parse_demos.py`). Read with a restricted unpickler that only rebuilds numpy
-  arrays, dicts, lists and scalars, so a hostile file cannot run code.
-- D4RL kitchen arrays: `.npz` (or `.hdf5` when h5py is installed) with `observations` (N, >=30), `actions` (N, 9)
-  and optional `terminals` / `timeouts` that split the N rows into episodes.
-- PolyTask's own play files (`save_play`): `.npz` with `qpos`, `actions`, optional `states`, `frames` and
-  `env_steps_per_action`.
-Observations of 59 columns are read as FrankaKitchen-v1's (qpos at [0:9] + [18:39]); otherwise the first 30
-columns are the full qpos (robot 9 + objects 21), as in D4RL and relay-policy-learning.
-
-This module returns plain arrays (`Snippet`); `polytask.learning.kitchen_import` turns them into Episodes.
+The files it comes from are read and written by `polytask.learning.data.play_files`.
+This module returns plain arrays (`Snippet`); `polytask.learning.data.kitchen_import` turns them into Episodes.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
-import os
-import pickle
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from polytask.sim.kitchen_suite import (
+from polytask.sim import registry
+from polytask.sim.kitchen_elements import (
     ELEMENTS,
     TASKS,
     completed_elements,
     loose_complete,
     strict_complete,
 )
+from polytask.sim.kitchen_scripted import make_expert
 
 QPOS_DIM = 30
 ACTION_DIM = 9
@@ -176,7 +162,7 @@ def segment(traj: PlayTrajectory, threshold: str = "strict") -> list[Snippet]:
 def states_from_qpos(task, qpos: np.ndarray, dt: float) -> np.ndarray:
     """FrankaKitchen-v1 59-D observations for a qpos sequence: positions as given, velocities by finite
     differences over `dt` seconds (mj_differentiatePos handles the kettle's quaternion)."""
-    import mujoco
+    import mujoco  # here: segmenting play files needs no simulator
 
     model = task.model
     qpos = np.asarray(qpos, dtype=np.float64)
@@ -191,7 +177,7 @@ def states_from_qpos(task, qpos: np.ndarray, dt: float) -> np.ndarray:
 
 def render_qpos(task, qpos: np.ndarray) -> np.ndarray:
     """Frames of a qpos sequence, rendered by setting the simulator state (kinematic playback, no dynamics)."""
-    import mujoco
+    import mujoco  # here: segmenting play files needs no simulator
 
     saved_qpos, saved_qvel = task.data.qpos.copy(), task.data.qvel.copy()
     frames = []
@@ -220,9 +206,6 @@ def record_play(elements: list[str] | tuple[str, ...], *, seed: int = 0, render:
     `extra["achieved"]` lists the elements that were strictly complete at some step of their own subtask (the
     segmenter does not use it).
     """
-    from polytask.sim import registry
-    from polytask.sim.kitchen_scripted import make_expert
-
     for e in elements:
         if e not in ELEMENT_TASK:
             raise ValueError(f"play element {e!r} has no scripted expert; expected one of {sorted(ELEMENT_TASK)}")
@@ -257,146 +240,3 @@ def record_play(elements: list[str] | tuple[str, ...], *, seed: int = 0, render:
             extra={"elements": list(elements), "achieved": achieved, "seed": seed})
     finally:
         task.close()
-
-
-def save_play(traj: PlayTrajectory, path: str | os.PathLike) -> None:
-    """Write a trajectory as `.npz` atomically (temp file + rename)."""
-    path = Path(path)
-    arrays = {"qpos": traj.qpos, "actions": traj.actions,
-              "env_steps_per_action": np.array(traj.env_steps_per_action)}
-    if traj.states is not None:
-        arrays["states"] = traj.states
-    if traj.frames is not None:
-        arrays["frames"] = traj.frames
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# --- loading files ------------------------------------------------------------------------------------------------
-def qpos_from_observations(obs: np.ndarray, where: str = "observations") -> np.ndarray:
-    """The 30-D qpos inside an observation array (see module docstring for the layouts)."""
-    obs = np.asarray(obs)
-    if obs.ndim != 2:
-        raise PlayFormatError(f"{where}: observations have shape {obs.shape}, expected (T, D)")
-    if obs.shape[1] == 59:
-        return np.concatenate([obs[:, :9], obs[:, 18:39]], axis=1)
-    if obs.shape[1] >= QPOS_DIM:
-        return obs[:, :QPOS_DIM]
-    raise PlayFormatError(f"{where}: observations have {obs.shape[1]} columns, expected 59 (FrankaKitchen-v1) "
-                          f"or >= 30 (qpos first, D4RL / relay-policy-learning)")
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and plain containers only; any other class in the file is refused."""
-
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"),
-        ("collections", "OrderedDict"),
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays and containers allowed")
-
-
-def _load_pickle(path: Path) -> Any:
-    data = path.read_bytes()
-    try:
-        return _ArrayOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as err:
-        raise PlayFormatError(f"{path}: not a readable relay-policy-learning demo pickle ({err})") from err
-
-
-def _episodes_from_arrays(obs: np.ndarray, actions: np.ndarray, ends: np.ndarray | None, where: str,
-                          steps_per_action: int) -> list[PlayTrajectory]:
-    """Split row-aligned (observation, action) pairs into trajectories. Row i holds o_i and a_i; the last row of an
-    episode keeps its observation as the final one and drops its action (there is no o_{T+1})."""
-    qpos = qpos_from_observations(obs, where)
-    actions = np.asarray(actions)
-    if actions.ndim != 2 or actions.shape[1] != ACTION_DIM or actions.shape[0] != qpos.shape[0]:
-        raise PlayFormatError(f"{where}: actions have shape {actions.shape}, expected ({qpos.shape[0]}, 9)")
-    n = qpos.shape[0]
-    if ends is None:
-        bounds = [(0, n)]
-    else:
-        cut = np.flatnonzero(np.asarray(ends, dtype=bool)) + 1
-        edges = [0, *[int(c) for c in cut if c < n], n]
-        bounds = [(a, b) for a, b in itertools.pairwise(edges) if b - a >= 2]
-    trajs = []
-    for i, (a, b) in enumerate(bounds):
-        trajs.append(PlayTrajectory(qpos=qpos[a:b], actions=actions[a:b - 1], env_steps_per_action=steps_per_action,
-                                    source=f"{where}#{i}"))
-    return trajs
-
-
-def load_play_file(path: str | os.PathLike) -> list[PlayTrajectory]:
-    """Read one play file (formats in the module docstring) into trajectories."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"play file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".pkl", ".pickle"):
-        data = _load_pickle(path)
-        if not isinstance(data, dict) or "observations" not in data or "actions" not in data:
-            keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise PlayFormatError(f"{path}: expected a dict with 'observations' and 'actions', got {keys}")
-        return _episodes_from_arrays(np.asarray(data["observations"]), np.asarray(data["actions"]), None, str(path),
-                                     RELAY_ENV_STEPS_PER_ACTION)
-    if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as err:
-            raise PlayFormatError(f"{path}: unreadable npz ({err})") from err
-        if "qpos" in arrays:  # PolyTask's own play file
-            try:
-                return [PlayTrajectory(qpos=arrays["qpos"], actions=arrays["actions"], states=arrays.get("states"),
-                                       frames=arrays.get("frames"),
-                                       env_steps_per_action=int(arrays.get("env_steps_per_action", 1)),
-                                       source=str(path))]
-            except KeyError as err:
-                raise PlayFormatError(f"{path}: missing key {err}") from err
-        return _from_d4rl_dict(arrays, str(path))
-    if suffix in (".hdf5", ".h5"):
-        try:
-            import h5py
-        except ModuleNotFoundError as err:
-            raise PlayFormatError(f"{path}: reading D4RL .hdf5 files needs h5py (pip install h5py), "
-                                  "or export the arrays to .npz") from err
-        with h5py.File(path, "r") as fh:
-            arrays = {k: np.asarray(fh[k]) for k in ("observations", "actions", "terminals", "timeouts") if k in fh}
-        return _from_d4rl_dict(arrays, str(path))
-    raise PlayFormatError(f"{path}: unknown play file type {suffix!r}; expected .pkl, .npz or .hdf5")
-
-
-def _from_d4rl_dict(arrays: dict[str, np.ndarray], where: str) -> list[PlayTrajectory]:
-    for key in ("observations", "actions"):
-        if key not in arrays:
-            raise PlayFormatError(f"{where}: missing key {key!r} (have {sorted(arrays)})")
-    ends = None
-    for key in ("terminals", "timeouts"):
-        if key in arrays:
-            flag = np.asarray(arrays[key]).astype(bool).reshape(-1)
-            ends = flag if ends is None else (ends | flag)
-    return _episodes_from_arrays(arrays["observations"], arrays["actions"], ends, where, RELAY_ENV_STEPS_PER_ACTION)
-
-
-def load_play_dir(folder: str | os.PathLike) -> list[PlayTrajectory]:
-    """Every play file (.pkl/.npz/.hdf5) under a folder, recursively, in sorted path order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"play data folder {folder} does not exist")
-    trajs = []
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in (".pkl", ".pickle", ".npz", ".hdf5", ".h5") and not path.name.startswith(".tmp-"):
-            trajs.extend(load_play_file(path))
-    return trajs

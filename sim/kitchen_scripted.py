@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from polytask.sim.kitchen_elements import ELEMENT_GOAL, element_progress
+
 ARM_DOF = 7
 CTRL_PER_ACTION = 2.0 * 0.08  # rad of position target per unit action (act_rng 2 x env dt 0.08 s)
 EE_SITE = "end_effector"
@@ -44,7 +46,7 @@ class ArmIK:
 
     def __init__(self, model, data, *, damping: float = 0.05, pos_gain: float = 1.0, rot_gain: float = 0.6,
                  integral_gain: float = 0.15, max_pos_step: float = 0.04, null_gain: float = 0.05) -> None:
-        import mujoco
+        import mujoco  # only when an expert runs (registering the suite must not load MuJoCo)
 
         self._mj = mujoco
         self.model, self.data = model, data
@@ -119,7 +121,7 @@ def _joint_action(ik: ArmIK, q_target: np.ndarray, gripper: float, max_step: flo
 
 def nominal_hand_pose(task) -> tuple[np.ndarray, np.ndarray]:
     """The hand's position and orientation in the env's own start pose (gripper pointing +y, fingers along x)."""
-    import mujoco
+    import mujoco  # as above
 
     scratch = mujoco.MjData(task.model)
     scratch.qpos[:] = task.env.robot_env.init_qpos
@@ -228,8 +230,6 @@ class WaypointExpert:
 
 def _progress_at_least(fraction: float, element: str) -> Callable[[object], bool]:
     """A waypoint end condition: the element's joint covered `fraction` of its way to the goal."""
-    from polytask.sim.kitchen_suite import element_progress
-
     return lambda task: element_progress(task.data.qpos, element) >= fraction
 
 
@@ -325,8 +325,6 @@ KETTLE_HANDLE_HEIGHT = 0.259  # kettle_site above the kettle's free-joint origin
 def kettle(task) -> WaypointExpert:
     """Pick the kettle by its handle (wrist turned 90 degrees so the fingers close above and below the horizontal
     bar), carry it to the top left burner and put it down."""
-    from polytask.sim.kitchen_suite import ELEMENT_GOAL
-
     turn = ((0.0, 1.0, 0.0), -np.pi / 2)
     a = "kettle_site"
     goal = np.asarray(ELEMENT_GOAL["kettle"][:3]) + np.array([0.0, 0.0, KETTLE_HANDLE_HEIGHT])

@@ -1,8 +1,9 @@
 """One registry from task names to factories: the only place that knows which suites exist.
 
 Suite modules register their task names at import time without importing their simulator (that happens in
-the factory), so listing tasks is cheap. Names look like `metaworld/door-open`, `dmc/cheetah-run-torso-3`,
-`kitchen/microwave`, `xarm/reach`; `names("metaworld/*")` globs.
+the factory), so listing tasks is cheap; a suite that knows its tasks' `TaskSpec`s without a simulator registers
+them too, so `spec(name)` reads a task's metadata without building anything. Names look like
+`metaworld/door-open`, `dmc/cheetah-run-torso-3`, `kitchen/microwave`, `xarm/reach`; `names("metaworld/*")` globs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from polytask.sim.task import Task
+from polytask.sim.task import Task, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class TaskEntry:
     suite: str
     factory: Callable[..., Task]
     description: str = ""
+    spec: TaskSpec | None = None  # the default task's spec, when the suite knows it without a simulator
 
 
 _REGISTRY: dict[str, TaskEntry] = {}
@@ -43,12 +45,14 @@ _FAILED: dict[str, str] = {}
 _loaded = False
 
 
-def register(name: str, factory: Callable[..., Task], description: str = "") -> None:
+def register(name: str, factory: Callable[..., Task], description: str = "", spec: TaskSpec | None = None) -> None:
     """Add a task. Called by suite modules at import; a duplicate name is a programming error."""
     if name in _REGISTRY:
         raise ValueError(f"task {name!r} registered twice")
+    if spec is not None and spec.name != name:
+        raise ValueError(f"task {name!r} registered with the spec of {spec.name!r}")
     suite = name.split("/", 1)[0]
-    _REGISTRY[name] = TaskEntry(name=name, suite=suite, factory=factory, description=description)
+    _REGISTRY[name] = TaskEntry(name=name, suite=suite, factory=factory, description=description, spec=spec)
 
 
 def _load_suites() -> None:
@@ -89,6 +93,22 @@ def entry(name: str) -> TaskEntry:
 def suites() -> set[str]:
     _load_suites()
     return {e.suite for e in _REGISTRY.values()}
+
+
+def spec(name: str) -> TaskSpec:
+    """A task's static facts (ids, sizes, horizon, sentence) without starting its simulator.
+
+    Suites that register their specs answer from the registry; for any other the task is built without rendering,
+    read and closed again.
+    """
+    found = entry(name)
+    if found.spec is not None:
+        return found.spec
+    task = found.factory(render=False, quality="fast")
+    try:
+        return task.spec
+    finally:
+        task.close()
 
 
 def make(name: str, *, render: bool = True, quality: str = "fast", **options) -> Task:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from polytask.sim.frames import prepare_frame
+
 
 @dataclass(frozen=True)
 class Goal:
@@ -138,7 +140,8 @@ class Task(abc.ABC):
         return self._episode_return
 
     def _frame(self) -> np.ndarray | None:
-        return self._render() if self.render_pixels else None
+        """The camera frame as policies take it (a no-op for suites that render at `spec.image_size`)."""
+        return prepare_frame(self._render(), self.spec.image_size) if self.render_pixels else None
 
 
 def validate_action(action: Any, spec: TaskSpec) -> np.ndarray:

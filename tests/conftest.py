@@ -33,7 +33,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def rl_pair_demos(tmp_path_factory) -> Path:
     """5 successful scripted demos (states only) of each task of RL_PAIR, recorded once per test session."""
-    from polytask.learning.demos import record_demos
+    from polytask.learning.policies.demos import record_demos
 
     out = tmp_path_factory.mktemp("rl_pair_demos")
     for task in RL_PAIR:

@@ -1,7 +1,7 @@
-"""K experts in one batched update (learning/accel/batched_experts.py) against K separate single-expert updates.
+"""K experts in one batched update (learning/rl/batched.py) against K separate single-expert updates.
 
 Each expert k gets its own batch, demo batch, goal and random draws; the reference runs the single-expert step
-(`expert_update.update_core`, itself held bit-equal to `ExpertAgent.update` by test_accel_expert.py) on expert
+(`fast_update.update_core`, itself held bit-equal to `ExpertAgent.update` by test_accel_expert.py) on expert
 k's slice of the same draws. Batched convolutions and matmuls sum in another order, so equality is within float
 tolerance. After `write_back`, each agent's checkpoint loads into the single-expert policy and acts as it does.
 """
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.accel import expert_update as eu
-from polytask.learning.accel.batched_experts import BatchedExperts
-from polytask.learning.agent import ExpertAgent
-from polytask.learning.checkpoint import save_checkpoint
-from polytask.learning.expert_config import AgentConfig
-from polytask.learning.expert_policy import KIND, load_policy
-from polytask.learning.networks import NetworkSpec
+from polytask.learning.data.checkpoint import save_checkpoint
+from polytask.learning.nets.drqv2 import NetworkSpec
+from polytask.learning.policies.expert import KIND, load_policy
+from polytask.learning.rl import fast_update as eu
+from polytask.learning.rl.agent import ExpertAgent
+from polytask.learning.rl.batched import BatchedExperts
+from polytask.learning.rl.expert_config import AgentConfig
 from polytask.sim.task import Goal, Step
 
 torch.set_num_threads(1)

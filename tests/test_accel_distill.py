@@ -1,4 +1,4 @@
-"""The distillation step's fast paths (learning/accel/distill_step.py) against the eager `Distiller.train_step`.
+"""The distillation step's fast paths (learning/distill/fast_step.py) against the eager `Distiller.train_step`.
 
 The data are synthetic relabelled rows (a fixed random teacher per task), so no simulator is needed; the
 student, sampler, schedule and checkpoint code are the real ones.
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import TaskData
 from polytask.learning.distill.distill import distill
-from polytask.learning.distill_config import DistillConfig, StudentConfig
 
 torch.set_num_threads(1)
 

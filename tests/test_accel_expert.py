@@ -1,4 +1,4 @@
-"""The expert's fast update paths (learning/accel/expert_update.py) against the eager `ExpertAgent.update`.
+"""The expert's fast update paths (learning/rl/fast_update.py) against the eager `ExpertAgent.update`.
 
 On this CPU the CUDA-graph path runs its static-buffer step uncaptured: everything but `torch.cuda.graph` itself
 (which bench/gpu_suite.sh checks on the card). torch.compile runs for real (inductor, C++), so those tests take a
@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.accel.expert_update import METRICS, LazyMetrics
-from polytask.learning.agent import ExpertAgent
 from polytask.learning.config import load_config
-from polytask.learning.demos import record_demos
-from polytask.learning.expert_config import AgentConfig, ExpertConfig
-from polytask.learning.multitask_agents import PCGradAgent
-from polytask.learning.networks import NetworkSpec
-from polytask.learning.trainer import ExpertTrainer
+from polytask.learning.nets.drqv2 import NetworkSpec
+from polytask.learning.policies.demos import record_demos
+from polytask.learning.rl.agent import ExpertAgent
+from polytask.learning.rl.expert import ExpertTrainer
+from polytask.learning.rl.expert_config import AgentConfig, ExpertConfig
+from polytask.learning.rl.fast_update import METRICS, LazyMetrics
+from polytask.learning.rl.multitask_agents import PCGradAgent
 
 torch.set_num_threads(1)
 TASK = "xarm/reach"

@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from polytask.learning.agent import ExpertAgent, parse_schedule, random_shift, schedule_value
-from polytask.learning.bc import pretrain_bc
-from polytask.learning.demos import record_demos
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.expert_config import AgentConfig
-from polytask.learning.frames import goal_image_chw
-from polytask.learning.networks import NetworkSpec
-from polytask.learning.replay import ReplayBuffer
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.data.frames import goal_image_chw
+from polytask.learning.data.replay import ReplayBuffer
+from polytask.learning.nets.drqv2 import NetworkSpec
+from polytask.learning.policies.demos import record_demos
+from polytask.learning.rl.agent import ExpertAgent, parse_schedule, random_shift, schedule_value
+from polytask.learning.rl.bc import pretrain_bc
+from polytask.learning.rl.expert_config import AgentConfig
 
 torch.set_num_threads(1)
 TASK = "xarm/reach"
@@ -103,14 +103,22 @@ def test_update_moves_actor_critic_and_soft_targets_by_tau():
     rng = np.random.default_rng(0)
     before_target = [p.clone() for p in agent.critic_target.parameters()]
     before_critic = [p.clone() for p in agent.nets.critic.parameters()]
+    before_actor = [p.clone() for p in agent.nets.actor.parameters()]
     demo = {"obs": rng.normal(size=(32, 10)).astype(np.float32),
             "action": rng.uniform(-1, 1, (32, 4)).astype(np.float32)}
     m = agent.update(_batch(rng), demo, step=10)
     assert {"critic_loss", "actor_loss", "bc_loss", "rl_loss"} <= set(m) and np.isfinite(m["critic_loss"])
+    # one Adam step moves every weight matrix of actor and critic (Adam's first step is lr-sized wherever the
+    # gradient is not zero)
+    for name, before, after in (("actor", before_actor, agent.nets.actor.parameters()),
+                                ("critic", before_critic, agent.nets.critic.parameters())):
+        moved = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
+        assert all(moved), f"{name}: {moved.count(False)} of {len(moved)} parameter tensors did not move"
     for p0, c0, p1, c1 in zip(before_target, before_critic, agent.critic_target.parameters(),
                               agent.nets.critic.parameters(), strict=True):
-        assert torch.allclose(p1, 0.99 * p0 + 0.01 * c1, atol=1e-6)
-        del c0
+        assert not torch.equal(c1, c0)
+        assert torch.allclose(p1, 0.99 * p0 + 0.01 * c1, atol=1e-6)  # the target trails the critic by tau
+        assert not torch.allclose(p1, p0)
 
 
 def test_encoder_is_trained_through_the_critic_only():
@@ -167,8 +175,8 @@ def test_pixel_update_with_augmented_goal(pixel_demos):
 
 def test_expert_policy_acts_like_the_agent_on_replayed_frames(pixel_demos):
     """Online stacking (ExpertPolicy) and replay stacking feed the actor the same input: same actions."""
-    from polytask.learning.expert_policy import ExpertPolicy
-    from polytask.learning.frames import frames_chw, stack_window
+    from polytask.learning.data.frames import frames_chw, stack_window
+    from polytask.learning.policies.expert import ExpertPolicy
     from polytask.sim.task import Goal, Step
 
     ep = pixel_demos[0]

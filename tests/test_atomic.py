@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from polytask.learning.atomic import TMP_PREFIX, atomic_open, atomic_path, write_json, write_text
-from polytask.learning.media import contact_sheet, write_video
+from polytask.learning.data.atomic import TMP_PREFIX, atomic_open, atomic_path, write_json, write_text
+from polytask.learning.reporting.media import contact_sheet, write_video
 
 
 def temps(folder):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.checkpoint import (
+from polytask.learning.data.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_module,
@@ -21,7 +21,7 @@ from polytask.learning.checkpoint import (
     rng_tensors,
     save_checkpoint,
 )
-from polytask.learning.networks import ExpertNetworks, NetworkSpec
+from polytask.learning.nets.drqv2 import ExpertNetworks, NetworkSpec
 
 torch.set_num_threads(1)
 SPEC = NetworkSpec("state", (10,), 4, "onehot", goal_dim=8, hidden=32)

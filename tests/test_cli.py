@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -11,20 +12,33 @@ import cv2
 import pytest
 
 from polytask.cli import build_parser, command_modules, main
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.data.episodes import EpisodeStore
 
 
-def test_every_subcommand_is_listed_and_has_help(capsys) -> None:
+def test_every_subcommand_is_listed_and_its_help_explains_every_option(capsys) -> None:
     names = [m.NAME for m in command_modules()]
     assert {"record-demos", "inspect", "train-expert", "distill", "eval", "launch", "demo", "tasks"} <= set(names)
-    top = build_parser().format_help()
-    for name in names:
-        assert name in top
+    def squeezed(text: str) -> str:  # argparse wraps lines, at hyphens too
+        return "".join(text.split())
+
+    parser = build_parser()
+    top = squeezed(parser.format_help())
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for module in command_modules():
+        name = module.NAME
+        assert name in top and squeezed(module.HELP) in top, name
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])
         assert exit_info.value.code == 0
-        out = capsys.readouterr().out
-        assert f"usage: polytask {name}" in out and len(out) > 200, name
+        out = squeezed(capsys.readouterr().out)
+        assert out.startswith(squeezed(f"usage: polytask {name}")), name
+        assert squeezed(module.__doc__)[:60] in out, f"{name}: the module docstring is not the description"
+        for action in sub.choices[name]._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help text"
+            assert squeezed(str(action.help))[:30] in out, f"{name}: help of {action.dest} not shown"
+            assert all(flag in out for flag in action.option_strings), (name, action.option_strings)
 
 
 def test_console_script_runs_in_a_fresh_process() -> None:

@@ -11,16 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.distill import goals as G
+from polytask.learning import goals as G
+from polytask.learning.data.episodes import EpisodeStore, load_episode
 from polytask.learning.distill.collect import collect_noisy_store
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.data import MemorySampler, StoreSampler, TaskData, load_task
-from polytask.learning.distill.distill import action_error, distill, lr_at, pcgrad_combine
-from polytask.learning.distill.lifelong import add_task, read_history
+from polytask.learning.distill.distill import action_error, distill, lr_at
+from polytask.learning.distill.lifelong import add_task
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill.student import StudentNet, StudentPolicy, StudentSpec, load_student, save_student
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore, load_episode
-from polytask.learning.evaluate import evaluate
+from polytask.learning.nets.student import StudentNet, StudentSpec
+from polytask.learning.pcgrad import pcgrad_combine
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.student import StudentPolicy, load_student, save_student
+from polytask.learning.reporting.lifelong import read_history
 from polytask.sim import registry
 
 TASKS = ["metaworld/drawer-close", "metaworld/button-press"]
@@ -49,8 +52,7 @@ def stores(tmp_path_factory):
 
 
 def onehot_goals(tasks):
-    ids = [registry.make(t, render=False).spec.task_id for t in tasks]
-    return G.goal_vectors("onehot", tasks, ids, 16)
+    return G.task_goals("onehot", tasks)
 
 
 def test_relabelling_covers_every_episode_with_the_teacher_action(stores):
@@ -97,7 +99,7 @@ def test_student_action_error_on_held_out_states_falls_below_bound(stores):
     cfg = small_cfg(steps=800)
     from polytask.learning.distill.distill import new_student
 
-    student = new_student(cfg, [train], 16)
+    student = new_student(cfg, [train], goals)
     before = action_error(student, goals, [held])[t]
     distiller, res = distill([train], goals, cfg, student=student)
     after = action_error(distiller.student, goals, [held])[t]
@@ -157,8 +159,8 @@ def test_samplers_draw_rows_of_the_sampled_task(stores):
 
 
 def test_store_feed_refuses_damaged_and_unrelabelled_files(stores, tmp_path):
+    from polytask.learning.data.episodes import EpisodeError
     from polytask.learning.distill.data import read_rows
-    from polytask.learning.episodes import EpisodeError
 
     _root, paths = stores
     bad = tmp_path / "000000_x_63.npz"
@@ -174,7 +176,7 @@ def test_goal_modalities():
     a, b = G.onehot(3, 16), G.sinusoid(3, 64)
     assert a.sum() == 1 and a[3] == 1 and b.shape == (64,)
     assert not np.allclose(G.sinusoid(3), G.sinusoid(4))
-    with pytest.raises(ValueError, match="capacity"):
+    with pytest.raises(ValueError, match="does not fit a width of 16"):
         G.onehot(16, 16)
     emb = G.language(["open the door", "press the button", "open the door"])
     assert emb.shape == (3, G.LANGUAGE_DIM)
@@ -201,7 +203,7 @@ def test_lr_schedule_and_student_checkpoint_round_trip(tmp_path):
     path = save_student(tmp_path / "s.safetensors", net, {"metaworld/hammer": goal}, ["metaworld/hammer"], 7)
     back, goals, header, _ = load_student(path)
     x = torch.randn(5, 39)
-    from polytask.learning.distill.student import goal_tensor
+    from polytask.learning.nets.student import goal_tensor
 
     torch.testing.assert_close(back(x, goal_tensor(goals["metaworld/hammer"], "image")),
                                net(x, goal_tensor(goal, "image")))
@@ -211,8 +213,8 @@ def test_lr_schedule_and_student_checkpoint_round_trip(tmp_path):
 
 
 def test_progressive_grows_a_column_and_never_forgets(stores, tmp_path):
-    from polytask.learning.distill.baselines import get
-    from polytask.learning.distill.progressive import load_progressive
+    from polytask.learning.baselines import get
+    from polytask.learning.policies.progressive import load_progressive
 
     _root, paths = stores
     data = {t: load_task(paths[t][1], t) for t in TASKS}
@@ -247,10 +249,10 @@ def test_expert_checkpoint_teacher_relabels_through_the_cli(stores, tmp_path):
     """A (random) expert checkpoint in the experts' format is a valid teacher: the relabelled actions are exactly
     what the loaded expert policy does on the stored states, replayed in order."""
     from polytask.cli import main
-    from polytask.learning.checkpoint import module_tensors, save_checkpoint
+    from polytask.learning.data.checkpoint import module_tensors, save_checkpoint
     from polytask.learning.distill.relabel import _step_at
-    from polytask.learning.expert_policy import load_policy
-    from polytask.learning.networks import Actor, Encoder, NetworkSpec
+    from polytask.learning.nets.drqv2 import Actor, Encoder, NetworkSpec
+    from polytask.learning.policies.expert import load_policy
 
     _root, paths = stores
     t = TASKS[0]
@@ -269,3 +271,20 @@ def test_expert_checkpoint_teacher_relabels_through_the_cli(stores, tmp_path):
     policy.reset(steps[0])
     expected = np.stack([policy.act(s) for s in steps])
     np.testing.assert_allclose(rel.expert_action, np.clip(expected, -1, 1), atol=1e-6)
+
+
+def test_a_state_student_takes_image_goals_of_the_size_it_is_given():
+
+
+    from polytask.learning.distill.distill import new_student
+    from polytask.learning.nets.student import goal_tensor
+
+    rng = np.random.default_rng(0)
+    data = TaskData("metaworld/door-open", 1, rng.normal(size=(50, 39)).astype(np.float32),
+                    rng.uniform(-1, 1, (50, 4)).astype(np.float32), 1)
+    goals = {"metaworld/door-open": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)}
+    student = new_student(DistillConfig(goal="image", student=StudentConfig(hidden=16, layers=1, feature_dim=8)),
+                          [data], goals)
+    assert student.spec.goal_image_size == 64
+    out = student(torch.from_numpy(data.states[:5]), goal_tensor(goals["metaworld/door-open"], "image"))
+    assert out.shape == (5, 4) and torch.isfinite(out).all()

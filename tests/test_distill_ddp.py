@@ -14,14 +14,14 @@ import pytest
 import torch
 
 from polytask import cli
-from polytask.learning.checkpoint import read_header
+from polytask.learning.data.checkpoint import read_header
+from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.collect import collect_noisy_store
 from polytask.learning.distill.data import load_task
 from polytask.learning.distill.ddp import DistContext
 from polytask.learning.distill.pipeline import DistillJob, run_distillation
 from polytask.learning.distill.relabel import ScriptedTeacher, relabel_store
-from polytask.learning.distill.student import load_student
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.policies.student import load_student
 from polytask.sim import registry
 
 TASKS = ("metaworld/drawer-close", "metaworld/button-press")

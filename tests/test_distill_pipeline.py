@@ -11,7 +11,7 @@ import torch
 
 from polytask.learning.distill.collect import collect_noisy_store
 from polytask.learning.distill.pipeline import DistillJob, run_distillation
-from polytask.learning.distill.student import load_student
+from polytask.learning.policies.student import load_student
 
 TASKS = ("metaworld/drawer-close", "metaworld/button-press")
 STEPS = 40

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from polytask.learning.checkpoint import read_header
+from polytask.learning.data.checkpoint import read_header
 from polytask.learning.distill.collect import collect_noisy_store
 
 TASK = "metaworld/drawer-close"

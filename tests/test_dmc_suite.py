@@ -96,8 +96,8 @@ def test_same_seed_same_start_and_other_seed_differs():
 
 def test_demos_from_a_policy_keep_every_episode_since_dmc_has_no_success_rule(tmp_path):
     """DMC is scored by return: an expert's rollouts are its demos, none is dropped as 'failed'."""
-    from polytask.learning.demos import record_demos
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.episodes import EpisodeStore
+    from polytask.learning.policies.demos import record_demos
 
     class Sine:
         def reset(self, step) -> None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore, load_episode, save_episode
+from polytask.learning.data.episodes import Episode, EpisodeError, EpisodeStore, load_episode, save_episode
 
 
 def make_episode(t: int = 12, pixels: bool = True, task: str = "xarm/reach", seed: int = 0) -> Episode:
@@ -98,7 +98,7 @@ WRITER = textwrap.dedent("""
     import sys, numpy as np
     sys.path.insert(0, {tests!r})
     from test_episode_store import make_episode
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.episodes import EpisodeStore
     store = EpisodeStore({root!r})
     i = 0
     while True:
@@ -143,7 +143,7 @@ def test_disk_full_gives_clear_error_and_keeps_earlier_episodes(tmp_path: Path) 
         import resource, signal, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_episode_store import make_episode
-        from polytask.learning.episodes import EpisodeStore, EpisodeWriteError
+        from polytask.learning.data.episodes import EpisodeStore, EpisodeWriteError
         store = EpisodeStore({str(tmp_path)!r})
         for i in range(3):
             store.append(make_episode(seed=i))

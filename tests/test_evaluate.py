@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from polytask.learning.evaluate import EvalResult, effective_tasks, evaluate, write_csv
+from polytask.learning.policies.evaluate import EvalResult, effective_tasks, evaluate, write_csv
 from polytask.sim.task import Step, Task, TaskSpec
 
 

@@ -7,12 +7,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from polytask.learning.demos import record_demos
-from polytask.learning.distill import goals as G
-from polytask.learning.distill.baselines import demo_datasets, gcbc
+from polytask.learning import goals as G
+from polytask.learning.baselines import demo_datasets, gcbc
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.distill.config import DistillConfig, StudentConfig
 from polytask.learning.distill.distill import action_error
-from polytask.learning.distill_config import DistillConfig, StudentConfig
-from polytask.learning.episodes import EpisodeStore
+from polytask.learning.policies.demos import record_demos
 
 MW = "metaworld/drawer-close"
 DMC = "dmc/cheetah-run-torso-2"
@@ -57,7 +57,7 @@ def test_demos_are_the_successful_ones_where_the_suite_has_a_success_rule(store)
 
 def test_gcbc_fits_the_demo_actions(store, tmp_path):
     data = demo_datasets(store, [MW], demos_per_task=1)
-    goals = G.goal_vectors("onehot", [MW], [0], 16)
+    goals = G.task_goals("onehot", [MW])
     cfg = replace(DistillConfig(), student=StudentConfig(hidden=64, layers=2), lr=1e-3, batch_size=64)
     first, _ = gcbc(data, goals, cfg, run_dir=tmp_path / "zero", steps=1)
     before = action_error(first.student, goals, list(data.values()))[MW]

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from polytask.learning.config import ConfigError, load_config
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.import_authors import UnsafePickleError, import_authors_demos, safe_load_pickle
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.data.import_authors import import_authors_demos
+from polytask.learning.data.safe_pickle import UnsafePickleError, safe_load_pickle
 
 
 def authors_pickle(path: Path, n: int = 2, t: int = 6) -> None:

@@ -8,20 +8,18 @@ import pickle
 import numpy as np
 import pytest
 
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.kitchen_import import import_play, record_play_snippets, resample_indices
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.data.kitchen_import import import_play, record_play_snippets, resample_indices
+from polytask.learning.data.play_files import load_play_dir, load_play_file, save_play
+from polytask.sim.kitchen_elements import strict_complete
 from polytask.sim.kitchen_play import (
     PlayFormatError,
     PlayTrajectory,
     completion_events,
-    load_play_dir,
-    load_play_file,
     record_play,
     render_qpos,
-    save_play,
     segment,
 )
-from polytask.sim.kitchen_suite import strict_complete
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from polytask.sim import registry
-from polytask.sim.kitchen_suite import (
+from polytask.sim.kitchen_elements import (
     ELEMENT_GOAL,
     ELEMENT_QPOS,
     KETTLE_HEIGHT_TOL,

@@ -1,4 +1,4 @@
-"""Lifelong baselines trained by RL + BC (learning/lifelong_rl.py): fine-tuning keeps its size and can forget,
+"""Lifelong baselines trained by RL + BC (learning/rl/lifelong.py): fine-tuning keeps its size and can forget,
 progressive nets grow and cannot forget, a stage learns its task, and `polytask eval` loads the progressive-RL
 checkpoint through the policy-loader registry."""
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.checkpoint import load_checkpoint
-from polytask.learning.distill.baselines import BASELINES
-from polytask.learning.distill.lifelong import read_history
-from polytask.learning.lifelong_rl import run_lifelong_rl
-from polytask.learning.policy_loaders import load_any_policy
+from polytask.learning.baselines import BASELINES
+from polytask.learning.data.checkpoint import load_checkpoint
+from polytask.learning.policies.loaders import load_any_policy
+from polytask.learning.reporting.lifelong import read_history
+from polytask.learning.rl.lifelong import run_lifelong_rl
 from polytask.sim import registry
 
 TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]  # = conftest.RL_PAIR (rl_pair_demos)

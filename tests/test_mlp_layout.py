@@ -4,8 +4,8 @@ checkpoints carry: experts and students (`actor.policy.0/2/4...`, `critic.q1...`
 
 from __future__ import annotations
 
-from polytask.learning.distill.progressive import ProgressiveNet
-from polytask.learning.networks import ExpertNetworks, NetworkSpec
+from polytask.learning.nets.drqv2 import ExpertNetworks, NetworkSpec
+from polytask.learning.nets.progressive import ProgressiveNet
 
 
 def shapes(module, prefix):

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from polytask.learning.checkpoint import read_header
 from polytask.learning.config import load_config
-from polytask.learning.multitask_config import MultiTaskConfig
-from polytask.learning.multitask_rl import LATEST, MultiTaskRLTrainer
+from polytask.learning.data.checkpoint import read_header
+from polytask.learning.reporting.run_logging import TIMING_COLUMNS
+from polytask.learning.rl.loop import LATEST, OnlineRL
+from polytask.learning.rl.multitask import MultiTaskRLTrainer
+from polytask.learning.rl.multitask_config import MultiTaskConfig
 
 TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button"]  # = conftest.RL_PAIR (rl_pair_demos)
 # Tiny state-based runs (63-step Meta-World episodes): a checkpoint after BC, one at step 126, the end at 250. An odd
@@ -27,9 +29,10 @@ TINY = {"train.threads": 1, "train.progress": False, "network.obs": "state", "ne
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _rows(path: Path, drop: str = "wall_s") -> list[dict[str, str]]:
+def _rows(path: Path) -> list[dict[str, str]]:
+    """A CSV's rows without the timing columns (seconds and rates, which no two runs share)."""
     with open(path, newline="") as fh:
-        return [{k: v for k, v in r.items() if k != drop} for r in csv.DictReader(fh)]
+        return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in csv.DictReader(fh)]
 
 
 def _state(trainer: MultiTaskRLTrainer) -> dict[str, torch.Tensor]:
@@ -60,7 +63,7 @@ def test_mtrl_demo_killed_after_its_checkpoint_resumes_bit_for_bit(rl_pair_demos
         full.close()
     assert summary["step"] == 250 and summary["updates"] > 80
     want_state = _state(full)
-    want_train, want_eval = _rows(run_dir / "train.csv"), _rows(run_dir / "eval_history.csv")
+    want_train, want_eval = _rows(run_dir / "train.csv"), _rows(run_dir / "eval.csv")
     n_replay = {t: len(list((run_dir / "replay" / t.replace("/", "-")).iterdir())) for t in TASKS}
 
     shutil.copy(kept, run_dir / "checkpoints" / LATEST)
@@ -75,7 +78,7 @@ def test_mtrl_demo_killed_after_its_checkpoint_resumes_bit_for_bit(rl_pair_demos
         orphans = sorted(p.name for p in (run_dir / "replay-orphans").rglob("*") if p.is_file())
         assert len(orphans) == 2  # the episodes ending at 189 and 250, stored after the checkpoint
         assert [int(r["step"]) for r in _rows(run_dir / "train.csv")] == [63, 126]  # rows past 126 dropped
-        assert [int(r["step"]) for r in _rows(run_dir / "eval_history.csv")] == [0, 126]
+        assert [int(r["step"]) for r in _rows(run_dir / "eval.csv")] == [0, 126]
         again = resumed.run()
     finally:
         resumed.close()
@@ -88,7 +91,7 @@ def test_mtrl_demo_killed_after_its_checkpoint_resumes_bit_for_bit(rl_pair_demos
     for k in state:
         assert torch.equal(state[k], want_state[k]), k
     assert _rows(run_dir / "train.csv") == want_train  # one history, as the uninterrupted run logged it
-    assert _rows(run_dir / "eval_history.csv") == want_eval
+    assert _rows(run_dir / "eval.csv") == want_eval
     assert again["eval_final"] == summary["eval_final"] and again["updates"] == summary["updates"]
     assert {t: len(list((run_dir / "replay" / t.replace("/", "-")).iterdir())) for t in TASKS} == n_replay
 
@@ -134,7 +137,7 @@ def test_learner_state_round_trips_through_the_checkpoint(method, steps, tmp_pat
 
 def test_resume_needs_a_checkpoint_and_the_same_network_and_the_cli_trains_on(tmp_path, capsys):
     from polytask.cli import main
-    from polytask.learning.checkpoint import CheckpointError
+    from polytask.learning.data.checkpoint import CheckpointError
 
     cfg = load_config(MultiTaskConfig, None, {**TINY, "train.method": "mtrl", "train.tasks": TASKS,
                                               "train.steps": 10, "train.save_every": 0})
@@ -160,9 +163,9 @@ def test_resume_needs_a_checkpoint_and_the_same_network_and_the_cli_trains_on(tm
 def test_a_killed_lifelong_stage_continues_from_its_checkpoint(rl_pair_demos, tmp_path, monkeypatch):
     """finetune-rl, one stage: killed (an exception) after its step-126 checkpoint, rerun on the same folder, it ends
     with the agent an uninterrupted stage ends with."""
-    from polytask.learning.checkpoint import load_checkpoint
-    from polytask.learning.distill.lifelong import read_history
-    from polytask.learning.lifelong_rl import AGENT_FILE, run_lifelong_rl
+    from polytask.learning.data.checkpoint import load_checkpoint
+    from polytask.learning.reporting.lifelong import read_history
+    from polytask.learning.rl.lifelong import AGENT_FILE, run_lifelong_rl
 
     ov = {k: v for k, v in TINY.items() if k != "train.steps"}
 
@@ -173,17 +176,17 @@ def test_a_killed_lifelong_stage_continues_from_its_checkpoint(rl_pair_demos, tm
                                run_dir=run_dir, add=1, log=lines.append)
 
     whole = stage(tmp_path / "whole")
-    log_train = MultiTaskRLTrainer._log_train
+    log_episode = OnlineRL._log_episode
 
     def die_after_the_checkpoint(self, name, episode):
         if self.step > 126:
             raise RuntimeError("killed")
-        log_train(self, name, episode)
+        log_episode(self, name, episode)
 
-    monkeypatch.setattr(MultiTaskRLTrainer, "_log_train", die_after_the_checkpoint)
+    monkeypatch.setattr(OnlineRL, "_log_episode", die_after_the_checkpoint)
     with pytest.raises(RuntimeError, match="killed"):
         stage(tmp_path / "killed")
-    monkeypatch.setattr(MultiTaskRLTrainer, "_log_train", log_train)
+    monkeypatch.setattr(OnlineRL, "_log_episode", log_episode)
     assert read_header(tmp_path / "killed" / "stage_01" / "checkpoints" / LATEST)["step"] == 126
     again = stage(tmp_path / "killed")
     assert any("stage 1 (metaworld/button-press-topdown) resumes at step 126" in x for x in lines), lines

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from polytask.learning.networks import (
+from polytask.learning.nets.drqv2 import (
     Actor,
     Encoder,
     ExpertNetworks,

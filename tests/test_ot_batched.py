@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from polytask.learning.accel.sinkhorn import sinkhorn_batched
-from polytask.learning.ot_rewards import cosine_cost, ot_rewards_pot, ot_rewards_torch
+from polytask.learning.rl.ot_rewards import cosine_cost, ot_rewards_pot, ot_rewards_torch
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ import ot
 import pytest
 import torch
 
-from polytask.learning.networks import Encoder, NetworkSpec
-from polytask.learning.ot_rewards import (
+from polytask.learning.nets.drqv2 import Encoder, NetworkSpec
+from polytask.learning.rl.ot_rewards import (
     OTRewarder,
     cosine_cost,
     ot_rewards_pot,

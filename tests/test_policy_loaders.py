@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.checkpoint import CheckpointError, save_checkpoint
-from polytask.learning.distill.progressive import ProgressiveNet, save_progressive
-from polytask.learning.policy_loaders import LOADERS, load_any_policy
+from polytask.learning.data.checkpoint import CheckpointError, save_checkpoint
+from polytask.learning.nets.progressive import ProgressiveNet
+from polytask.learning.policies.loaders import LOADERS, load_any_policy
+from polytask.learning.policies.progressive import save_progressive
 from polytask.sim import registry
 
 

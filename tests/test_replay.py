@@ -7,9 +7,9 @@ import gc
 import numpy as np
 import pytest
 
-from polytask.learning.episodes import Episode, EpisodeStore
-from polytask.learning.frames import FrameStacker, frames_chw, stack_window
-from polytask.learning.replay import ReplayBuffer
+from polytask.learning.data.episodes import Episode, EpisodeStore
+from polytask.learning.data.frames import FrameStacker, frames_chw, stack_window
+from polytask.learning.data.replay import ReplayBuffer
 
 
 def _episode(t: int, seed: int = 0, pixels: bool = False, size: int = 8, terminal: bool = False) -> Episode:

@@ -154,7 +154,7 @@ def workspaces(tmp_path_factory):
 def test_the_workspace_provides_the_whole_namespace(workspaces, layout):
     ws = workspaces(layout)
     code = (
-        "import polytask, polytask.launch.graphs as g, polytask.sim.registry as r, polytask.learning.agent as a, "
+        "import polytask, polytask.launch.graphs as g, polytask.sim.registry as r, polytask.learning.rl.agent as a, "
         "polytask.nodes.monitor_node as m; print('\\n'.join(x.__file__ for x in (polytask, g, r, a, m)))"
     )
     done = ws.run([sys.executable, "-c", code], timeout=120)
@@ -250,7 +250,7 @@ def test_deploy_streams_actions_and_the_monitor_summary_shows_them(workspaces, l
 def test_teleop_record_lands_an_episode_from_a_scripted_joy(workspaces, domain, tmp_path):
     from sensor_msgs.msg import Joy
 
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.episodes import EpisodeStore
     from polytask.ros.testing import Probe
 
     ws = workspaces("symlink")
@@ -321,8 +321,8 @@ TINY_EXPERT = {
 
 
 def test_train_task_writes_a_checkpoint(workspaces, domain, tmp_path):
-    from polytask.learning.checkpoint import read_header
-    from polytask.learning.demos import record_demos
+    from polytask.learning.data.checkpoint import read_header
+    from polytask.learning.policies.demos import record_demos
     from polytask.ros.testing import Probe
 
     ws = workspaces("symlink")
@@ -354,7 +354,7 @@ def test_train_task_writes_a_checkpoint(workspaces, domain, tmp_path):
 
 def test_distill_writes_and_evaluates_a_unified_checkpoint(workspaces, domain, tmp_path):
     from polytask.learning.distill.collect import collect_noisy_store
-    from polytask.learning.distill.student import load_student
+    from polytask.learning.policies.student import load_student
     from polytask.ros.testing import Probe
 
     ws = workspaces("symlink")

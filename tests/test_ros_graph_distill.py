@@ -24,7 +24,7 @@ def test_distill_graph_produces_and_evaluates_a_unified_checkpoint(tmp_path):
     from polytask.launch.graphs import resolve
     from polytask.launcher import Launcher
     from polytask.learning.distill.collect import collect_noisy_store
-    from polytask.learning.distill.student import load_student
+    from polytask.learning.policies.student import load_student
     from polytask.ros.node_base import child_env
     from polytask.ros.testing import Probe, allocate_domain
 

@@ -25,8 +25,9 @@ def _image(h: int, w: int, encoding: str = "rgb8", step: int | None = None, data
 
 
 def test_bad_frames_are_counted_and_the_server_keeps_answering(tmp_path):
-    from polytask.learning.distill.goals import onehot
-    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.goals import onehot
+    from polytask.learning.nets.student import StudentNet, StudentSpec
+    from polytask.learning.policies.student import save_student
     from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
     # a pixel unified policy for 84x84 frames: a 64x64 frame is a size it cannot take
@@ -50,8 +51,15 @@ def test_bad_frames_are_counted_and_the_server_keeps_answering(tmp_path):
             actions = probe.subscribe("action")
             assert probe.spin_until(lambda: pub.get_subscription_count() >= 1, 30), server.log_text()
             good = _image(84, 84, data=np.full((84, 84, 3), 128, np.uint8).tobytes())
-            pub.publish(good)
-            assert probe.spin_until(lambda: len(actions) >= 1, 30), server.log_text()
+            # Image subscriptions are best effort: until the server's side of the match is complete a frame can
+            # be dropped, so the first good frame is repeated until it is answered; counts are taken from there.
+            for _ in range(60):
+                pub.publish(good)
+                if probe.spin_until(lambda: len(actions) >= 1, 0.5):
+                    break
+            assert actions, server.log_text()
+            probe.spin_until(lambda: bool(status) and json.loads(status[-1][1].data)["actions"] >= 1, 5)
+            first_actions = json.loads(status[-1][1].data)["actions"]
             errors = []
             for msg, expected in bad:
                 pub.publish(msg)
@@ -72,7 +80,7 @@ def test_bad_frames_are_counted_and_the_server_keeps_answering(tmp_path):
             server.stop()
     for (_, expected), err in zip(bad, errors, strict=True):
         assert expected in err, (expected, err)
-    assert final["bad_frames"] == 5 and final["policy_errors"] == 0 and final["actions"] == 2
+    assert final["bad_frames"] == 5 and final["policy_errors"] == 0 and final["actions"] == first_actions + 1
 
 
 @pytest.mark.parametrize(("params", "message"), [
@@ -97,8 +105,9 @@ def test_bad_startup_parameters_exit_with_one_clear_line(tmp_path, params, messa
 def test_a_policy_producing_nan_publishes_nothing(tmp_path):
     import torch
 
-    from polytask.learning.distill.goals import onehot
-    from polytask.learning.distill.student import StudentNet, StudentSpec, save_student
+    from polytask.learning.goals import onehot
+    from polytask.learning.nets.student import StudentNet, StudentSpec
+    from polytask.learning.policies.student import save_student
     from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
     student = StudentNet(StudentSpec(obs="pixels", obs_dim=84, action_dim=4, goal="onehot", goal_dim=16, hidden=32,

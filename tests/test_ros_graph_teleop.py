@@ -36,7 +36,7 @@ def _open_writer(path: str, timeout: float = 60.0) -> int:
 def test_teleop_record_graph_records_what_the_joystick_commands(tmp_path):
     from polytask.launch.graphs import resolve
     from polytask.launcher import Launcher
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.episodes import EpisodeStore
     from polytask.ros.node_base import child_env
     from polytask.ros.testing import Probe, allocate_domain
 

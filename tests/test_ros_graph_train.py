@@ -31,9 +31,9 @@ TINY = {
 def test_train_task_graph_writes_replay_and_checkpoint_and_reports_progress(tmp_path):
     from polytask.launch.graphs import resolve
     from polytask.launcher import Launcher
-    from polytask.learning.checkpoint import read_header
-    from polytask.learning.demos import record_demos
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.checkpoint import read_header
+    from polytask.learning.data.episodes import EpisodeStore
+    from polytask.learning.policies.demos import record_demos
     from polytask.ros.node_base import child_env
     from polytask.ros.testing import Probe, allocate_domain
 
@@ -109,8 +109,8 @@ def test_inprocess_training_and_resume_through_the_graph(tmp_path):
     """robot:=inprocess: no bridge, the trainer steps its own simulator; a second launch on the same run folder
     resumes from the checkpoint and continues the step count to the new budget."""
     from polytask.launch.graphs import resolve
-    from polytask.learning.demos import record_demos
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.episodes import EpisodeStore
+    from polytask.learning.policies.demos import record_demos
     from polytask.ros.testing import allocate_domain
 
     demos = tmp_path / "demos"
@@ -138,8 +138,8 @@ def test_inprocess_training_and_resume_through_the_graph(tmp_path):
 def test_ot_rewards_against_the_bridge(tmp_path):
     """reward:=ot through the topics, as on the real arm: the stored rewards are the OT ones, not the bridge's."""
     from polytask.launch.graphs import resolve
-    from polytask.learning.demos import record_demos
-    from polytask.learning.episodes import EpisodeStore
+    from polytask.learning.data.episodes import EpisodeStore
+    from polytask.learning.policies.demos import record_demos
     from polytask.ros.testing import allocate_domain
 
     demos = tmp_path / "demos"

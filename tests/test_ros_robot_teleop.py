@@ -16,7 +16,7 @@ import pytest
 from geometry_msgs.msg import PoseStamped
 from sensor_msgs.msg import Image, JointState, Joy
 
-from polytask.learning.episodes import EpisodeStore, load_episode
+from polytask.learning.data.episodes import EpisodeStore, load_episode
 from polytask.ros.image_conversion import numpy_to_image
 from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
@@ -139,7 +139,10 @@ def test_record_redo_cancel_silent_and_resume(graph):
     assert _rows(a1, [0, 0, 1, 1]) >= len(a1) - 2, a1
     assert eps[1].state[-1, 2] - eps[1].state[0, 2] > 0.05
     assert _rows(a2, [-1, 0, 0, -1]) >= 4
-    assert np.all(a2[-5:] == 0.0), f"silent joystick must give zero actions, got {a2[-5:]}"
+    # the silent joystick's ticks are zero actions; only the last tick may already see the joystick back (the save
+    # press is released-then-pressed, and a tick can fall between the two: no stick, gripper open)
+    silent = a2[-6:-1] if list(a2[-1]) == [0.0, 0.0, 0.0, -1.0] else a2[-5:]
+    assert len(silent) == 5 and np.all(silent == 0.0), f"silent joystick must give zero actions, got {a2[-6:]}"
     after = [m for t, m in actions_seen if t > silence_start + 0.8 and t < silence_start + 1.2]
     assert after and all(list(m.data) == [0.0, 0.0, 0.0, 0.0] for m in after)
 
@@ -207,6 +210,14 @@ def test_bad_images_and_joy_are_reported_and_recording_continues(tmp_path):
             assert probe.spin_until(lambda: op.last().get("state") == "idle", 20), node.log_text()
             assert probe.wait_for_subscribers("image", timeout=10) and probe.wait_for_subscribers("joy", timeout=10)
             img_pub = probe.publisher("image")
+            # image subscriptions are best effort: a frame sent before the recorder's side of the match is complete
+            # can be dropped, so a good frame is repeated until it is counted before the bad ones are sent
+            good = numpy_to_image(np.zeros((84, 84, 3), np.uint8), "rgb8")
+            for _ in range(60):
+                img_pub.publish(good)
+                if probe.spin_until(lambda: op.last().get("images", 0) >= 1, 0.5):
+                    break
+            assert op.last().get("images", 0) >= 1, op.last()
             for m in _bad_images():
                 img_pub.publish(m)
                 probe.spin(0.05)

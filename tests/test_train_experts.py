@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from polytask.learning.checkpoint import CheckpointError, read_header
-from polytask.learning.demos import record_demos
-from polytask.learning.scale.jobs import PROGRESS, RESULT, read_json
-from polytask.learning.scale.sweep import Sweep, run_sweep
+from polytask.learning.data.checkpoint import CheckpointError, read_header
+from polytask.learning.policies.demos import record_demos
+from polytask.learning.scale.jobs import PROGRESS, RESULT, ExpertJob, read_json
+from polytask.learning.scale.sweep import Sweep, progress_lines, run_sweep
 
 TASKS = ["metaworld/button-press-topdown", "metaworld/coffee-button", "metaworld/drawer-close"]
 VICTIM = TASKS[0]
@@ -146,7 +146,7 @@ def test_ray_sweep_retries_a_killed_job_from_its_checkpoint(demos, tmp_path):
     assert f"at step {victim['resumed_from']} (episode" in log  # the trainer's own resume line
     for task in TASKS[1:]:  # the others were not touched
         assert results[task]["attempts"] == 1 and results[task]["resumed_from"] == 0
-    assert "[0:" in out and "try 2 (resumed from" in out  # progress lines while running
+    assert "[0:" in out  # progress lines while running (what they show of a retry: test_progress_lines_...)
     table = out[out.index("task ") :]
     for task in TASKS:
         assert task in table and str(sweep / task.replace("/", "-")) in table
@@ -201,3 +201,18 @@ def test_without_ray_the_ray_backend_says_how_to_install_it_and_local_still_work
     assert res["status"] == "done" and res["step"] == steps and res["attempts"] == 1
     assert read_header(run_dir / "checkpoints" / "expert.safetensors")["step"] == steps
     assert f"{TASKS[2]}  done    {steps}/{steps}" in local.stdout  # the summary table
+
+
+def test_progress_lines_show_each_running_job_and_its_retry(tmp_path):
+    from polytask.learning.data.atomic import write_json
+
+    jobs = [ExpertJob(task=t, run_dir=str(tmp_path / str(i))) for i, t in enumerate(TASKS)]
+    for job in jobs:
+        Path(job.run_dir).mkdir()
+    write_json(Path(jobs[0].run_dir) / PROGRESS, {"status": "running", "step": 130, "total": 300, "attempt": 2,
+                                                   "resumed_from": 126, "eval": {"success_rate": 0.5}})
+    write_json(Path(jobs[1].run_dir) / PROGRESS, {"status": "done", "step": 300, "total": 300, "attempt": 1})
+    head, *rows = progress_lines(jobs, elapsed=65.0)
+    assert head == "[0:01:05] 3 jobs: 1 done, 1 running, 1 waiting"
+    assert len(rows) == 1 and rows[0].split()[:3] == [TASKS[0], "running", "130/300"]
+    assert "try 2 (resumed from 126) success 0.50" in rows[0]

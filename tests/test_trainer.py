@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from polytask.learning.checkpoint import CheckpointError, read_header
 from polytask.learning.config import load_config
-from polytask.learning.demos import record_demos
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.evaluate import evaluate
-from polytask.learning.expert_config import ExpertConfig
-from polytask.learning.expert_policy import load_policy
-from polytask.learning.trainer import ExpertTrainer
+from polytask.learning.data.checkpoint import CheckpointError, read_header
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.policies.demos import record_demos
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.expert import load_policy
+from polytask.learning.rl.expert import ExpertTrainer
+from polytask.learning.rl.expert_config import ExpertConfig
 
 TASK = "xarm/reach"
 
@@ -175,7 +175,7 @@ def test_cli_names_a_missing_demo_store(tmp_path):
 
 def test_config_file_holds_the_paper_defaults_and_typos_are_named(tmp_path):
     from polytask.learning.config import ConfigError
-    from polytask.learning.trainer import REPO_CONFIG
+    from polytask.learning.rl.expert import REPO_CONFIG
 
     assert load_config(ExpertConfig, REPO_CONFIG) == ExpertConfig()
     cfg = ExpertConfig()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polytask.learning.policy import ScriptedPolicy
+from polytask.learning.policies.base import ScriptedPolicy
 from polytask.sim import registry
 from polytask.sim.xarm_arm import MAX_STEP_M, WORKSPACE_HIGH, WORKSPACE_LOW, SimArm, action_to_delta
 

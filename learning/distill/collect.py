@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from polytask.learning.episodes import EpisodeStore
-from polytask.learning.policy import ScriptedPolicy
-from polytask.learning.rollout import rollout
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.policies.base import ScriptedPolicy
+from polytask.learning.policies.rollout import rollout
 from polytask.sim import registry
 
 DEFAULT_NOISE = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8)

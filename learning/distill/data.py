@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polytask.learning.data.episodes import Episode, EpisodeError, EpisodeStore, load_episode
 from polytask.learning.distill.relabel import select_recent
-from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore, load_episode
 
 
 @dataclass

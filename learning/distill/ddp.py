@@ -207,7 +207,7 @@ def replica_spread(module: torch.nn.Module, ctx: DistContext) -> float:
 
 # --- `polytask distill --nproc N`: the job in a file, N ranks started by torchrun ------------------------------
 def write_job(job: Any, out: str | Path) -> Path:
-    from polytask.learning.atomic import write_json
+    from polytask.learning.data.atomic import write_json
 
     data = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(job).items()}
     data["stores"] = [str(s) for s in data["stores"]]

@@ -13,7 +13,6 @@ continues from that step; the relabelled stores are read-only inputs and stay in
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -24,9 +23,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from polytask.learning.atomic import atomic_open
-from polytask.learning.checkpoint import (
+from polytask.learning.data.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_module,
@@ -36,20 +35,25 @@ from polytask.learning.checkpoint import (
     rng_tensors,
 )
 from polytask.learning.distill import ddp
-from polytask.learning.distill.data import MemorySampler, TaskData
-from polytask.learning.distill.student import StudentNet, StudentSpec, goal_tensor, save_student, student_tensors
-from polytask.learning.distill_config import DistillConfig
+from polytask.learning.distill.config import DistillConfig
+from polytask.learning.distill.data import MemorySampler, TaskData, normalizer
+from polytask.learning.nets.student import StudentNet, StudentSpec, goal_tensor
+from polytask.learning.pcgrad import set_pcgrad
+from polytask.learning.policies.student import save_student, student_tensors
+from polytask.learning.reporting.report import write_rows
 
 log = logging.getLogger(__name__)
 STATE_FILE = "distill_state.safetensors"
 STUDENT_FILE = "student.safetensors"
 
 
-def student_spec(cfg: DistillConfig, obs_dim: int, action_dim: int, goal_dim: int) -> StudentSpec:
+def student_spec(cfg: DistillConfig, obs_dim: int, action_dim: int, goal_dim: int,
+                 goal_image_size: int = 84) -> StudentSpec:
     s = cfg.student
     return StudentSpec(obs=cfg.obs, obs_dim=obs_dim, action_dim=action_dim, goal=cfg.goal,
                        goal_dim=goal_dim if cfg.goal != "image" else 0, hidden=s.hidden, layers=s.layers,
-                       feature_dim=s.feature_dim, frame_stack=s.frame_stack, normalize_obs=s.normalize_obs)
+                       feature_dim=s.feature_dim, frame_stack=s.frame_stack, normalize_obs=s.normalize_obs,
+                       goal_image_size=goal_image_size)
 
 
 def lr_at(cfg: DistillConfig, step: int, total: int) -> float:
@@ -62,20 +66,6 @@ def lr_at(cfg: DistillConfig, step: int, total: int) -> float:
     progress = min(1.0, max(0.0, (step - cfg.warmup_steps) / span))
     floor = cfg.min_lr_ratio
     return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def pcgrad_combine(grads: list[torch.Tensor], rng: np.random.Generator) -> torch.Tensor:
-    """PCGrad (Yu et al. 2020): project each task gradient off every other one it conflicts with, then average."""
-    projected = []
-    for i, g in enumerate(grads):
-        g = g.clone()
-        order = [j for j in rng.permutation(len(grads)) if j != i]
-        for j in order:
-            dot = torch.dot(g, grads[j])
-            if dot < 0:
-                g -= dot / (grads[j].pow(2).sum() + 1e-12) * grads[j]
-        projected.append(g)
-    return torch.stack(projected).mean(0)
 
 
 @dataclass
@@ -117,7 +107,7 @@ class Distiller:
         if self.dist.active:
             self.header_extra.update(world_size=self.dist.world, rank_batch=self.batch)
         self.history: list[dict[str, float]] = []
-        self._fast: Any = None  # cfg.compile's step (learning/accel/distill_step.py), built at the first step
+        self._fast: Any = None  # cfg.compile's step (learning/distill/fast_step.py), built at the first step
         if cfg.compile != "none" and cfg.pcgrad and len(self.tasks) > 1:
             raise ValueError("distill: compile applies to the plain Eq. 2 step; with pcgrad use compile 'none'")
         if cfg.compile != "none" and self.dist.active:
@@ -176,7 +166,7 @@ class Distiller:
         """One step; returns its loss (a device tensor on the fast paths, read when logged)."""
         if self.cfg.compile != "none":
             if self._fast is None:
-                from polytask.learning.accel.distill_step import FastDistillStep
+                from polytask.learning.distill.fast_step import FastDistillStep
 
                 self._fast = FastDistillStep(self, self.cfg.compile)
             loss = self._fast(int(self.rng.integers(len(self.tasks))), lr_at(self.cfg, self.step, total))
@@ -188,20 +178,10 @@ class Distiller:
         if self.cfg.pcgrad and len(self.tasks) > 1:
             ks = self.rng.choice(len(self.tasks), size=min(self.cfg.pcgrad_tasks, len(self.tasks)), replace=False)
             params = [p for p in self.student.parameters() if p.requires_grad]
-            grads, losses = [], []
-            for k in ks:
-                loss = self._loss(int(k), self.student)  # not through DDP: these gradients are averaged here
-                g = torch.autograd.grad(loss, params, allow_unused=True)
-                grads.append(ddp.average_tensor(torch.cat([(x if x is not None else torch.zeros_like(p)).reshape(-1)
-                                                           for x, p in zip(g, params, strict=True)]), self.dist))
-                losses.append(loss.item())
-            flat = pcgrad_combine(grads, self.rng)
-            offset = 0
-            for p in params:
-                n = p.numel()
-                p.grad = flat[offset:offset + n].view_as(p).clone()
-                offset += n
-            value = float(np.mean(losses))
+            # not through DDP: each task's gradient is averaged over the processes here, before the surgery
+            losses = [self._loss(int(k), self.student) for k in ks]
+            set_pcgrad(losses, params, self.rng, reduce=lambda g: ddp.average_tensor(g, self.dist))
+            value = float(np.mean([loss.item() for loss in losses]))
         else:
             k = int(self.rng.integers(len(self.tasks)))
             loss = self._loss(k)
@@ -221,8 +201,6 @@ class Distiller:
         self.student.train()
         bar = None
         if progress and self.dist.main:
-            from tqdm import tqdm
-
             bar = tqdm(total=total_steps, initial=self.step, desc="distill", unit="step", mininterval=2.0)
         start = time.perf_counter()
         window: list[float | torch.Tensor] = []
@@ -285,23 +263,14 @@ def action_error(student: StudentNet, goals: Mapping[str, np.ndarray], datasets:
     return out
 
 
-def write_history(history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    with atomic_open(path, "w", newline="") as fh:
-        if history:
-            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-    return Path(path)
-
-
-def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goal_dim: int) -> StudentNet:
-    """A randomly initialised student sized by the config and the data (not by any teacher)."""
-    from polytask.learning.distill.data import normalizer
-
+def new_student(cfg: DistillConfig, datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray]) -> StudentNet:
+    """A randomly initialised student sized by the config, the data and the goals (not by any teacher)."""
+    goal = np.asarray(next(iter(goals.values())))
+    goal_dim, goal_image_size = (0, int(goal.shape[0])) if cfg.goal == "image" else (len(goal), 84)
     torch.manual_seed(cfg.seed)
     d0 = datasets[0]
     obs_dim = d0.states.shape[1] if cfg.obs == "state" else int(d0.frames.shape[1])
-    student = StudentNet(student_spec(cfg, obs_dim, d0.actions.shape[1], goal_dim))
+    student = StudentNet(student_spec(cfg, obs_dim, d0.actions.shape[1], goal_dim, goal_image_size))
     if cfg.obs == "state":
         student.set_normalizer(*normalizer(datasets))
     return student
@@ -317,9 +286,8 @@ def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: 
     `on_log` receives every logged row (step, loss, lr, samples_per_s) as it is written: how a caller watches."""
     if not datasets:
         raise ValueError("distill: no task data")
-    goal_dim = len(next(iter(goals.values()))) if cfg.goal != "image" else 0
     if student is None:
-        student = new_student(cfg, datasets, goal_dim)
+        student = new_student(cfg, datasets, goals)
         if ddp.current().active and cfg.obs == "state":  # each rank holds a share: the statistics of all shares
             student.set_normalizer(*ddp.global_normalizer(datasets, ddp.current()))
     if sampler is None:
@@ -333,7 +301,7 @@ def distill(datasets: Sequence[TaskData], goals: Mapping[str, np.ndarray], cfg: 
                                   "task set.") from err
     result = distiller.train(steps if steps is not None else cfg.steps, progress=progress, on_log=on_log)
     if run_dir is not None and ddp.current().main:
-        write_history(distiller.history, Path(run_dir) / "distill_history.csv")
+        write_rows(distiller.history, Path(run_dir) / "distill_history.csv")
     return distiller, result
 
 
@@ -344,6 +312,5 @@ __all__ = [
     "distill",
     "lr_at",
     "new_student",
-    "pcgrad_combine",
     "student_tensors",
 ]

@@ -11,58 +11,20 @@ methods alike): it is a buffer, not a parameter. A stage killed midway resumes f
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from polytask.learning.atomic import write_json
+from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.data import TaskData, normalizer
 from polytask.learning.distill.distill import distill, new_student
-from polytask.learning.distill.student import StudentPolicy, load_student
-from polytask.learning.distill_config import DistillConfig
-from polytask.learning.evaluate import evaluate
+from polytask.learning.policies.evaluate import evaluate
+from polytask.learning.policies.student import StudentPolicy, load_student
+from polytask.learning.reporting.lifelong import Stage, next_stage, write_history
 
 METHODS = ("polytask", "finetune")
-HISTORY = "history.json"
-
-
-@dataclass
-class Stage:
-    index: int  # 1-based number of tasks seen
-    task: str  # the task added at this stage
-    tasks: list[str]
-    scores: dict[str, float]  # per seen task
-    effective: float
-    parameters: int
-    checkpoint: str
-    seconds: float
-    train_steps: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def read_history(method_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(method_dir) / HISTORY
-    if not path.exists():
-        return []
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: lifelong history is not valid JSON ({err})") from err
-    if not isinstance(data, list) or not all(isinstance(s, dict) and "task" in s for s in data):
-        raise ValueError(f"{path}: lifelong history must be a list of stages with a 'task' key")
-    return data
-
-
-def write_history(method_dir: str | Path, stages: Sequence[Mapping[str, Any]]) -> Path:
-    """The whole history, replaced atomically: a crash mid-write leaves the previous stages readable."""
-    return write_json(Path(method_dir) / HISTORY, list(stages), indent=1)
 
 
 def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskData], order: Sequence[str],
@@ -78,23 +40,16 @@ def add_task(method_dir: str | Path, method: str, datasets: Mapping[str, TaskDat
     if method not in METHODS:
         raise ValueError(f"lifelong method {method!r} unknown; expected one of {METHODS}")
     method_dir = Path(method_dir)
-    history = read_history(method_dir)
-    done = [s["task"] for s in history]
-    if done != list(order[: len(done)]):
-        raise ValueError(f"{method_dir / HISTORY}: tasks {done} do not follow the order {list(order)}")
-    if len(done) >= len(order):
-        raise ValueError(f"{method_dir}: all {len(order)} tasks already added")
-    k = len(done)
+    history, k = next_stage(method_dir, order)
     new = order[k]
     seen = list(order[: k + 1])
     start = time.perf_counter()
     train_tasks = seen if method == "polytask" else [new]
     train_data = [datasets[t] for t in train_tasks]
-    goal_dim = len(next(iter(goals.values()))) if cfg.goal != "image" else 0
     if history:
         student, _goals, _h, _t = load_student(history[-1]["checkpoint"])
     else:
-        student = new_student(cfg, train_data, goal_dim)
+        student = new_student(cfg, train_data, {t: goals[t] for t in train_tasks})
     before = student.num_parameters()
     if cfg.obs == "state":
         student.set_normalizer(*normalizer([datasets[t] for t in seen]))

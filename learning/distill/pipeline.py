@@ -25,12 +25,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from polytask.learning.atomic import write_text
-from polytask.learning.distill import goals as G
-from polytask.learning.distill.lifelong import METHODS
-from polytask.learning.distill.relabel import Teacher
-from polytask.learning.distill_config import DistillConfig
+from polytask.learning import goals as G
+from polytask.learning.config import load_config
+from polytask.learning.data.atomic import write_text
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.distill import ddp
+from polytask.learning.distill.config import DistillConfig
+from polytask.learning.distill.data import load_task
+from polytask.learning.distill.distill import DistillResult, distill
+from polytask.learning.distill.lifelong import METHODS, add_task
+from polytask.learning.distill.relabel import PolicyTeacher, ScriptedTeacher, Teacher, relabel_store
+from polytask.learning.policies.evaluate import effective_tasks, evaluate, write_csv
+from polytask.learning.policies.expert import load_policy
+from polytask.learning.policies.student import StudentPolicy
+from polytask.learning.reporting.lifelong import read_history
+from polytask.sim import registry
 
 STAGES = ("relabelling", "distilling", "evaluating", "done")
 ProgressFn = Callable[[str, float, Mapping[str, Any]], None]
@@ -54,6 +65,8 @@ class DistillJob:
     eval_seed: int = 1000
     resume: bool = True  # continue an existing distillation state in `out`
     show_progress: bool = False  # a tqdm bar on the terminal
+    relabelled: str | Path | None = None  # the relabelled stores' root (default <out>/relabelled); jobs with the
+    # same stores and teachers may share one
 
     def __post_init__(self) -> None:
         if not self.stores:
@@ -83,51 +96,38 @@ class DistillOutcome:
     scores: dict[str, float]  # per task, as in the evaluation table (rounded to 4 places); empty if not evaluated
     effective_tasks: float | None  # sum of the mean scores (the paper's effective number of tasks)
     resumed_from: int = 0
+    result: DistillResult | None = None  # the multi-task distillation's figures (loss, seconds, samples/s)
 
 
 def make_teacher(expert: str, task_name: str, device: str) -> Teacher:
     """`scripted` -> the task's scripted expert; otherwise an expert checkpoint loaded as a policy."""
-    from polytask.learning.distill.relabel import PolicyTeacher, ScriptedTeacher
-    from polytask.sim import registry
-
     task = registry.make(task_name, render=False)
     if expert == "scripted":
         return ScriptedTeacher(task)
-    from polytask.learning.expert_policy import load_policy
-
     if not Path(expert).is_file():
         raise FileNotFoundError(f"--experts: {expert!r} is neither 'scripted' nor a checkpoint file")
     return PolicyTeacher(load_policy(expert, device=device, task=task_name), task.goal)
 
 
+def student_goal_width(cfg: DistillConfig) -> int:
+    """The configured width of the student's vector goal (0: the goal module's rule)."""
+    return {"onehot": cfg.student.goal_capacity, "sinusoid": cfg.student.sinusoid_dim}.get(cfg.goal, 0)
+
+
 def student_goals(cfg: DistillConfig, tasks: Sequence[str], goal_images: str | Path | None) -> dict[str, np.ndarray]:
     """One goal per task in the config's modality; vector goals are sized for the whole suite, so a lifelong run
     that adds tasks never changes the goal width."""
-    from polytask.learning.episodes import EpisodeStore
-    from polytask.sim import registry
-
-    specs = {t: registry.make(t, render=False).spec for t in tasks}
     if cfg.goal == "image":
         if not goal_images:
             raise ValueError("--goal image needs --goal-images <demo store> (last frame of a successful demo)")
         demo_store = EpisodeStore(goal_images, create=False)
         return {t: G.goal_image_from_store(demo_store, t) for t in tasks}
-    ids = [specs[t].task_id for t in tasks]
-    suite = specs[tasks[0]].suite
-    dims = {"onehot": cfg.student.goal_capacity or len(registry.names(f"{suite}/*")) or len(tasks),
-            "sinusoid": cfg.student.sinusoid_dim, "language": G.LANGUAGE_DIM}
-    sentences = [G.sentence_for(t, specs[t].language) for t in tasks] if cfg.goal == "language" else None
-    return G.goal_vectors(cfg.goal, tasks, ids, dims[cfg.goal], sentences)
+    return G.task_goals(cfg.goal, tasks, student_goal_width(cfg))
 
 
 def run_distillation(job: DistillJob, progress: ProgressFn | None = None,
                      log: Callable[[str], None] = print) -> DistillOutcome:
     """Run `job` (resumably: the same job again continues where a killed one stopped) and return its outcome."""
-    import torch
-
-    from polytask.learning.config import load_config
-    from polytask.learning.distill import ddp
-
     report = progress or (lambda stage, fraction, details: None)
     overrides = dict(job.overrides)
     if job.goal:
@@ -174,9 +174,6 @@ def _task_list(job: DistillJob, cfg: DistillConfig, out: Path, report: ProgressF
 def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: ProgressFn,
                  log: Callable[[str], None]) -> list[str]:
     """Relabel every task of every store into `out/relabelled/<task>` (resumable); the tasks in store order."""
-    from polytask.learning.distill.relabel import relabel_store
-    from polytask.learning.episodes import EpisodeStore
-
     report("relabelling", 0.0, {})
     new_tasks = []
     for i, (expert, root) in enumerate(zip(job.teachers(), job.stores, strict=True)):
@@ -185,7 +182,7 @@ def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: Progres
         if not tasks:
             raise ValueError(f"store {root}: no readable episodes")
         for task in tasks:
-            rep = relabel_store(store, _relabelled(out, task), task, make_teacher(expert, task, cfg.device),
+            rep = relabel_store(store, _relabelled(job, out, task), task, make_teacher(expert, task, cfg.device),
                                 cap=cfg.buffer_per_task)
             log(f"relabelled {task}: {rep.episodes}/{rep.source_episodes} episodes, {rep.transitions} "
                 f"transitions ({rep.written} new)")
@@ -194,15 +191,12 @@ def _relabel_all(job: DistillJob, cfg: DistillConfig, out: Path, report: Progres
     return new_tasks
 
 
-def _relabelled(out: Path, task: str) -> Path:
-    return out / "relabelled" / task.replace("/", "_")
+def _relabelled(job: DistillJob, out: Path, task: str) -> Path:
+    return Path(job.relabelled or out / "relabelled") / task.replace("/", "_")
 
 
-def _load_data(cfg: DistillConfig, out: Path, tasks: Sequence[str]) -> dict[str, Any]:
-    from polytask.learning.distill import ddp
-    from polytask.learning.distill.data import load_task
-
-    return {t: load_task(_relabelled(out, t), t, cap=cfg.buffer_per_task, pixels=cfg.obs == "pixels",
+def _load_data(job: DistillJob, cfg: DistillConfig, out: Path, tasks: Sequence[str]) -> dict[str, Any]:
+    return {t: load_task(_relabelled(job, out, t), t, cap=cfg.buffer_per_task, pixels=cfg.obs == "pixels",
                          frame_stack=cfg.student.frame_stack, share=ddp.current()) for t in tasks}
 
 
@@ -212,11 +206,7 @@ def _row_details(row: Mapping[str, float], total: int, tasks: Sequence[str]) -> 
 
 def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str], goals: dict[str, np.ndarray],
                report: ProgressFn, log: Callable[[str], None]) -> DistillOutcome:
-    from polytask.learning.distill.distill import distill
-    from polytask.learning.distill.student import StudentPolicy
-    from polytask.learning.evaluate import effective_tasks, evaluate, write_csv
-
-    data = _load_data(cfg, out, tasks)
+    data = _load_data(job, cfg, out, tasks)
     total = job.steps if job.steps is not None else cfg.steps
     report("distilling", 0.0, {"step": 0, "total": total, "tasks": list(tasks)})
     distiller, res = distill(list(data.values()), goals, cfg, run_dir=out, steps=job.steps, resume=job.resume,
@@ -234,7 +224,7 @@ def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str],
         f"{res.samples_per_s:.0f} samples/s)")
     outcome = DistillOutcome(tasks=list(tasks), checkpoint=ckpt, step=res.step,
                              parameters=distiller.student.num_parameters(), scores={}, effective_tasks=None,
-                             resumed_from=res.resumed_from)
+                             resumed_from=res.resumed_from, result=res)
     if job.eval_episodes > 0:
         report("evaluating", 0.0, {"step": res.step})
         policy = StudentPolicy(distiller.student, goals)
@@ -254,9 +244,7 @@ def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str],
 
 def _lifelong(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str], goals: dict[str, np.ndarray],
               report: ProgressFn, log: Callable[[str], None]) -> DistillOutcome:
-    from polytask.learning.distill.lifelong import add_task, read_history
-
-    data = _load_data(cfg, out, tasks)
+    data = _load_data(job, cfg, out, tasks)
     method_dir = out / "lifelong" / job.method
     steps = job.steps or cfg.steps
     first = len(read_history(method_dir))

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from polytask.learning.episodes import Episode, EpisodeStore, load_episode, save_episode
-from polytask.learning.policy import Policy
+from polytask.learning.data.episodes import Episode, EpisodeStore, load_episode, save_episode
+from polytask.learning.policies.base import Policy
 from polytask.sim.task import Goal, Step, Task
 
 log = logging.getLogger(__name__)

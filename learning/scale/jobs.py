@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from polytask.learning.atomic import write_json
+from polytask.learning.data.atomic import write_json
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ def run_expert_job(job: ExpertJob) -> JobResult:
     which then resumes from its latest checkpoint.
     """
     from polytask.learning.config import ConfigError, load_config
-    from polytask.learning.expert_config import ExpertConfig
-    from polytask.learning.trainer import LATEST, ExpertTrainer
+    from polytask.learning.rl.expert import LATEST, ExpertTrainer
+    from polytask.learning.rl.expert_config import ExpertConfig
 
     run_dir = Path(job.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

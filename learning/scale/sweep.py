@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from polytask.learning.atomic import atomic_open, write_json
+from polytask.learning.data.atomic import atomic_open, write_json
 from polytask.learning.scale.jobs import PROGRESS, ExpertJob, JobResult, read_json
 
 PLAN = "jobs.json"
@@ -81,7 +81,7 @@ def plan_sweep(
     overrides name `train.threads` / `train.device` themselves; progress bars are off (the sweep reports). Paths
     are made absolute: a Ray worker does not start in this process's folder.
     """
-    from polytask.learning.run_logging import make_run_dir
+    from polytask.learning.reporting.run_logging import make_run_dir
 
     if not tasks:
         raise ValueError("train-experts: no tasks")

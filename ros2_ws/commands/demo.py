@@ -36,9 +36,9 @@ def _banner(text: str) -> None:
 
 
 def stage_demos(out: Path, episodes: int) -> None:
-    from polytask.learning.demos import record_demos
-    from polytask.learning.episodes import EpisodeStore
-    from polytask.learning.store_summary import format_summary, summarize
+    from polytask.learning.data.episodes import EpisodeStore
+    from polytask.learning.data.store_summary import format_summary, summarize
+    from polytask.learning.policies.demos import record_demos
 
     store_dir = out / "demos"
     for name in DEMO_TASKS:

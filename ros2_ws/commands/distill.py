@@ -47,11 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=("polytask", "finetune"), default="polytask",
                    help="lifelong method (finetune: the Fine-tuning baseline)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per task (0: skip evaluation)")
-    p.add_argument("--eval-seed", type=int, default=1000)
+    p.add_argument("--eval-seed", type=int, default=1000,
+                   help="evaluation episode i is reset with seed --eval-seed + i (default 1000)")
     p.add_argument("--no-resume", action="store_true", help="refuse to continue an existing distillation state")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, e.g. lr=1e-3 student.hidden=512 (YAML values)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--nproc", type=int, default=1,
                    help="data-parallel processes on this machine, started through torchrun (default 1)")
 

@@ -1,5 +1,5 @@
 """Evaluate a policy checkpoint (student, expert, multi-task RL baseline, progressive net) on tasks by the
-suites' scoring rules (learning/policy_loaders picks the loader from the checkpoint's kind).
+suites' scoring rules (learning/policies/loaders.py picks the loader from the checkpoint's kind).
 
 Prints the per-task score (success rate; DMC return/1000) and the effective number of tasks (their sum, the
 paper's headline figure); --out writes the table as CSV. Episode i uses reset seed --seed + i, so two policies
@@ -21,12 +21,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="policy checkpoint (.safetensors): student, expert, multi-task RL or progressive")
     p.add_argument("--tasks", default=None,
                    help="task glob, e.g. 'metaworld/*' (default: the tasks the checkpoint was trained on)")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task (default 10)")
+    p.add_argument("--seed", type=int, default=1000, help="episode i is reset with seed --seed + i (default 1000)")
     p.add_argument("--out", default=None, help="CSV of the per-task table")
     p.add_argument("--video", default=None, help="folder for one mp4 per task")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from polytask.learning.evaluate import effective_tasks, evaluate, write_csv
-    from polytask.learning.policy_loaders import load_any_policy
+    from polytask.learning.policies.evaluate import effective_tasks, evaluate, write_csv
+    from polytask.learning.policies.loaders import load_any_policy
     from polytask.sim import registry
 
     torch.set_num_threads(1)

@@ -22,11 +22,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polytask.learning.episodes import EpisodeStore
-    from polytask.learning.import_authors import import_authors_demos, import_drqv2_episode
+    from polytask.learning.data.episodes import EpisodeStore
+    from polytask.learning.data.import_authors import import_authors_demos, import_drqv2_episode
     from polytask.sim import registry
 
-    task_id = registry.make(args.task, render=False).spec.task_id
+    task_id = registry.spec(args.task).task_id
     store = EpisodeStore(args.out)
     if args.pickle:
         written = import_authors_demos(args.pickle, args.task, task_id, store)

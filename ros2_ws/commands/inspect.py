@@ -31,13 +31,13 @@ class _CountWarnings(logging.Handler):
 
 
 def run(args: argparse.Namespace) -> int:
-    from polytask.learning.episodes import EpisodeStore, load_episode
-    from polytask.learning.media import contact_sheet, write_video
-    from polytask.learning.store_summary import format_summary, summarize
+    from polytask.learning.data.episodes import EpisodeStore, load_episode
+    from polytask.learning.data.store_summary import format_summary, summarize
+    from polytask.learning.reporting.media import contact_sheet, write_video
 
     store = EpisodeStore(args.store, create=False)
     counter = _CountWarnings()
-    logging.getLogger("polytask.learning.episodes").addHandler(counter)
+    logging.getLogger("polytask.learning.data.episodes").addHandler(counter)
     rows = summarize(store)
     print(format_summary(rows, store.root, skipped=counter.count, per_episode=not args.totals_only))
     if args.sheet or args.video:

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write_readme:
         from pathlib import Path
 
-        from polytask.learning.atomic import write_text
+        from polytask.learning.data.atomic import write_text
 
         path = Path(args.write_readme)
         write_text(path, graph_docs.render_readme(path.read_text()))

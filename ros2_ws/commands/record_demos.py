@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polytask.learning.demos import record_demos
+    from polytask.learning.policies.demos import record_demos
     from polytask.sim import registry
 
     tasks = []
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     for name in tasks:
         policy, source = None, "scripted"
         if args.policy:
-            from polytask.learning.expert_policy import load_policy
+            from polytask.learning.policies.expert import load_policy
 
             policy, source = load_policy(args.policy, device=args.device), "expert"
         report = record_demos(name, args.episodes, args.out, seed=args.seed, render=not args.no_pixels,

@@ -59,8 +59,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from polytask.learning.config import load_config
-    from polytask.learning.expert_config import ExpertConfig
-    from polytask.learning.trainer import ExpertTrainer
+    from polytask.learning.rl.expert import ExpertTrainer
+    from polytask.learning.rl.expert_config import ExpertConfig
 
     overrides = _overrides(args)
     if args.resume:
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         summary = trainer.run()
     finally:
         trainer.close()
-    final = summary.get("eval_final", {})
+    final = summary.get("eval_final_row", {})
     print(json.dumps({"run_dir": summary["run_dir"], "step": summary["step"],
                       "eval_final": {k: final.get(k) for k in ("score", "success_rate", "return")}}))
     return 0

@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="continue a sweep: finished jobs are kept, the others "
         "resume from their checkpoints (the plan's tasks and settings are used)",
     )
-    p.add_argument("--backend", choices=("local", "ray"), default="local")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: this machine (in turn, or --workers N processes); ray: Ray tasks (default local)")
     p.add_argument(
         "--workers",
         type=int,

@@ -17,7 +17,7 @@ the next task of the order; --add N adds at most N tasks per command.
 
 All tasks must share observation and action sizes (Meta-World's 16: 39-D state, 4-D action). Writes
 runs/<date>-<method>-<N>tasks/ (or --out): config.yaml, checkpoints/policy.safetensors (the unified policy, one
-goal per task), train.csv, eval_history.csv, eval.csv/eval.png (per-task success, effective number of tasks),
+goal per task), train.csv, eval.csv (every evaluation), eval_table.csv/.png (final per-task success, effective tasks),
 and every --set train.save_every steps checkpoints/latest.safetensors, from which a killed run continues exactly
 with --resume RUN_DIR (its own config; --steps N to train on to N steps). A killed lifelong stage continues from
 its latest checkpoint when rerun with the same --out.
@@ -40,8 +40,8 @@ HELP = ("train a multi-task RL baseline (MTRL, MTRL-Demo, MTRL-PCGrad, Distral) 
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from polytask.learning.lifelong_rl import METHODS as LIFELONG
-    from polytask.learning.multitask_config import METHODS
+    from polytask.learning.rl.lifelong import METHODS as LIFELONG
+    from polytask.learning.rl.multitask_config import METHODS
 
     p.add_argument("--method", choices=[*METHODS, *LIFELONG], help="which baseline (required unless --resume)")
     p.add_argument("--tasks", nargs="+",
@@ -90,7 +90,7 @@ def _task_names(patterns: list[str]) -> list[str]:
 
 
 def _resume(args: argparse.Namespace) -> dict:
-    from polytask.learning.multitask_rl import MultiTaskRLTrainer
+    from polytask.learning.rl.multitask import MultiTaskRLTrainer
 
     given = [f"--{k.replace('_', '-')}" for k in ("method", "tasks", "demos", "config", "out", "add")
              if getattr(args, k) is not None]
@@ -108,7 +108,7 @@ def _resume(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polytask.learning.distill.baselines import get
+    from polytask.learning.baselines import get
 
     keys = ["run_dir", "method", "step", "effective_tasks", "eval_final", "stages", "parameters"]
     if args.resume:

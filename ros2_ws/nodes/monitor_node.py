@@ -21,7 +21,7 @@ import numpy as np
 from rclpy.node import Node
 
 from polytask.bag_recording import DEFAULT_KEYS, BagError, BagRecorder
-from polytask.learning.atomic import write_json
+from polytask.learning.data.atomic import write_json
 from polytask.ros import topics
 from polytask.ros.node_base import Param, ParamError, declare_params, run_node
 

@@ -1,10 +1,12 @@
 """Policy server: camera frames (+ the task state) in, one action out per frame, at camera rate.
 
-A thin adapter over `polytask.learning`: the policy is anything with `reset(step)`/`act(step)` — a checkpoint of any
-kind `learning.policy_loaders` knows (distilled student, expert, multi-task RL baseline, progressive net; the
-header's kind picks the loader), or `scripted` /
-`scripted:<task>`, the task's own scripted expert run on the received state (suites whose expert reads only the
-state, e.g. Meta-World).
+A thin adapter over `polytask.learning.policies`: `policy_for_task` loads the policy — a checkpoint of any kind
+(distilled student, expert, multi-task RL baseline, progressive net; the header's kind picks the loader), or
+`scripted` / `scripted:<task>`, the task's own scripted expert run on the received state (suites whose expert reads
+only the state, e.g. Meta-World) — and checks it against the task; the policy's declared `inputs` say which frame
+size it takes and whether it reads the state. Frames go through the one frame-preprocessing function
+(`polytask.sim.frames.prepare_frame`) that the recorder and the simulated suites use, so the server feeds the policy
+exactly what it was trained on.
 
 Runtime changes go through the standard parameter services (`ros2 param set /policy_server task ...`), so any
 ROS tool can drive them:
@@ -29,9 +31,12 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
+from polytask.learning.policies.loaders import SCRIPTED, policy_for_task
 from polytask.ros import topics
 from polytask.ros.image_conversion import ImageError, image_to_rgb8
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
+from polytask.sim import registry
+from polytask.sim.frames import prepare_frame
 from polytask.sim.task import Goal, Step
 
 TASK_STATE_TOPIC = "robot/task_state"  # published by the sim bridge (std_msgs/Float32MultiArray)
@@ -45,59 +50,6 @@ PARAMS = (
           "a 640x480 camera; 0: frames go in as they arrive", min=0, max=1024),
     Param("status_period_s", 1.0, "period of the policy/status heartbeat", min=0.05),
 )
-
-
-class LoadedPolicy:
-    """A policy plus what the status reports about it."""
-
-    def __init__(self, policy: Any, checkpoint: str, kind: str, task: str, spec: Any, closer: Any = None) -> None:
-        self.policy, self.checkpoint, self.kind, self.task, self.spec = policy, checkpoint, kind, task, spec
-        self.closer = closer
-
-    def close(self) -> None:
-        if self.closer is not None:
-            self.closer()
-
-
-def load_policy(checkpoint: str, task: str) -> LoadedPolicy:
-    """Build the policy for `checkpoint` conditioned on `task`; raises ValueError/FileNotFoundError with the cause."""
-    from polytask.sim import registry
-
-    if checkpoint == "scripted" or checkpoint.startswith("scripted:"):
-        from polytask.learning.policy import ScriptedPolicy
-
-        name = checkpoint.split(":", 1)[1] if ":" in checkpoint else task
-        sim = registry.make(name, render=False)  # the expert reads the received state, not this simulator's
-        return LoadedPolicy(ScriptedPolicy(sim), checkpoint, "scripted", name, sim.spec, closer=sim.close)
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist (expected a file, or `scripted`)")
-    from polytask.learning.policy_loaders import load_any_policy
-
-    loaded = load_any_policy(path)  # validates the file (safetensors + JSON header) before building anything
-    loaded.check_task(task, checkpoint)
-    policy = loaded.policy
-    probe = registry.make(task, render=False)  # the task's spec: ids, dimensions
-    task_spec = probe.spec
-    probe.close()
-    pspec = getattr(policy, "spec", None)
-    if getattr(pspec, "action_dim", task_spec.action_dim) != task_spec.action_dim:
-        raise ValueError(f"checkpoint {checkpoint!r} acts in {pspec.action_dim} dimensions; task {task!r} needs "
-                         f"{task_spec.action_dim}")
-    if getattr(pspec, "obs", None) == "state" and getattr(pspec, "obs_dim", task_spec.state_dim) != task_spec.state_dim:
-        raise ValueError(f"checkpoint {checkpoint!r} reads a {pspec.obs_dim}-D state; task {task!r} has "
-                         f"{task_spec.state_dim}")
-    return LoadedPolicy(policy, checkpoint, "checkpoint", task, task_spec)
-
-
-def _expected_side(policy: Any) -> int:
-    """Frame side a pixel policy takes (its spec's obs_dim for square frames), 0 when unknown or not pixels."""
-    spec = getattr(policy, "spec", None)
-    if getattr(spec, "obs", None) == "pixels":  # a distilled student (StudentSpec)
-        return int(getattr(spec, "obs_dim", 0) or 0)
-    if getattr(spec, "obs_modality", None) == "pixels":  # an expert (NetworkSpec: obs_shape C, H, W)
-        return int(spec.obs_shape[-1])
-    return 0
 
 
 class PolicyServer(Node):
@@ -114,7 +66,7 @@ class PolicyServer(Node):
         except ImportError:
             pass
         try:
-            self.loaded = load_policy(self.p.checkpoint, self.p.task)
+            self.loaded = policy_for_task(self.p.checkpoint, self.p.task)
         except (ValueError, KeyError, FileNotFoundError) as err:
             raise ParamError(f"node 'policy_server': checkpoint {self.p.checkpoint!r} / task {self.p.task!r}: "
                              f"{err}") from err
@@ -161,24 +113,18 @@ class PolicyServer(Node):
     def _on_image(self, msg) -> None:
         t0 = time.perf_counter()
         self.counts["frames"] += 1
+        loaded = self.loaded  # one read: a swap in another thread changes the attribute, never this object
+        spec, inputs = loaded.spec, loaded.policy.inputs
         try:
             pixels = image_to_rgb8(msg)
-            if self.p.image_size and pixels.shape[:2] != (self.p.image_size, self.p.image_size):
-                import cv2
-
-                pixels = cv2.resize(pixels, (self.p.image_size, self.p.image_size), interpolation=cv2.INTER_AREA)
-        except ImageError as err:
+            if self.p.image_size:
+                pixels = prepare_frame(pixels, self.p.image_size)
+            inputs.check_frame(pixels, "the policy")
+        except (ImageError, ValueError) as err:
             self.counts["bad_frames"] += 1
-            self.last_error = f"bad frame: {err}"
-            self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
-            return
-        loaded = self.loaded  # one read: a swap in another thread changes the attribute, never this object
-        spec = loaded.spec
-        want = _expected_side(loaded.policy)
-        if want and pixels.shape[:2] != (want, want):
-            self.counts["bad_frames"] += 1
-            self.last_error = (f"bad frame: {pixels.shape[1]}x{pixels.shape[0]} but the policy expects {want}x{want} "
-                               f"(set image_size:={want} to resize)")
+            resize = inputs.pixels and not self.p.image_size
+            hint = f" (set image_size:={inputs.image_size} to resize)" if resize else ""
+            self.last_error = f"bad frame: {err}{hint}"
             self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
             return
         state = self.state if self.state is not None and self.state.shape[0] == spec.state_dim else \
@@ -213,8 +159,6 @@ class PolicyServer(Node):
     def _on_set_parameters(self, params):
         from rcl_interfaces.msg import SetParametersResult
 
-        from polytask.sim import registry
-
         for prm in params:
             if prm.name == "task":
                 try:
@@ -222,11 +166,11 @@ class PolicyServer(Node):
                 except KeyError as err:
                     return SetParametersResult(successful=False, reason=str(err.args[0]))
                 # a scripted expert is per task: a new task means that task's expert
-                checkpoint = "scripted" if self.loaded.kind == "scripted" else self.loaded.checkpoint
+                checkpoint = SCRIPTED if self.loaded.kind == SCRIPTED else self.loaded.checkpoint
                 self._swap_async(checkpoint, str(prm.value))
             elif prm.name == "checkpoint":
                 value = str(prm.value)
-                if not value.startswith("scripted") and not Path(value).is_file():
+                if not value.startswith(SCRIPTED) and not Path(value).is_file():
                     return SetParametersResult(successful=False, reason=f"checkpoint {value!r} does not exist")
                 self._swap_async(value, self._requested_task(params))
             elif prm.name in ("threads", "use_state", "status_period_s", "image_size"):
@@ -246,7 +190,7 @@ class PolicyServer(Node):
     def _swap(self, checkpoint: str, task: str) -> None:
         with self._lock:
             try:
-                new = load_policy(checkpoint, task)
+                new = policy_for_task(checkpoint, task)
             except Exception as err:
                 self.last_error = f"swap to {checkpoint!r} / {task!r} failed: {err}"
                 self.get_logger().error(self.last_error)
@@ -258,9 +202,9 @@ class PolicyServer(Node):
             self.loaded = new
             self.counts["swaps"] += 1
             self.loading = ""
-            if old.closer is not None and old is not new:
+            if old is not new:
                 old.close()
-        self.get_logger().info(f"now serving {new.kind} policy {new.checkpoint!r} for {new.task}")
+        self.get_logger().info(f"now serving {new.kind} policy {new.checkpoint!r} for {new.spec.name}")
 
     # --- status -----------------------------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Teleop recorder: a joystick (sensor_msgs/Joy) drives the arm and demonstrations go into the episode store.
 
+The record flow itself is the library's (`polytask.learning.data.recording.RecordingSession`: states, episode
+building, the store, the one frame preprocessing); this node maps buttons, the reset service and its tick onto it.
 Flow (LeRobot's record flow, on joystick buttons): `start` begins an episode (after resetting the robot when
 `reset_on_start`), `save` ends it and writes it, `redo` throws the current attempt away and starts again, `cancel`
 throws it away and goes idle. An episode that reaches `max_steps` is saved. The store is resumed: numbering
@@ -23,14 +25,13 @@ from __future__ import annotations
 import re
 import sys
 import time
-from typing import Any
 
-import cv2
 import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
 
-from polytask.learning.episodes import Episode, EpisodeError, EpisodeStore
+from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.data.recording import IDLE, RECORDING, RESETTING, SAVING, RecordingSession
 from polytask.ros import topics
 from polytask.ros.image_conversion import ImageError, image_to_rgb8
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
@@ -58,9 +59,6 @@ PARAMS = (
     Param("reset_timeout_s", 10.0, "give up on a reset that does not answer", min=0.1, max=120.0),
 )
 
-IDLE, RESETTING, RECORDING, SAVING = "idle", "resetting", "recording", "saving"
-
-
 class TeleopRecorderNode(Node):
     def __init__(self) -> None:
         super().__init__("teleop_recorder")
@@ -72,14 +70,14 @@ class TeleopRecorderNode(Node):
             raise ParamError(f"node 'teleop_recorder': buttons start/save/redo/cancel/gripper {buttons} + "
                              f"{self.p.button_gripper} must all differ")
         try:
-            self.store = EpisodeStore(self.p.store)
+            store = EpisodeStore(self.p.store)
         except OSError as err:
             raise ParamError(f"node 'teleop_recorder': parameter 'store' = {self.p.store!r}: {err}") from err
-        removed = self.store.clean_temp_files()
-        self.episodes_at_start = len(self.store)
-        self.state = IDLE
-        self.counters = {"saved": 0, "discarded": 0, "bad_images": 0, "bad_joy": 0, "skipped_steps": 0,
-                         "save_errors": 0}
+        removed = store.clean_temp_files()
+        self.episodes_at_start = len(store)
+        self.session = RecordingSession(store, self.p.task, self.p.task_id, self.p.image_size,
+                                        extra={"rate_hz": self.p.rate_hz, "recorder": "teleop_recorder_node"})
+        self.counters = {"images": 0, "bad_images": 0, "bad_joy": 0, "skipped_steps": 0}
         self.last_error = ""
         self._joy = None
         self._joy_time = -1e9
@@ -90,7 +88,6 @@ class TeleopRecorderNode(Node):
         self._ee_time = -1e9
         self._joints: np.ndarray | None = None
         self._joints_time = -1e9
-        self._buffer = self._empty_buffer()
         self._reset_future = None
         self._reset_deadline = 0.0
         self._last_action = np.zeros(4, dtype=np.float32)
@@ -105,13 +102,13 @@ class TeleopRecorderNode(Node):
         self.reset_client = topics.service_client(self, "reset")
         self.timer = self.create_timer(1.0 / self.p.rate_hz, self._tick)
         self.status_timer = self.create_timer(1.0, self._publish_status)
-        self.get_logger().info(f"recording {self.p.task!r} into {self.store.root} ({self.episodes_at_start} episodes "
+        self.get_logger().info(f"recording {self.p.task!r} into {store.root} ({self.episodes_at_start} episodes "
                                f"there{', removed ' + str(len(removed)) + ' partial writes' if removed else ''})")
         self._publish_status()
 
-    @staticmethod
-    def _empty_buffer() -> dict[str, Any]:
-        return {"pixels": [], "state": [], "action": [], "final": None}
+    @property
+    def state(self) -> str:
+        return self.session.state
 
     def _warn(self, key: str, text: str) -> None:
         self.last_error = text
@@ -140,15 +137,13 @@ class TeleopRecorderNode(Node):
 
     def _on_image(self, msg) -> None:
         try:
-            rgb = image_to_rgb8(msg)
-        except ImageError as err:
+            rgb = self.session.frame(image_to_rgb8(msg))  # as it is stored, and as a deployed policy sees it
+        except (ImageError, ValueError) as err:
             self.counters["bad_images"] += 1
             self._warn("image", f"bad image on {topics.topic('image').path}: {err}")
             return
-        size = self.p.image_size
-        if rgb.shape[:2] != (size, size):
-            rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
         self._image, self._image_time = rgb, time.monotonic()
+        self.counters["images"] += 1
 
     def _on_pose(self, msg) -> None:
         p = msg.pose.position
@@ -161,29 +156,30 @@ class TeleopRecorderNode(Node):
         if q.size and np.all(np.isfinite(q)):
             self._joints, self._joints_time = q, time.monotonic()
 
-    # --- the record flow --------------------------------------------------------------------------------------------
+    # --- the record flow (the library's RecordingSession; the node adds buttons, the reset service and timing) ---
     def _on_buttons(self, pressed: set[int]) -> None:
-        p = self.p
-        if p.button_start in pressed and self.state == IDLE:
+        p, state = self.p, self.state
+        if p.button_start in pressed and state == IDLE:
             self._begin()
-        elif p.button_save in pressed and self.state in (RECORDING, SAVING):
+        elif p.button_save in pressed and state in (RECORDING, SAVING):
             self._save()
-        elif p.button_redo in pressed and self.state in (RECORDING, RESETTING, SAVING):
+        elif p.button_redo in pressed and state in (RECORDING, RESETTING, SAVING):
             self._discard("redo")
             self._begin()
-        elif p.button_cancel in pressed and self.state in (RECORDING, RESETTING, SAVING):
+        elif p.button_cancel in pressed and state in (RECORDING, RESETTING, SAVING):
             self._discard("cancel")
-            self.state = IDLE
+            self.session.state = IDLE
         self._publish_status()
 
     def _begin(self) -> None:
-        self._buffer = self._empty_buffer()
-        if not self.p.reset_on_start:
-            self.state = RECORDING
-            return
-        self.state = RESETTING  # the reset is requested from the tick once the service is there
-        self._reset_future = None
+        self.session.start(reset=self.p.reset_on_start)
+        self._reset_future = None  # with a reset, it is requested from the tick once the service is there
         self._reset_deadline = time.monotonic() + self.p.reset_timeout_s
+
+    def _reset_failed(self, text: str) -> None:
+        self._warn("reset", text)
+        self.session.reset_finished(False)
+        self._publish_status()
 
     def _check_reset(self) -> None:
         if self.state != RESETTING:
@@ -194,32 +190,25 @@ class TeleopRecorderNode(Node):
                 request = topics.load_type(topics.service("reset").srv_type).Request()
                 self._reset_future = self.reset_client.call_async(request)
             elif time.monotonic() > self._reset_deadline:
-                self._warn("reset", f"reset service {topics.service('reset').path} not available within "
-                                    f"{self.p.reset_timeout_s:g} s; not recording")
-                self.state = IDLE
-                self._publish_status()
+                self._reset_failed(f"reset service {topics.service('reset').path} not available within "
+                                   f"{self.p.reset_timeout_s:g} s; not recording")
             return
         if fut.done():
             self._reset_future = None
             result = fut.result()
             if result is not None and result.success:
-                self.state = RECORDING
-                self._buffer = self._empty_buffer()
+                self.session.reset_finished(True)
+                self._publish_status()
             else:
-                self._warn("reset", f"robot reset failed: {getattr(result, 'message', 'no answer')}; not recording")
-                self.state = IDLE
-            self._publish_status()
+                self._reset_failed(f"robot reset failed: {getattr(result, 'message', 'no answer')}; not recording")
         elif time.monotonic() > self._reset_deadline:
             self._reset_future = None
-            self._warn("reset", f"robot reset did not answer within {self.p.reset_timeout_s:g} s; not recording")
-            self.state = IDLE
-            self._publish_status()
+            self._reset_failed(f"robot reset did not answer within {self.p.reset_timeout_s:g} s; not recording")
 
     def _discard(self, why: str) -> None:
-        if self._buffer["action"] or self.state in (RECORDING, SAVING):
-            self.counters["discarded"] += 1
-            self.get_logger().info(f"{why}: discarded an episode of {len(self._buffer['action'])} steps")
-        self._buffer = self._empty_buffer()
+        lost = self.session.discard()
+        if lost:
+            self.get_logger().info(f"{why}: discarded an episode of {lost} steps")
         self._reset_future = None
 
     def _observation(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -232,43 +221,13 @@ class TeleopRecorderNode(Node):
 
     def _save(self) -> None:
         """End the episode (no more steps are recorded, the arm is held) and write it; retried on failure."""
-        buf = self._buffer
-        if not buf["action"]:
-            self._warn("save", "save pressed on an episode with no recorded steps; discarded")
-            self._discard("empty")
-            self.state = IDLE
-            return
-        self.state = SAVING
-        if buf["final"] is None:
-            buf["final"] = self._observation()
-            if buf["final"] is None:  # retried from the tick until image and state are fresh again
-                self._warn("save", "waiting for a fresh image and robot state for the final observation")
-                return
-        obs = buf["final"]
-        states = [*buf["state"], obs[1]]
-        if len({s.shape for s in states}) != 1:
-            self._warn("save", f"the robot state changed size during the episode ({sorted({s.shape for s in states})})"
-                               "; episode discarded")
-            self._discard("bad state")
-            self.state = IDLE
-            return
-        t = len(buf["action"])
-        episode = Episode(task=self.p.task, task_id=self.p.task_id, state=np.stack(states),
-                          pixels=np.stack([*buf["pixels"], obs[0]]), action=np.stack(buf["action"]),
-                          reward=np.zeros(t, np.float32), success=np.zeros(t, bool), episode_success=True, score=1.0,
-                          source="teleop", extra={"rate_hz": self.p.rate_hz, "recorder": "teleop_recorder_node"})
-        try:
-            path = self.store.append(episode)
-        except (OSError, EpisodeError) as err:
-            self.counters["save_errors"] += 1
-            self._warn("save", f"saving the episode failed ({err}); it is kept in memory, press save to retry")
-            buf["write_failed"] = True
-            return
-        self.counters["saved"] += 1
-        self.last_error = ""
-        self._buffer = self._empty_buffer()
-        self.state = IDLE
-        self.get_logger().info(f"saved {path.name} ({t} steps)")
+        steps = self.session.steps
+        outcome = self.session.finish(self._observation())  # the final observation, unless it is already in
+        if outcome.path is not None:
+            self.last_error = ""
+            self.get_logger().info(f"saved {outcome.path.name} ({steps} steps)")
+        elif outcome.error:
+            self._warn("save", outcome.error)
 
     # --- the tick -----------------------------------------------------------------------------------------------------
     def _joy_alive(self) -> bool:
@@ -295,12 +254,10 @@ class TeleopRecorderNode(Node):
                 self._warn("obs", "no fresh image and robot state: step not recorded, arm held")
                 action = np.zeros(4, dtype=np.float32)
             else:
-                self._buffer["pixels"].append(obs[0])
-                self._buffer["state"].append(obs[1])
-                self._buffer["action"].append(action)
+                self.session.record(obs[0], obs[1], action)
         elif self.state in (RESETTING, SAVING):
             action = np.zeros(4, dtype=np.float32)  # the episode is over or not begun: hold the arm
-            if self.state == SAVING and self._buffer["final"] is None and not self._buffer.get("write_failed"):
+            if self.session.waiting_for_final:
                 self._save()
                 self._publish_status()
         if self.state == IDLE and not self._joy_alive() and not np.any(self._last_action):
@@ -309,21 +266,21 @@ class TeleopRecorderNode(Node):
         msg.data = [float(v) for v in action]
         self.pub_action.publish(msg)
         self._last_action = action
-        if self.state == RECORDING and len(self._buffer["action"]) >= self.p.max_steps:
+        if self.state == RECORDING and self.session.steps >= self.p.max_steps:
             self._save()
             self._publish_status()
 
     def _publish_status(self) -> None:
+        session = self.session
         self.pub_status.publish(json_string({
-            "state": self.state, "task": self.p.task, "store": str(self.store.root),
-            "episodes_in_store": self.episodes_at_start + self.counters["saved"],
-            "steps": len(self._buffer["action"]), **self.counters, "last_error": self.last_error,
-            "joy_alive": self._joy_alive(),
+            "state": session.state, "task": self.p.task, "store": str(session.store.root),
+            "episodes_in_store": self.episodes_at_start + session.counters["saved"], "steps": session.steps,
+            **session.counters, **self.counters, "last_error": self.last_error, "joy_alive": self._joy_alive(),
             "last_action": [round(float(v), 3) for v in self._last_action]}))
 
     def close(self) -> None:
-        if self._buffer["action"]:
-            self.get_logger().warn(f"shutting down: the unsaved episode of {len(self._buffer['action'])} steps is "
+        if self.session.steps:
+            self.get_logger().warn(f"shutting down: the unsaved episode of {self.session.steps} steps is "
                                    "discarded")
         msg = topics.load_type(topics.topic("action").msg_type)()
         msg.data = [0.0, 0.0, 0.0, 0.0]
