@@ -126,10 +126,14 @@ def test_a_policy_producing_nan_publishes_nothing(tmp_path):
             actions = probe.subscribe("action")
             assert probe.spin_until(lambda: pub.get_subscription_count() >= 1, 30)
             frame = _image(84, 84, data=np.full((84, 84, 3), 7, np.uint8).tobytes())
-            for _ in range(10):
+
+            def ten_refused() -> bool:  # best-effort images: a busy machine may drop some, so keep sending
+                if status and json.loads(status[-1][1].data)["bad_actions"] >= 10:
+                    return True
                 pub.publish(frame)
-                probe.spin(0.05)
-            assert probe.spin_until(lambda: bool(status) and json.loads(status[-1][1].data)["bad_actions"] >= 10, 10)
+                return False
+
+            assert probe.spin_until(ten_refused, 30)
             final = json.loads(status[-1][1].data)
             assert server.alive
         finally:

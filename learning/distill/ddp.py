@@ -90,9 +90,13 @@ def setup(device: str) -> tuple[DistContext, str]:
     return ctx, device
 
 
-def teardown() -> None:
+def teardown(wait: bool = False) -> None:
+    """Leave the process group. `wait`: every rank first meets at a barrier, so that no rank destroys its half of
+    the group while another still uses it (a gloo rank that exits early can abort the job)."""
     global _CURRENT
     if dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
     _CURRENT = DistContext()
 

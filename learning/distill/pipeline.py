@@ -213,11 +213,13 @@ def _multitask(job: DistillJob, cfg: DistillConfig, out: Path, tasks: list[str],
                              progress=job.show_progress, header_extra={"method": "polytask"},
                              on_log=lambda row: report("distilling", row["step"] / total,
                                                        _row_details(row, total, tasks)))
+    ckpt = distiller.save_student() if distiller.dist.main else out / "student.safetensors"
+    if distiller.dist.active:  # training is over: all ranks leave together; rank 0 evaluates outside the group
+        ddp.teardown(wait=True)
     if not distiller.dist.main:  # the other ranks of a data-parallel job are done: rank 0 writes and evaluates
         return DistillOutcome(tasks=list(tasks), checkpoint=out / "student.safetensors", step=res.step,
                               parameters=distiller.student.num_parameters(), scores={}, effective_tasks=None,
                               resumed_from=res.resumed_from)
-    ckpt = distiller.save_student()
     if res.resumed_from:
         log(f"resumed from step {res.resumed_from}")
     log(f"student: {ckpt} ({distiller.student.num_parameters()} parameters, step {res.step}, "
