@@ -49,8 +49,10 @@ __all__ = ["PACKAGE", "RESPAWN_DELAY_S", "RESPAWN_MAX_RETRIES", "Arg", "FileText
 
 
 # --- the arguments shared by several graphs --------------------------------------------------------------------
-ROBOT_ARG = LaunchArg("robot", "sim", "the arm: `sim` = the sim bridge of `task` (any registry task), `xarm` = the "
-                      "real xArm + camera", ("sim", "xarm"))
+ROBOT_ARG = LaunchArg("robot", "sim", "the arm: `sim` = the sim bridge of `task` (any registry task), `xarm_sim` = "
+                      "the xArm driver on its simulated backend of `task` (an `xarm/*` task: the real arm's node, "
+                      "command guard and servo semantics), `xarm` = the real xArm + camera",
+                      ("sim", "xarm_sim", "xarm"))
 TASK_ARG = LaunchArg("task", NodeDefault("policy_server_node", "task"),
                      "registry task name (sim bridge task; the policy's and trainer's task)")
 XARM_IP_ARG = LaunchArg("xarm_ip", "192.168.1.185", "controller address of the real xArm (robot:=xarm)")
@@ -86,8 +88,14 @@ CAMERA = NodeSpec("camera", "camera_node", params_file="config/camera.yaml",
                   when=("robot", ("xarm",)), respawn=True,
                   description="OpenCV camera -> sensor_msgs/Image + CameraInfo")
 REAL_XARM = NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
-                     parameters=(("backend", "real"), ("ip", Arg("xarm_ip"))), when=("robot", ("xarm",)),
+                     parameters=(("backend", "real"), ("ip", Arg("xarm_ip")), ("task", Arg("task"))),
+                     when=("robot", ("xarm",)),
                      description="xArm servo control: watchdog, workspace box, e-stop and reset services")
+SIM_XARM = NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
+                    parameters=(("backend", "sim"), ("task", Arg("task")), ("rate_hz", Arg("rate"))),
+                    when=("robot", ("xarm_sim",)),
+                    description="the xArm driver on the simulated xArm task `task`: camera, joint states, task "
+                                "state, reward, success; the real arm's guard and watchdog")
 SIM_BRIDGE = NodeSpec("sim_bridge", "sim_bridge_node", params_file="config/sim_bridge.yaml",
                       parameters=(("task", Arg("task")), ("rate", Arg("rate"))), when=("robot", ("sim",)),
                       description="a registry task exposed as a robot: camera, state, action, reset, reward, success")
@@ -108,8 +116,9 @@ TELEOP_RECORD = Graph(
                   ("sim", "xarm")),
         TASK_ARG,
         LaunchArg("store", "data/demos", "episode store folder (resumed when it exists)"),
-        LaunchArg("joystick", "reader", "`reader` = polytask's Linux joystick reader, `joy` = the ROS joy package",
-                  ("reader", "joy")),
+        LaunchArg("joystick", "reader", "`reader` = polytask's Linux joystick reader, `joy` = the ROS joy package, "
+                  "`none` = no joystick node (Joy comes from elsewhere: a remote machine, a scripted operator)",
+                  ("reader", "joy", "none")),
         LaunchArg("joy_device", NodeDefault("joy_reader_node", "device"), "Linux joystick device (joystick:=reader)"),
         LaunchArg("joy_device_id", "0", "SDL joystick index for the ROS joy node (joystick:=joy)"),
         LaunchArg("joy_device_name", "", "SDL joystick name for the ROS joy node; takes precedence over the index "
@@ -121,10 +130,12 @@ TELEOP_RECORD = Graph(
     ),
     nodes=(
         NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
-                 parameters=(("backend", "sim"), ("rate_hz", Arg("rate"))), when=("robot", ("sim",)),
-                 description="the simulated xArm (MuJoCo) with its camera, same topics as the real one"),
+                 parameters=(("backend", "sim"), ("task", Arg("task")), ("rate_hz", Arg("rate"))),
+                 when=("robot", ("sim",)),
+                 description="the simulated xArm task `task` (MuJoCo) with its camera, same topics as the real one"),
         NodeSpec("xarm_driver", "xarm_driver_node", params_file="config/xarm_driver.yaml",
-                 parameters=(("backend", "real"), ("ip", Arg("xarm_ip")), ("rate_hz", Arg("rate"))),
+                 parameters=(("backend", "real"), ("ip", Arg("xarm_ip")), ("task", Arg("task")),
+                             ("rate_hz", Arg("rate"))),
                  when=("robot", ("xarm",)), description="the real xArm"),
         NodeSpec("camera", "camera_node", params_file="config/camera.yaml",
                  parameters=(("device", Arg("camera_device", string=True)), ("rate_hz", 30.0)),
@@ -197,12 +208,13 @@ DEPLOY = Graph(
                   "record the session's topics into this rosbag2 MCAP folder (empty: off)"),
     ),
     nodes=(
-        SIM_BRIDGE, CAMERA, REAL_XARM,
+        SIM_BRIDGE, SIM_XARM, CAMERA, REAL_XARM,
         NodeSpec("policy_server", "policy_server_node", params_file="config/policy_server.yaml",
                  parameters=(("checkpoint", Arg("checkpoint")), ("task", Arg("task"))),
                  description="images (+ state) -> actions at camera rate; task/checkpoint switch at runtime"),
         world_to_base("world_to_base", REAL_XARM_BASE_XYZ, ("robot", ("xarm",))),
-        state_publisher(("robot", ("xarm",))),
+        world_to_base("world_to_base", SIM_XARM_BASE_XYZ, ("robot", ("xarm_sim",))),
+        state_publisher(("robot", ("xarm", "xarm_sim"))),
         NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
                  parameters=(("task", Arg("task")), ("summary_file", Arg("summary", string=True)),
                              ("bag", Arg("bag", string=True))),
@@ -210,7 +222,7 @@ DEPLOY = Graph(
         NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
                  parameters=(("task", Arg("task")), ("summary_file", Arg("summary", string=True)),
                              ("bag", Arg("bag", string=True)), *XARM_DESCRIPTION_PARAMS),
-                 when=("robot", ("xarm",)), description=MONITOR_DESCRIPTION + "; the xArm URDF"),
+                 when=("robot", ("xarm", "xarm_sim")), description=MONITOR_DESCRIPTION + "; the xArm URDF"),
         NodeSpec("rviz", "rviz2", package="rviz2", arguments=("-d", Share("rviz/polytask.rviz")),
                  when=("rviz", ("true",)), description="RViz with the PolyTask display config"),
     ),

@@ -75,4 +75,5 @@ def test_task_state_topic_is_in_the_table():
     assert (t.name, t.msg_type, t.qos) == ("robot/task_state", "std_msgs/msg/Float32MultiArray", "state")
     for module in ("nodes.sim_bridge_node", "nodes.policy_server_node", "ros.topic_task"):  # the trainer's topic task
         assert importlib.import_module(f"polytask.{module}").TASK_STATE_TOPIC == t.name, module
-    assert t.publishers == ("sim_bridge_node",)
+    assert set(t.publishers) == {"sim_bridge_node", "xarm_driver_node"}
+    assert "teleop_recorder_node" in t.subscribers  # what teleop stores as the episode's state

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import Image, JointState, Joy
+from sensor_msgs.msg import Image, Joy
+from std_msgs.msg import Float32MultiArray
 
 from polytask.learning.data.episodes import EpisodeStore, load_episode
 from polytask.ros.image_conversion import numpy_to_image
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.ros
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 
 START, SAVE, REDO, CANCEL, GRIP = 0, 1, 2, 3, 5
+HALF = (0.5 - 0.1) / (1 - 0.1)  # a half-deflected stick past the default dead zone of 0.1 (rescaled)
 
 
 def joy(axes: dict[int, float] | None = None, buttons: tuple[int, ...] = ()) -> Joy:
@@ -131,11 +132,12 @@ def test_record_redo_cancel_silent_and_resume(graph):
     eps = [load_episode(p) for p in paths]  # validates schema, dtypes, shapes
     for ep in eps:
         assert ep.source == "teleop" and ep.task == "xarm/reach" and ep.pixels.shape[1:] == (84, 84, 3)
-        assert ep.state.shape == (len(ep) + 1, 3 + 8)
+        assert ep.state.shape == (len(ep) + 1, 10)  # the task's state: [ee xyz, tool, achieved xyz, goal xyz]
+        assert ep.extra["judged_by"] == "task"  # the simulated arm reports the task's success signal
     a0, a1, a2 = (ep.action for ep in eps)
     assert len(a0) >= 8 and _rows(a0, [1, 0, 0, -1]) >= len(a0) - 2, a0
     assert eps[0].state[-1, 0] - eps[0].state[0, 0] > 0.1  # the arm really moved +x
-    assert _rows(a1, [0, -0.5, 0, -1]) == 0, "redo must discard the first attempt"
+    assert _rows(a1, [0, -HALF, 0, -1]) == 0, "redo must discard the first attempt"
     assert _rows(a1, [0, 0, 1, 1]) >= len(a1) - 2, a1
     assert eps[1].state[-1, 2] - eps[1].state[0, 2] > 0.05
     assert _rows(a2, [-1, 0, 0, -1]) >= 4
@@ -234,14 +236,18 @@ def test_bad_images_and_joy_are_reported_and_recording_continues(tmp_path):
                 assert needle in log, needle
             assert node.alive
             # the node still records from good inputs (bgr8 images are converted to rgb)
-            pose_pub, js_pub = probe.publisher("ee_pose"), probe.publisher("joint_states")
+            state_pub = probe.publisher("task_state")
+            for bad in ([0.0] * 5, [float("nan")] * 10):  # the wrong size for xarm/reach's state, and NaN
+                state_pub.publish(Float32MultiArray(data=bad))
+                probe.spin(0.05)
+            assert probe.spin_until(lambda: op.last().get("bad_states") == 2, 10), op.last()
+            assert "expected 10 finite values (the state of xarm/reach)" in node.log_text()
             frame = np.zeros((120, 160, 3), np.uint8)
             frame[..., 0] = 255  # blue in bgr8
 
             def feed():
                 img_pub.publish(numpy_to_image(frame, "bgr8"))
-                pose_pub.publish(PoseStamped())
-                js_pub.publish(JointState(name=["j1", "j2"], position=[0.1, 0.2]))
+                state_pub.publish(Float32MultiArray(data=[0.1 * i for i in range(10)]))
 
             op.press(START, lambda s: s["state"] == "recording")
             end = time.monotonic() + 0.8
@@ -265,8 +271,9 @@ def test_bad_images_and_joy_are_reported_and_recording_continues(tmp_path):
             ep = load_episode(EpisodeStore(store).paths()[0])
             assert len(ep) == failed["steps"]
             assert ep.pixels.shape[1:] == (84, 84, 3) and np.all(ep.pixels[:, :, :, 2] == 255)
-            assert np.all(ep.pixels[:, :, :, 0] == 0) and ep.state.shape[1] == 5
-            assert _rows(ep.action, [0.5, 0, 0, -1]) >= 3
+            assert np.all(ep.pixels[:, :, :, 0] == 0) and np.allclose(ep.state, np.arange(10) * 0.1)
+            assert ep.episode_success and ep.extra["judged_by"] == "operator"  # no success signal: the operator's
+            assert _rows(ep.action, [HALF, 0, 0, -1]) >= 3
         finally:
             node.stop()
 

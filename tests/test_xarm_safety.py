@@ -337,7 +337,7 @@ def test_simulated_arm_fault_stale_and_clamp():
     from polytask.robot.xarm_sim import XArmSim
     from polytask.sim.xarm_arm import WORKSPACE_HIGH, WORKSPACE_LOW
 
-    backend = XArmSim("reach")
+    backend = XArmSim("xarm/reach")
     clock = FakeClock()
     ctl = ArmController(backend, GuardConfig(workspace_low=tuple(WORKSPACE_LOW), workspace_high=tuple(WORKSPACE_HIGH),
                                              command_timeout_s=0.5), clock=clock)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -24,6 +24,15 @@ from polytask.sim.frames import prepare_frame
 from polytask.sim.task import Goal, Step
 
 IDLE, RESETTING, RECORDING, SAVING = "idle", "resetting", "recording", "saving"
+
+
+class Observation(NamedTuple):
+    """What the recorder observed at one tick: the frame (as `RecordingSession.frame` returns it), the task's
+    state vector, and the task's success signal where the robot reports one (a simulated task; None otherwise)."""
+
+    frame: np.ndarray
+    state: np.ndarray
+    success: bool | None = None
 
 
 @dataclass
@@ -53,6 +62,7 @@ class RecordingSession:
         self._rec: EpisodeRecorder | None = None
         self._pending: np.ndarray | None = None  # the action of the latest tick, whose outcome is not yet observed
         self._finished = False  # the final observation is in: nothing more is recorded
+        self._judged = False  # the robot reported the task's success signal during this episode
 
     @property
     def steps(self) -> int:
@@ -72,22 +82,26 @@ class RecordingSession:
             self._clear()
             self.state = RECORDING if ok else IDLE
 
-    def record(self, frame: np.ndarray, state: np.ndarray, action: np.ndarray) -> None:
-        """One tick while recording: the observation (a frame as `frame()` returns it, the robot state) and the
-        action sent after it."""
+    def record(self, frame: np.ndarray, state: np.ndarray, action: np.ndarray, success: bool | None = None) -> None:
+        """One tick while recording: the observation (a frame as `frame()` returns it, the task state, the task's
+        success signal if any) and the action sent after it."""
         if self.state != RECORDING:
             raise RuntimeError(f"record while {self.state}")
-        step = self._step(frame, state)
+        step = self._step(Observation(frame, state, success))
         if self._rec is None:
             self._rec = EpisodeRecorder(step)
         else:
             self._rec.add(self._pending, step)
         self._pending = np.asarray(action, dtype=np.float32)
 
-    def finish(self, final: tuple[np.ndarray, np.ndarray] | None) -> SaveOutcome:
-        """End the episode (state `saving`: nothing more is recorded) with `final`, the (frame, state) observed after
-        the last action, and write it. Without a fresh final observation yet (`final` None) the episode waits in
-        `saving`; call again. Once the final observation is in, a retry after a failed write ignores `final`."""
+    def finish(self, final: tuple | None) -> SaveOutcome:
+        """End the episode (state `saving`: nothing more is recorded) with `final`, the `Observation` (or a
+        (frame, state) pair) after the last action, and write it. Without a fresh final observation yet (`final`
+        None) the episode waits in `saving`; call again. Once the final observation is in, a retry after a failed
+        write ignores `final`.
+
+        The verdict: where the robot reported the task's success signal, the task's success at the final
+        observation (a simulated task's own rule); otherwise the operator's, who saved it as a demonstration."""
         if self.steps == 0:
             self.discard()
             self.state = IDLE
@@ -97,7 +111,7 @@ class RecordingSession:
             if final is None:
                 return SaveOutcome(error="waiting for a fresh image and robot state for the final observation",
                                    retry=True)
-            self._rec.add(self._pending, self._step(*final))  # type: ignore[union-attr]
+            self._rec.add(self._pending, self._step(Observation(*final)))  # type: ignore[union-attr]
             self._pending, self._finished = None, True
         rec = self._rec
         assert rec is not None  # steps > 0
@@ -106,8 +120,10 @@ class RecordingSession:
             self.discard()
             self.state = IDLE
             return SaveOutcome(error=f"the robot state changed size during the episode ({shapes}); episode discarded")
-        episode = rec.to_episode(self.task, self.task_id, source="teleop", episode_success=True, score=1.0,
-                                 extra=dict(self.extra))
+        verdict = rec.last.success if self._judged else True
+        episode = rec.to_episode(self.task, self.task_id, source="teleop", episode_success=verdict,
+                                 score=float(verdict), extra={**self.extra, "judged_by": "task" if self._judged
+                                                              else "operator"})
         try:
             path = self.store.append(episode)
         except (OSError, EpisodeError) as err:
@@ -133,8 +149,9 @@ class RecordingSession:
         return lost
 
     def _clear(self) -> None:
-        self._rec, self._pending, self._finished = None, None, False
+        self._rec, self._pending, self._finished, self._judged = None, None, False, False
 
-    def _step(self, frame: np.ndarray, state: np.ndarray) -> Step:
-        return Step(state=np.asarray(state, dtype=np.float32), pixels=np.asarray(frame, dtype=np.uint8), reward=0.0,
-                    success=False, terminal=False, truncated=False, goal=self._goal)
+    def _step(self, obs: Observation) -> Step:
+        self._judged = self._judged or obs.success is not None
+        return Step(state=np.asarray(obs.state, dtype=np.float32), pixels=np.asarray(obs.frame, dtype=np.uint8),
+                    reward=0.0, success=bool(obs.success), terminal=False, truncated=False, goal=self._goal)

@@ -8,9 +8,14 @@ throws it away and goes idle. An episode that reaches `max_steps` is saved. The 
 continues after the episodes already there.
 
 Every tick (`rate_hz`) the node publishes one action [dx, dy, dz, gripper] on robot/action, built from the
-newest Joy message: sticks -> Δxyz in [-1, 1] (dead zone, signs), a held button -> gripper closed (+1, else -1).
-A joystick silent for more than `joy_timeout_s` gives the zero action, never the last value. While recording,
-each tick stores (image, state, action); state = [ee xyz (m), joint positions (rad)]. Idle with a silent joystick,
+newest Joy message by polytask.robot.teleop.JoyMapping: sticks -> Δxyz in [-1, 1] (signs, a rescaled dead zone),
+a held button -> gripper closed / tool engaged (+1, else -1). A joystick silent for more than `joy_timeout_s`
+gives the zero action, never the last value. While recording, each tick stores (image, state, action) with
+state = the task's state vector as the task defines it (`robot/task_state`: for the xArm tasks the 10-D
+[ee xyz, tool, achieved xyz, goal xyz] a scripted episode of the task stores too, checked against the task's
+registered size), and the task's `robot/success` signal where the arm publishes one (the simulated xArm): the
+episode's verdict is then the task's success rule at the final observation, else the operator's (saved = a
+demonstration). Idle with a silent joystick,
 nobody is driving: after one zero action (to stop a motion in progress) the node publishes nothing, so the driver's
 watchdog reports the command stream `stale` and another commander (a policy) is not overridden by zeros.
 
@@ -31,23 +36,25 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 
 from polytask.learning.data.episodes import EpisodeStore
-from polytask.learning.data.recording import IDLE, RECORDING, RESETTING, SAVING, RecordingSession
+from polytask.learning.data.recording import IDLE, RECORDING, RESETTING, SAVING, Observation, RecordingSession
+from polytask.robot.teleop import JoyMapping
 from polytask.ros import topics
 from polytask.ros.image_conversion import ImageError, image_to_rgb8
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
 
 PARAMS = (
     Param("store", "", "episode store folder (created if missing, resumed if present); required"),
-    Param("task", "xarm/reach", "registry name of the task being demonstrated (stored in every episode)"),
-    Param("task_id", 0, "task index within its suite (goal conditioning)", min=0, max=10000),
+    Param("task", "xarm/reach", "registry name of the task being demonstrated (stored in every episode with its "
+          "registered task id; its state size is what robot/task_state must carry)"),
     Param("rate_hz", 10.0, "action/recording rate (match the driver's rate_hz)", min=0.5, max=100.0),
     Param("joy_timeout_s", 0.5, "joystick silent longer than this -> zero action", min=0.05, max=10.0),
-    Param("obs_timeout_s", 1.0, "image/state older than this is not recorded (the step is skipped)", min=0.05,
+    Param("obs_timeout_s", 1.0, "image/task state older than this is not recorded (the step is skipped)", min=0.05,
           max=10.0),
     Param("axes", [1, 0, 4], "Joy axis index for dx, dy, dz", type="int_array", length=3, min=0, max=63),
     Param("axis_signs", [1.0, 1.0, 1.0], "sign (and gain) for dx, dy, dz", type="double_array", length=3, min=-1.0,
           max=1.0),
-    Param("deadzone", 0.1, "stick values with |v| below this count as 0", min=0.0, max=0.9),
+    Param("deadzone", 0.1, "stick values with |v| below this count as 0 (the rest is rescaled to 0..1)", min=0.0,
+          max=0.9),
     Param("button_gripper", 5, "held -> gripper closed (+1), released -> open (-1); -1 disables", min=-1, max=63),
     Param("button_start", 0, "start an episode", min=0, max=63),
     Param("button_save", 1, "end the episode and save it", min=0, max=63),
@@ -70,24 +77,36 @@ class TeleopRecorderNode(Node):
             raise ParamError(f"node 'teleop_recorder': buttons start/save/redo/cancel/gripper {buttons} + "
                              f"{self.p.button_gripper} must all differ")
         try:
+            self.mapping = JoyMapping(tuple(self.p.axes), tuple(self.p.axis_signs), self.p.deadzone,
+                                      self.p.button_gripper)
+        except ValueError as err:
+            raise ParamError(f"node 'teleop_recorder': {err}") from err
+        from polytask.sim import registry
+
+        try:
+            self.spec = registry.spec(self.p.task)
+        except KeyError as err:
+            raise ParamError(f"node 'teleop_recorder': parameter 'task' = {self.p.task!r}: {err.args[0]}") from err
+        try:
             store = EpisodeStore(self.p.store)
         except OSError as err:
             raise ParamError(f"node 'teleop_recorder': parameter 'store' = {self.p.store!r}: {err}") from err
         removed = store.clean_temp_files()
         self.episodes_at_start = len(store)
-        self.session = RecordingSession(store, self.p.task, self.p.task_id, self.p.image_size,
+        self.session = RecordingSession(store, self.p.task, self.spec.task_id, self.p.image_size,
                                         extra={"rate_hz": self.p.rate_hz, "recorder": "teleop_recorder_node"})
-        self.counters = {"images": 0, "bad_images": 0, "bad_joy": 0, "skipped_steps": 0}
+        self.counters = {"images": 0, "bad_images": 0, "bad_joy": 0, "bad_states": 0, "skipped_steps": 0}
         self.last_error = ""
         self._joy = None
+        self._joy_action = np.zeros(4, dtype=np.float32)
         self._joy_time = -1e9
         self._prev_buttons: list[int] = []
         self._image: np.ndarray | None = None
         self._image_time = -1e9
-        self._ee: np.ndarray | None = None
-        self._ee_time = -1e9
-        self._joints: np.ndarray | None = None
-        self._joints_time = -1e9
+        self._state: np.ndarray | None = None
+        self._state_time = -1e9
+        self._success: bool | None = None  # None until the arm publishes a success signal (simulation)
+        self._success_time = -1e9
         self._reset_future = None
         self._reset_deadline = 0.0
         self._last_action = np.zeros(4, dtype=np.float32)
@@ -97,8 +116,8 @@ class TeleopRecorderNode(Node):
         self.pub_status = topics.publisher(self, "recorder_status")
         self.sub_joy = topics.subscription(self, "joy", self._on_joy)
         self.sub_image = topics.subscription(self, "image", self._on_image)
-        self.sub_pose = topics.subscription(self, "ee_pose", self._on_pose)
-        self.sub_joints = topics.subscription(self, "joint_states", self._on_joints)
+        self.sub_state = topics.subscription(self, "task_state", self._on_task_state)
+        self.sub_success = topics.subscription(self, "success", self._on_success)
         self.reset_client = topics.service_client(self, "reset")
         self.timer = self.create_timer(1.0 / self.p.rate_hz, self._tick)
         self.status_timer = self.create_timer(1.0, self._publish_status)
@@ -120,12 +139,11 @@ class TeleopRecorderNode(Node):
 
     # --- inputs -----------------------------------------------------------------------------------------------------
     def _on_joy(self, msg) -> None:
-        axes = np.asarray(msg.axes, dtype=np.float64)
-        need = max(self.p.axes) + 1
-        if axes.shape[0] < need or not np.all(np.isfinite(axes[: need])):
+        try:
+            self._joy_action = self.mapping.action(msg.axes, msg.buttons)
+        except ValueError as err:
             self.counters["bad_joy"] += 1
-            self._warn("joy", f"Joy message with {axes.shape[0]} axes (values {axes.tolist()[:8]}): expected at "
-                              f"least {need} finite axes; ignored")
+            self._warn("joy", f"{err}; ignored")
             return
         self._joy = msg
         self._joy_time = time.monotonic()
@@ -145,16 +163,18 @@ class TeleopRecorderNode(Node):
         self._image, self._image_time = rgb, time.monotonic()
         self.counters["images"] += 1
 
-    def _on_pose(self, msg) -> None:
-        p = msg.pose.position
-        xyz = np.array([p.x, p.y, p.z], dtype=np.float64)
-        if np.all(np.isfinite(xyz)):
-            self._ee, self._ee_time = xyz, time.monotonic()
+    def _on_task_state(self, msg) -> None:
+        state = np.asarray(msg.data, dtype=np.float32)
+        if state.shape != (self.spec.state_dim,) or not np.all(np.isfinite(state)):
+            self.counters["bad_states"] += 1
+            self._warn("state", f"task state on {topics.topic('task_state').path} with {state.shape[0]} values "
+                                f"{state.tolist()[:12]}: expected {self.spec.state_dim} finite values (the state of "
+                                f"{self.p.task}); ignored")
+            return
+        self._state, self._state_time = state, time.monotonic()
 
-    def _on_joints(self, msg) -> None:
-        q = np.asarray(msg.position, dtype=np.float64)
-        if q.size and np.all(np.isfinite(q)):
-            self._joints, self._joints_time = q, time.monotonic()
+    def _on_success(self, msg) -> None:
+        self._success, self._success_time = bool(msg.data), time.monotonic()
 
     # --- the record flow (the library's RecordingSession; the node adds buttons, the reset service and timing) ---
     def _on_buttons(self, pressed: set[int]) -> None:
@@ -211,13 +231,14 @@ class TeleopRecorderNode(Node):
             self.get_logger().info(f"{why}: discarded an episode of {lost} steps")
         self._reset_future = None
 
-    def _observation(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def _observation(self) -> Observation | None:
         now = time.monotonic()
         fresh = self.p.obs_timeout_s
-        if (self._image is None or self._ee is None or self._joints is None or now - self._image_time > fresh
-                or now - self._ee_time > fresh or now - self._joints_time > fresh):
+        if self._image is None or self._state is None or now - self._image_time > fresh \
+                or now - self._state_time > fresh:
             return None
-        return self._image, np.concatenate([self._ee, self._joints]).astype(np.float32)
+        success = self._success if now - self._success_time <= fresh else None
+        return Observation(self._image, self._state, success)
 
     def _save(self) -> None:
         """End the episode (no more steps are recorded, the arm is held) and write it; retried on failure."""
@@ -236,13 +257,7 @@ class TeleopRecorderNode(Node):
     def _action(self) -> np.ndarray:
         if not self._joy_alive():
             return np.zeros(4, dtype=np.float32)  # silent joystick: stop, never repeat the last command
-        axes = np.asarray(self._joy.axes, dtype=np.float64)
-        xyz = axes[list(self.p.axes)] * np.asarray(self.p.axis_signs)
-        xyz[np.abs(xyz) < self.p.deadzone] = 0.0
-        buttons = list(self._joy.buttons)
-        b = self.p.button_gripper
-        gripper = 1.0 if b >= 0 and b < len(buttons) and buttons[b] else -1.0
-        return np.clip(np.array([*xyz, gripper]), -1.0, 1.0).astype(np.float32)
+        return self._joy_action.copy()
 
     def _tick(self) -> None:
         self._check_reset()
@@ -251,10 +266,10 @@ class TeleopRecorderNode(Node):
             obs = self._observation()
             if obs is None:
                 self.counters["skipped_steps"] += 1
-                self._warn("obs", "no fresh image and robot state: step not recorded, arm held")
+                self._warn("obs", "no fresh image and task state: step not recorded, arm held")
                 action = np.zeros(4, dtype=np.float32)
             else:
-                self.session.record(obs[0], obs[1], action)
+                self.session.record(obs.frame, obs.state, action, obs.success)
         elif self.state in (RESETTING, SAVING):
             action = np.zeros(4, dtype=np.float32)  # the episode is over or not begun: hold the arm
             if self.session.waiting_for_final:

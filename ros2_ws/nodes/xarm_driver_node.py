@@ -1,9 +1,15 @@
 """xArm driver: the action topic in, JointState + end-effector pose (+ sim camera) out, e-stop and reset services.
 
-Backends: `real` (xarm-python-sdk, polytask.robot.xarm_real) or `sim` (MuJoCo SimArm, polytask.robot.xarm_sim).
+Backends: `real` (xarm-python-sdk, polytask.robot.xarm_real) or `sim` (polytask.robot.xarm_sim: the registered
+xArm task `task` in MuJoCo, its arm, objects and camera; every control tick is one step of that task).
 Every command passes polytask.robot.safety.CommandGuard (refuse NaN/inf, wrong length, out of [-1, 1]; scale to
 <= max_step_m; clamp to the workspace; watchdog on stale commands); the state machine is
 polytask.robot.controller.ArmController. This file only wires it to ROS.
+
+Besides the arm's joint states and end-effector pose, every tick publishes `robot/task_state`, the 10-D xArm task
+state `[ee xyz, tool, achieved xyz, goal xyz]` (polytask.sim.xarm_suite.xarm_state) that the teleop recorder
+stores and state policies read: on the sim backend the task's own state with `robot/reward` and `robot/success`;
+on the real arm, where nothing measures the objects, the arm's own part of it (polytask.robot.backend.arm_task_state).
 
 Threads (real backend): the reset and e-stop services run in their own callback groups on a
 MultiThreadedExecutor, so a reset that waits on the SDK (a connect to a controller that accepts TCP and never
@@ -11,7 +17,8 @@ answers takes up to `connect_timeout_s`) never stops the control timer: ticks an
 e-stop is answered during the reset (docs/reliability-ros-graph.md). The sim backend stays single-threaded: its
 resets are instant and its camera's EGL context belongs to the thread that created it.
 
-    python -m polytask.nodes.xarm_driver_node --ros-args --params-file config/xarm_driver.yaml -p backend:=sim
+    python -m polytask.nodes.xarm_driver_node --ros-args --params-file config/xarm_driver.yaml -p backend:=sim \
+        -p task:=xarm/peg-green
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from polytask.robot.backend import ArmBackend, ArmReading
+from polytask.robot.backend import ArmBackend, ArmReading, arm_task_state
 from polytask.robot.controller import ArmController
 from polytask.robot.safety import GuardConfig
 from polytask.ros import topics
@@ -52,7 +59,9 @@ PARAMS = (
     Param("servo_hz", 100.0, "real backend: servo setpoints per second between control ticks (0 = one jump per "
           "tick, not recommended: servo mode faults on large jumps)", min=0.0, max=1000.0),
     Param("use_gripper", False, "real backend: drive the gripper from the 4th action value"),
-    Param("sim_scene", "reach", "sim backend: gym-xarm scene", choices=("reach", "push")),
+    Param("task", "xarm/reach", "registered xArm task (`polytask tasks 'xarm/*'`): the sim backend simulates it "
+          "(arm, objects, camera, workspace box, success rule); names the task state on both backends"),
+    Param("seed", 0, "sim backend: seed of the first episode (each reset draws the next: seed+1, seed+2, ...)", min=0),
     Param("publish_image", True, "sim backend: publish the simulated camera on camera/image_raw"),
     Param("image_width", 84, "sim backend: camera width (px)", min=8, max=640),
     Param("image_height", 84, "sim backend: camera height (px)", min=8, max=480),
@@ -76,6 +85,9 @@ class XArmDriverNode(Node):
         self.pub_joints = topics.publisher(self, "joint_states")
         self.pub_pose = topics.publisher(self, "ee_pose")
         self.pub_status = topics.publisher(self, "robot_status")
+        self.pub_task_state = topics.publisher(self, "task_state")
+        self.pub_reward = topics.publisher(self, "reward") if self.p.backend == "sim" else None
+        self.pub_success = topics.publisher(self, "success") if self.p.backend == "sim" else None
         self.pub_image = (topics.publisher(self, "image")
                           if self.p.backend == "sim" and self.p.publish_image else None)
         self.sub_action = topics.subscription(self, "action", self._on_action)
@@ -94,6 +106,12 @@ class XArmDriverNode(Node):
         self.get_logger().info(f"xArm driver ({self.p.backend}) at {self.p.rate_hz:g} Hz, workspace {low} .. {high}")
 
     def _make_backend(self) -> ArmBackend:
+        from polytask.robot.xarm_sim import XArmSim, check_xarm_task
+
+        try:
+            check_xarm_task(self.p.task)
+        except ValueError as err:
+            raise ParamError(f"node 'xarm_driver': parameter 'task': {err}") from err
         if self.p.backend == "real":
             from polytask.robot.xarm_real import XArmReal
 
@@ -102,9 +120,7 @@ class XArmDriverNode(Node):
                                  "controller's IP address")
             return XArmReal(self.p.ip, self.p.connect_timeout_s, speed_mm_s=self.p.speed_mm_s,
                             use_gripper=self.p.use_gripper, servo_hz=self.p.servo_hz)
-        from polytask.robot.xarm_sim import XArmSim
-
-        return XArmSim(self.p.sim_scene)
+        return XArmSim(self.p.task, seed=self.p.seed)
 
     def _workspace(self) -> tuple[np.ndarray, np.ndarray]:
         low, high = self.backend.default_workspace()
@@ -185,9 +201,16 @@ class XArmDriverNode(Node):
         pose.pose.orientation.x, pose.pose.orientation.y = float(q[0]), float(q[1])
         pose.pose.orientation.z, pose.pose.orientation.w = float(q[2]), float(q[3])
         self.pub_pose.publish(pose)
+        feedback = self.backend.feedback()
+        state = arm_task_state(reading) if feedback is None else feedback.state
+        self.pub_task_state.publish(topics.load_type(topics.topic("task_state").msg_type)(
+            data=[float(v) for v in state]))
+        if feedback is not None and self.pub_reward is not None:
+            self.pub_reward.publish(topics.load_type(topics.topic("reward").msg_type)(data=float(feedback.reward)))
+            self.pub_success.publish(topics.load_type(topics.topic("success").msg_type)(data=bool(feedback.success)))
 
     def _publish_status(self, force: bool) -> None:
-        status = self.controller.status()
+        status = {**self.controller.status(), "task": self.p.task, "episode": self.backend.episodes}
         key = repr({k: v for k, v in status.items() if k not in ("ticks", "target")})
         now = self.get_clock().now().nanoseconds * 1e-9
         if force or key != self._last_status or now - self._last_status_time >= self.p.status_period_s:

@@ -47,6 +47,7 @@ class FaultCodes:
 class ArmBackend(abc.ABC):
     name: str = "arm"
     frame_id: str = "world"
+    episodes: int = 0  # episodes begun (simulation: resets of its task); reported in the driver's status
 
     @abc.abstractmethod
     def default_workspace(self) -> tuple[np.ndarray, np.ndarray]:
@@ -88,5 +89,25 @@ class ArmBackend(abc.ABC):
         """A camera frame (uint8 HxWx3) where the backend has one (simulation)."""
         return None
 
+    def feedback(self):
+        """The task's latest `Step` (state, reward, success) where the backend runs the task (simulation); None
+        where nothing but the arm is measured (the real arm: `arm_task_state` of a reading is all there is)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional
         """Release the connection / simulator."""
+
+
+def arm_task_state(reading: ArmReading) -> np.ndarray:
+    """The 10-D xArm task state (polytask.sim.xarm_suite.xarm_state) from what the arm alone measures.
+
+    The real arm knows its end effector and gripper, not where the task's objects or goal are; so the achieved
+    point and the goal are the end effector itself (as in `xarm/reach` at the goal) and the tool is the gripper's
+    closure (0 when unknown). The layout stays the one every xArm task stores, so teleop and task episodes share
+    one schema; a state expert needs a perception node publishing the objects to be meaningful there, a pixel
+    expert does not.
+    """
+    from polytask.sim.xarm_suite import xarm_state
+
+    tool = float(reading.gripper) if np.isfinite(reading.gripper) else 0.0
+    return xarm_state(reading.ee_xyz, tool, reading.ee_xyz, reading.ee_xyz)
