@@ -124,6 +124,8 @@ class RecordingSession:
         episode = rec.to_episode(self.task, self.task_id, source="teleop", episode_success=verdict,
                                  score=float(verdict), extra={**self.extra, "judged_by": "task" if self._judged
                                                               else "operator"})
+        if verdict and episode.pixels is not None:  # a task's goal image: a successful demo's last frame, as for
+            episode.goal_pixels = episode.pixels[-1].copy()  # scripted demos (polytask.learning.policies.demos)
         try:
             path = self.store.append(episode)
         except (OSError, EpisodeError) as err:
