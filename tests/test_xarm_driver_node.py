@@ -232,3 +232,53 @@ def test_bad_parameters_exit_with_clear_error(tmp_path):
         node.proc.wait(20)
         assert node.stop() == 2  # the log stays readable after stop()
         assert "parameter 'max_step_m' = 0.5: above the maximum 0.05" in node.log_text()
+        bad_tasks = (("metaworld/reach", "is not a simulated xArm task"), ("xarm/peg-purple", "expected one of"))
+        for task, needle in bad_tasks:
+            node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
+                               params={"backend": "sim", "task": task})
+            node.proc.wait(30)
+            assert node.stop() == 2
+            assert f"parameter 'task': task {task!r}" in node.log_text() and needle in node.log_text()
+            assert "xarm/drawer-close-right" in node.log_text()  # the known tasks are named
+
+
+def test_a_new_task_streams_its_state_reward_success_and_frames(tmp_path):
+    """The sim backend on a paper task (not reach/push): the driver publishes the task's own 10-D state, reward
+    and success every tick, the camera shows the task's scene, and the reset service starts the next seed."""
+    from polytask.sim import registry
+    from polytask.sim.xarm_suite import decode_xarm_state
+
+    task = "xarm/drawer-close-left"
+    with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
+        node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path, extra_env={"MUJOCO_GL": "egl"},
+                           params_files=(str(CONFIG / "xarm_driver.yaml"),),
+                           params={"backend": "sim", "task": task, "seed": 7, "rate_hz": 10.0})
+        try:
+            states, rewards, successes = (probe.subscribe(k) for k in ("task_state", "reward", "success"))
+            images, poses = probe.subscribe("image"), probe.subscribe("ee_pose")
+            ready = lambda: len(states) >= 3 and len(rewards) >= 3 and len(poses) >= 3 and bool(images)  # noqa: E731
+            assert probe.spin_until(ready, 60), node.log_text()
+            first = decode_xarm_state(states[-1][1].data)
+            expect = registry.make(task, render=False)
+            try:
+                seeded = decode_xarm_state(expect.reset(seed=7).state)  # the driver's first episode is seed 7
+            finally:
+                expect.close()
+            assert np.allclose(first.goal, seeded.goal, atol=1e-4), (first.goal, seeded.goal)
+            assert np.linalg.norm(first.ee - _ee(probe)) < 0.01  # slot 0..2 is the end effector of ee_pose
+            status = _wait_status(probe, lambda s: s.get("task") == task)
+            assert status["episode"] == 1
+            frame = image_to_numpy(images[-1][1])
+            assert frame.shape == (84, 84, 3) and frame.std() > 5
+            assert not any(bool(m.data) for _, m in successes)  # the drawer starts open
+            # each tick is one task step: its reward is the task's (minus the handle's distance to the closed spot)
+            assert all(float(m.data) <= 0.0 for _, m in rewards[-3:])
+            assert abs(float(rewards[-1][1].data) + np.linalg.norm(first.achieved - first.goal)) < 0.02
+            assert probe.call_trigger("reset").success
+            status = _wait_status(probe, lambda s: s.get("episode") == 2)
+            n = len(states)
+            assert probe.spin_until(lambda: len(states) > n + 1, 10)
+            second = decode_xarm_state(states[-1][1].data)
+            assert np.abs(second.goal - first.goal).max() > 1e-3 or np.abs(second.ee - first.ee).max() > 1e-3
+        finally:
+            node.stop()

@@ -464,3 +464,50 @@ def test_streaming_error_faults_the_controller(listener):
     assert ctl.state == "error" and ctl.status()["api_code"] == 9 and len(sdk.servo_calls) == 1
     sdk.servo_return = 0
     assert ctl.reset()[0] and _streaming_backend.fault_codes().api_code == 0
+
+
+def test_simulated_task_arm_keeps_to_the_tasks_box_and_steps_the_task():
+    """XArmSim on a paper task: the default workspace is the task's own box, a command beyond it is clamped (the
+    arm never leaves it), a refused command does not move the arm, and every tick is one step of the task whose
+    state is what the backend reports."""
+    from polytask.robot.xarm_sim import XArmSim
+    from polytask.sim import registry
+    from polytask.sim.xarm_suite import decode_xarm_state
+
+    backend = XArmSim("xarm/pour-left", seed=3)
+    low, high = backend.default_workspace()
+    probe = registry.make("xarm/pour-left", render=False)
+    try:
+        assert np.allclose(low, probe.arm.workspace_low) and np.allclose(high, probe.arm.workspace_high)
+        assert not np.allclose(low, backend_default_reach_low())  # the task's box, not the bare arm's
+        first_goal = probe.reset(seed=3).state[7:10]
+    finally:
+        probe.close()
+    clock = FakeClock()
+    ctl = ArmController(backend, GuardConfig(workspace_low=tuple(low), workspace_high=tuple(high)), clock=clock)
+    ctl.start_connect()
+    ctl._connect_thread.join(30)
+    ctl.tick()
+    assert np.allclose(backend.feedback().state[7:10], first_goal, atol=1e-5)  # the first episode is seed 3
+    t0 = backend.task.t
+    for _ in range(40):  # +z and -y far beyond the box
+        ctl.submit([0.0, -1.0, 1.0, -1.0])
+        clock.t += 0.1
+        ctl.tick()
+    ee = backend.read().ee_xyz
+    assert ee[2] <= high[2] + 0.01 and ee[1] >= low[1] - 0.01 and ctl.status()["commands"]["clamped"] > 0
+    assert backend.task.t - t0 == 40  # one task step per tick
+    assert np.allclose(decode_xarm_state(backend.feedback().state).ee, ee, atol=1e-5)  # the state is the task's
+    before = backend.read().ee_xyz
+    assert not ctl.submit([np.nan, 0.0, 0.0, 0.0]).accepted
+    for _ in range(5):
+        clock.t += 0.1
+        ctl.tick()
+    assert np.linalg.norm(backend.read().ee_xyz - before) < 0.005
+    backend.close()
+
+
+def backend_default_reach_low():
+    from polytask.sim.xarm_arm import WORKSPACE_LOW
+
+    return WORKSPACE_LOW
