@@ -54,7 +54,7 @@ ROBOT_ARG = LaunchArg("robot", "sim", "the arm: `sim` = the sim bridge of `task`
                       "command guard and servo semantics), `xarm` = the real xArm + camera",
                       ("sim", "xarm_sim", "xarm"))
 TASK_ARG = LaunchArg("task", NodeDefault("policy_server_node", "task"),
-                     "registry task name (sim bridge task; the policy's and trainer's task)")
+                     "registry task name (the simulated task; the policy's, trainer's and recorder's task)")
 XARM_IP_ARG = LaunchArg("xarm_ip", "192.168.1.185", "controller address of the real xArm (robot:=xarm)")
 CAMERA_ARG = LaunchArg("camera_device", NodeDefault("camera_node", "device"),
                        "OpenCV device of the robot camera: index, path or URL (robot:=xarm)")
@@ -112,8 +112,8 @@ TELEOP_RECORD = Graph(
     name="teleop_record",
     description="Record demonstrations with a joystick: joystick -> teleop recorder -> arm; episodes to a store.",
     arguments=(
-        LaunchArg("robot", "sim", "the arm: `sim` = the simulated xArm (MuJoCo), `xarm` = the real xArm + camera",
-                  ("sim", "xarm")),
+        LaunchArg("robot", "sim", "the arm: `sim` = the simulated xArm task `task` (MuJoCo, any `xarm/*` task), "
+                  "`xarm` = the real xArm + camera", ("sim", "xarm")),
         TASK_ARG,
         LaunchArg("store", "data/demos", "episode store folder (resumed when it exists)"),
         LaunchArg("joystick", "reader", "`reader` = polytask's Linux joystick reader, `joy` = the ROS joy package, "

@@ -13,6 +13,7 @@ measures the graph's pace).
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -100,11 +101,19 @@ def test_deploy_graph_drives_the_simulated_xarm_with_a_distilled_student(student
                 _latest(robot),
                 log_path.read_text()[-3000:],
             )
+            # a fresh episode while every subscription is matched (the first episode may be over by now): the
+            # driver draws the next initialisation, the server resets its policy on the status' new episode
+            assert probe.call_trigger("reset").success
+            reset_at = time.monotonic()
+            pairs.clear()
+            assert probe.spin_until(lambda: len(pairs) >= 40, 30), _latest(robot)
             probe.spin_until(lambda: _latest(robot).get("state") == "ready", 10)
             robot_status, policy_status = _latest(robot), _latest(policy)
-            xyz = np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z] for _, m in poses])
+            xyz = np.array(
+                [[m.pose.position.x, m.pose.position.y, m.pose.position.z] for t, m in poses if t > reset_at]
+            )
             alive = set(launcher.alive())
-            succeeded = any(bool(m.data) for _, m in successes)
+            succeeded = any(bool(m.data) for t, m in successes if t > reset_at)
         finally:
             probe.close()
             launcher.shutdown()
@@ -112,7 +121,7 @@ def test_deploy_graph_drives_the_simulated_xarm_with_a_distilled_student(student
     assert policy_status["kind"] == "student" and policy_status["task"] == DEPLOYED, policy_status
     assert policy_status["task_id"] == spec.task_id, "the server must condition on the launched task's goal"
     assert policy_status["bad_frames"] == policy_status["policy_errors"] == policy_status["bad_actions"] == 0
-    assert robot_status["state"] == "ready" and robot_status["task"] == DEPLOYED, robot_status
+    assert robot_status["state"] == "ready" and robot_status["task"] == DEPLOYED and robot_status["episode"] == 2
     assert robot_status["commands"]["refused_total"] == 0 and robot_status["commands"]["applied"] >= 20
     assert alive == {"xarm_driver", "policy_server", "monitor"}
     assert np.ptp(xyz, axis=0).max() > 0.03, "the simulated arm did not move under the student"
@@ -120,14 +129,15 @@ def test_deploy_graph_drives_the_simulated_xarm_with_a_distilled_student(student
     # the student acts like its teacher on the states the arm reports (teacher: the task's scripted expert)
     teacher = registry.make(DEPLOYED, render=False)
     try:
-        agree = []
-        for state, action in pairs[5:]:
+        want = []
+        for state, _action in pairs:
             step = Step(
                 state=state, pixels=None, reward=0.0, success=False, terminal=False, truncated=False, goal=teacher.goal
             )
-            want = np.asarray(teacher.scripted_action(step), np.float32)[:3]
-            if np.linalg.norm(want) > 0.3:
-                agree.append(float(want @ action[:3] / (np.linalg.norm(want) * np.linalg.norm(action[:3]) + 1e-6)))
+            want.append(np.asarray(teacher.scripted_action(step), np.float32)[:3])
     finally:
         teacher.close()
-    assert len(agree) >= 5 and np.mean(agree) > 0.5, f"student vs teacher direction cosine {np.mean(agree):.2f}"
+    want, got = np.stack(want), np.stack([a[:3] for _, a in pairs])
+    error, baseline = np.mean(np.sum((got - want) ** 2, 1)), np.mean(np.sum(want**2, 1))  # baseline: act zero
+    print(f"\nstudent on {DEPLOYED}: MSE to the teacher {error:.3f}, acting zero {baseline:.3f}, {len(pairs)} actions")
+    assert baseline > 0.05 and error < 0.5 * baseline, f"student-teacher MSE {error:.3f} vs {baseline:.3f} for zero"
