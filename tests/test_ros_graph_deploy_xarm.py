@@ -126,6 +126,7 @@ def test_deploy_graph_drives_the_simulated_xarm_with_a_distilled_student(student
     assert alive == {"xarm_driver", "policy_server", "monitor"}
     assert np.ptp(xyz, axis=0).max() > 0.03, "the simulated arm did not move under the student"
     assert succeeded, "the student never completed the task (the driver's success signal stayed false)"
+    assert robot_status["episodes"] == 2 and robot_status["successes"] >= 1, robot_status  # the monitor's counters
     # the student acts like its teacher on the states the arm reports (teacher: the task's scripted expert)
     teacher = registry.make(DEPLOYED, render=False)
     try:

@@ -267,7 +267,7 @@ def test_a_new_task_streams_its_state_reward_success_and_frames(tmp_path):
             assert np.allclose(first.goal, seeded.goal, atol=1e-4), (first.goal, seeded.goal)
             assert np.linalg.norm(first.ee - _ee(probe)) < 0.01  # slot 0..2 is the end effector of ee_pose
             status = _wait_status(probe, lambda s: s.get("task") == task)
-            assert status["episode"] == 1
+            assert status["episode"] == status["episodes"] == 1 and status["successes"] == 0
             frame = image_to_numpy(images[-1][1])
             assert frame.shape == (84, 84, 3) and frame.std() > 5
             assert not any(bool(m.data) for _, m in successes)  # the drawer starts open

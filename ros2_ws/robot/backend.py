@@ -48,6 +48,7 @@ class ArmBackend(abc.ABC):
     name: str = "arm"
     frame_id: str = "world"
     episodes: int = 0  # episodes begun (simulation: resets of its task); reported in the driver's status
+    successes: int = 0  # of those, the ones whose latest step met the task's success rule (simulation)
 
     @abc.abstractmethod
     def default_workspace(self) -> tuple[np.ndarray, np.ndarray]:

@@ -44,6 +44,7 @@ class XArmSim(ArmBackend):
         self.task = self._build()  # built here (the workspace box is the task's); connect() starts an episode
         self._connected = False
         self._step: Step | None = None
+        self._finished_successes = 0
         self._tool = -1.0  # the last tool command (action[3]); a hold keeps it
         self._fault = FaultCodes()
         self._stopped = False
@@ -70,7 +71,13 @@ class XArmSim(ArmBackend):
         self._new_episode()
         self._connected = True
 
+    @property
+    def successes(self) -> int:  # episodes ended with the task's success, and the current one if it succeeds now
+        return self._finished_successes + int(self._step is not None and bool(self._step.success))
+
     def _new_episode(self) -> None:
+        if self._step is not None and self._step.success:
+            self._finished_successes += 1
         self._step = self.task.reset(seed=self.seed)
         self.seed += 1
         self.episodes += 1
