@@ -144,7 +144,7 @@ def test_record_redo_cancel_silent_and_resume(graph):
     silent = a2[-6:-1] if list(a2[-1]) == [0.0, 0.0, 0.0, -1.0] else a2[-5:]
     assert len(silent) == 5 and np.all(silent == 0.0), f"silent joystick must give zero actions, got {a2[-6:]}"
     after = [m for t, m in actions_seen if t > silence_start + 0.8 and t < silence_start + 1.2]
-    assert after and all(list(m.data) == [0.0, 0.0, 0.0, 0.0] for m in after)
+    assert after and all(list(m.position) == [0.0, 0.0, 0.0, 0.0] for m in after)
 
     # resume: a new recorder process continues the numbering
     graph["recorder"].stop()
