@@ -237,7 +237,7 @@ def test_deploy_streams_actions_and_the_monitor_summary_shows_them(workspaces, l
     text = launch.text()
     assert code == 0, text[-3000:]
     assert "Traceback" not in text and "LaunchConfigurationEquals" not in text, text[-3000:]
-    from polytask.launch.graphs import package_installed
+    from polytask.launch.packages import package_installed
 
     if not package_installed("rviz2"):  # the default rviz:=true must not abort a launch without rviz2
         assert text.count("not starting rviz: ROS package 'rviz2' is not installed") == 1, text[-3000:]
@@ -304,7 +304,7 @@ def test_teleop_record_lands_an_episode_from_a_scripted_joy(workspaces, domain, 
     (ep,) = EpisodeStore(store).episodes()
     assert ep.source == "teleop" and ep.task == "xarm/reach" and len(ep) >= 10
     assert np.abs(ep.action[:, :3]).max() > 0.9, "the stick's command is not in the recorded actions"
-    from polytask.launch.graphs import package_installed
+    from polytask.launch.packages import package_installed
 
     for package in ("joy", "robot_state_publisher", "tf2_ros"):
         if not package_installed(package):
