@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from xarm_fakes import silent_controller
 
 from polytask.ros.action_msg import action_message
 from polytask.ros.image_conversion import image_to_numpy
@@ -190,27 +189,7 @@ def test_real_backend_silent_controller(tmp_path):
     """A controller that accepts TCP and never answers: connect gives up at the deadline, no pose is published,
     the status says why, and e-stop still answers. A reset to it (a new connect, as long as the deadline) does
     not stall the driver: control ticks and status keep coming meanwhile and an e-stop is answered."""
-    host = f"127.0.{np.random.randint(1, 250)}.{np.random.randint(2, 250)}"
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        srv.bind((host, 502))
-    except PermissionError:
-        pytest.skip("binding port 502 needs root")
-    srv.listen(16)
-    conns: list = []
-    stop = threading.Event()
-
-    def accept_loop():
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conns.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-    with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
+    with silent_controller() as (host, conns), allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
         node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
                            params={"backend": "real", "ip": host, "connect_timeout_s": 1.5, "rate_hz": 10.0,
                                    "status_period_s": 0.2})
@@ -251,11 +230,7 @@ def test_real_backend_silent_controller(tmp_path):
             assert _wait_status(probe, lambda s: s["state"] == "estop")["state"] == "estop"
             assert node.alive
         finally:
-            stop.set()
             node.stop()
-            for conn in conns:
-                conn.close()
-            srv.close()
 
 
 def test_bad_parameters_exit_with_clear_error(tmp_path):

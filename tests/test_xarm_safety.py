@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from xarm_fakes import CFG, HIGH, LOW, FakeClock, FakeSDK, make_controller
+from xarm_fakes import CFG, HIGH, LOW, FakeClock, FakeSDK, make_controller, silent_controller
 
 from polytask.robot.backend import ArmConnectError
 from polytask.robot.controller import ArmController
@@ -126,34 +126,8 @@ def test_estop_from_every_state(listener):
 
 
 # --- the real SDK ---------------------------------------------------------------------------------------------------
-def _silent_peer(host: str):
-    """Accept TCP on host:502 and never answer: the SDK's constructor would block 254 s here."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((host, 502))
-    srv.listen(16)
-    accepted = []
-    stop = threading.Event()
-
-    def loop():
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=loop, daemon=True).start()
-    return srv, accepted, stop
-
-
 def test_silent_controller_connect_fails_within_deadline():
-    host = f"127.0.{np.random.randint(1, 250)}.{np.random.randint(2, 250)}"
-    try:
-        srv, accepted, stop = _silent_peer(host)
-    except PermissionError:
-        pytest.skip("binding port 502 needs root")
-    try:
+    with silent_controller() as (host, accepted):
         backend = XArmReal(host, connect_timeout_s=1.5)
         t0 = time.monotonic()
         with pytest.raises(ArmConnectError, match=r"did not answer within the connect deadline of 1\.5 s"):
@@ -162,9 +136,6 @@ def test_silent_controller_connect_fails_within_deadline():
         assert 1.4 <= elapsed < 2.5, elapsed
         assert accepted, "the SDK never reached the peer: the test would prove nothing"
         assert backend.read() is None and not backend.connected
-    finally:
-        stop.set()
-        srv.close()
 
 
 def test_unconnected_sdk_pose_is_never_reported():

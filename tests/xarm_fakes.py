@@ -1,7 +1,16 @@
 """Fakes for the arm-safety tests: a settable clock, the subset of the xArm SDK the real backend calls (recording
-every motion call), and a controller connected through them; no ROS, no arm."""
+every motion call), a controller connected through them, and a controller that accepts TCP and never answers;
+no ROS, no arm."""
 
 from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
 
 from polytask.robot.controller import ArmController
 from polytask.robot.safety import GuardConfig
@@ -91,3 +100,38 @@ def make_controller(listener_port, sdk=None):
     ctl.tick()
     assert ctl.state == "stale", ctl.status()
     return ctl, sdk, clock
+
+
+@contextmanager
+def silent_controller() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A controller on a random loopback address that accepts TCP on port 502 and never answers (the SDK's
+    constructor would block 254 s on it): yields (host, the connections it accepted). Skips where binding port
+    502 needs root."""
+    host = f"127.0.{np.random.randint(1, 250)}.{np.random.randint(2, 250)}"
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind((host, 502))
+    except PermissionError:
+        srv.close()
+        pytest.skip("binding port 502 needs root")
+    srv.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=loop, daemon=True).start()
+    try:
+        yield host, accepted
+    finally:
+        stop.set()
+        for conn in accepted:
+            conn.close()
+        srv.close()
