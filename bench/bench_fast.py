@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from polytask.learning.accel.graphed_policy import accelerate_policy
+from polytask.learning.data.atomic import write_json
 from polytask.learning.nets.drqv2 import NetworkSpec
 from polytask.learning.policies.expert import ExpertPolicy
 from polytask.learning.rl.agent import ExpertAgent
@@ -290,8 +291,7 @@ def main() -> None:
     res["load_after"] = os.getloadavg()
     print(json.dumps(res, indent=1))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=1)
+        write_json(args.json, res, indent=1)  # atomic: a killed run leaves no half file
 
 
 if __name__ == "__main__":
