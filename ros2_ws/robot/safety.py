@@ -89,7 +89,7 @@ def observation_verdict(observed: Observed, max_age_s: float) -> Verdict:
         other = " (that is another clock, not a slow frame: use_sim_time set on one side only?)" \
             if age > OTHER_CLOCK_S else ""
         return Verdict(False, "old_observation", f"computed from an observation {age:.3f} s old; the limit "
-                                                 f"(max_observation_age) is {max_age_s:g} s{other}")
+                                                 f"(max_observation_age_s) is {max_age_s:g} s{other}")
     return Verdict(True)
 
 
