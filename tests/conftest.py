@@ -44,9 +44,6 @@ def listener():
 @pytest.fixture(scope="session")
 def rl_pair_demos(tmp_path_factory) -> Path:
     """5 successful scripted demos (states only) of each task of RL_PAIR, recorded once per test session."""
-    from polytask.learning.policies.demos import record_demos
+    from training_inputs import scripted_demos
 
-    out = tmp_path_factory.mktemp("rl_pair_demos")
-    for task in RL_PAIR:
-        assert record_demos(task, 5, out, render=False, progress=False).kept == 5
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("rl_pair_demos"), RL_PAIR, 5)

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_inputs import scripted_demos, tiny_expert_overrides
 
 from polytask.learning.config import load_config
 from polytask.learning.nets.drqv2 import NetworkSpec
-from polytask.learning.policies.demos import record_demos
 from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.expert import ExpertTrainer
 from polytask.learning.rl.expert_config import AgentConfig, ExpertConfig
@@ -117,34 +117,15 @@ def test_agents_that_change_the_update_refuse_the_fast_paths():
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reach_demos_fast")
-    assert record_demos(TASK, 2, out, render=False, progress=False).kept == 2
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("reach_demos_fast"), [TASK], 2)
 
 
 def test_trainer_with_the_graph_path_trains_resumes_and_matches_eager(demos, tmp_path):
     """The whole trainer (replay sampling, logging of lazy metrics, checkpoints) on agent.compile=graph gives the
     eager run's weights exactly, and its checkpoint resumes under either setting."""
-    ov = {
-        "train.task": TASK,
-        "train.demos": str(demos),
-        "train.runs_dir": str(tmp_path),
-        "train.threads": 1,
-        "train.progress": False,
-        "train.eval_video": False,
-        "network.obs": "state",
-        "network.hidden": 32,
-        "network.actor_layers": 2,
-        "agent.batch_size": 32,
-        "bc.pretrain_steps": 10,
-        "bc.batch_size": 32,
-        "train.seed_frames": 100,
-        "agent.num_expl_steps": 0,
-        "train.eval_episodes": 1,
-        "train.eval_every": 0,
-        "train.steps": 150,
-        "train.save_every": 10**6,
-    }
+    ov = tiny_expert_overrides(
+        TASK, demos, tmp_path, **{"bc.pretrain_steps": 10, "train.steps": 150, "train.save_every": 10**6}
+    )
     runs = {}
     for mode in ("none", "graph"):
         trainer = ExpertTrainer(load_config(ExpertConfig, None, {**ov, "agent.compile": mode, "train.name": mode}))
