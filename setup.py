@@ -1,4 +1,5 @@
-"""One distribution and one ROS 2 package, `polytask`, built from the design card's top-level folders.
+"""One distribution and one ROS 2 package, `polytask`, built from the repository's top-level source
+folders (ros2_ws/, sim/, learning/, launch/).
 
 The import namespace `polytask` is the folder ros2_ws/, and the other top-level folders are reached through
 relative symlinks inside it (ros2_ws/sim -> ../sim, ros2_ws/learning -> ../learning, ros2_ws/launch -> ../launch),

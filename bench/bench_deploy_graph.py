@@ -23,6 +23,7 @@ import numpy as np
 
 from polytask.launch.graphs import resolve
 from polytask.launcher import Launcher
+from polytask.learning.data.atomic import write_json
 from polytask.ros.node_base import child_env
 from polytask.ros.testing import Probe, allocate_domain
 
@@ -80,8 +81,7 @@ def main() -> None:
           f"(command_timeout_s {COMMAND_TIMEOUT_S}: ratio {out['stale_after_kill_s'] / COMMAND_TIMEOUT_S:.2f})")
     print(json.dumps(out))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1)
+        write_json(args.json, out, indent=1)  # atomic: a killed run leaves no half file
 
 
 if __name__ == "__main__":

@@ -96,6 +96,22 @@ def _batches(spec: NetworkSpec, batch: int, rng: np.random.Generator) -> tuple[d
     return b, d
 
 
+def _race(fns: dict, iters: int) -> dict:
+    """Median ms of `eager` and `ours` (after one warm-up call each), interleaved so that both see the same machine
+    load, and the speedup of ours over eager."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(iters):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {f"{k}_ms": 1000 * float(np.median(v)) for k, v in times.items()}
+    out["speedup"] = out["eager_ms"] / out["ours_ms"]
+    return out
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -167,17 +183,7 @@ def bench_act(iters: int, device: str) -> dict:
         return agent.nets.actor(obs_f, goal_f)[0].cpu().numpy()
 
     fns = {"eager": eager, "ours": lambda: agent.act(x, 10**6, eval_mode=True)}
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(iters):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    out = {f"{k}_ms": 1000 * float(np.median(v)) for k, v in times.items()}
-    out["speedup"] = out["eager_ms"] / out["ours_ms"]
-    return out
+    return _race(fns, iters)
 
 
 def bench_replay(iters: int) -> dict:
@@ -204,17 +210,7 @@ def bench_replay(iters: int) -> dict:
             nxt[rows] = stack_window(st.obs, np.minimum(t_idx[rows] + 3, st.length), 3, True)
 
     fns = {"eager": eager, "ours": lambda: buf.sample(256)}
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()
-    for _ in range(iters):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    out = {f"{k}_ms": 1000 * float(np.median(v)) for k, v in times.items()}
-    out["speedup"] = out["eager_ms"] / out["ours_ms"]
-    return out
+    return _race(fns, iters)
 
 
 def main() -> None:

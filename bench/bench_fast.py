@@ -25,11 +25,13 @@ import numpy as np
 import torch
 
 from polytask.learning.accel.graphed_policy import accelerate_policy
+from polytask.learning.data.atomic import write_json
 from polytask.learning.nets.drqv2 import NetworkSpec
 from polytask.learning.policies.expert import ExpertPolicy
 from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.batched import BatchedExperts
 from polytask.learning.rl.expert_config import AgentConfig
+from polytask.learning.rl.synthetic import random_batches
 from polytask.sim.task import Goal, Step
 
 
@@ -42,22 +44,6 @@ def specs(kind: str, toy: bool) -> tuple[NetworkSpec, np.ndarray | None, int]:
         return spec, np.random.default_rng(1).integers(0, 256, (3, side, side), dtype=np.uint8), 16 if toy else 256
     spec = NetworkSpec("state", (17,), 6, "sinusoid", goal_dim=16, **(dict(hidden=64) if toy else {}))
     return spec, np.linspace(-1, 1, 16).astype(np.float32), 32 if toy else 256
-
-
-def batches(spec: NetworkSpec, n: int, rng: np.random.Generator) -> tuple[dict, dict]:
-    if spec.obs_modality == "pixels":
-        shape = (n, spec.in_channels, *spec.obs_shape[1:])
-        obs = lambda: rng.integers(0, 256, shape, dtype=np.uint8)  # noqa: E731
-    else:
-        obs = lambda: rng.normal(size=(n, spec.obs_shape[0])).astype(np.float32)  # noqa: E731
-    b = {
-        "obs": obs(),
-        "next_obs": obs(),
-        "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32),
-        "reward": rng.normal(size=(n, 1)).astype(np.float32),
-        "discount": np.full((n, 1), 0.97, np.float32),
-    }
-    return b, {"obs": obs(), "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32)}
 
 
 def sig(x: float, digits: int = 3) -> float:
@@ -94,7 +80,7 @@ def interleaved(fns: dict[str, Callable[[int], object]], iters: int, device: str
 def bench_update(kind: str, toy: bool, device: str, modes: list[str], iters: int) -> dict:
     """updates/s of the eager update and each fast mode on the same batch; first-call (capture/compile) seconds."""
     spec, _goal, n = specs(kind, toy)
-    b, d = batches(spec, n, np.random.default_rng(0))
+    b, d = random_batches(spec, n, np.random.default_rng(0))
     agents = {m: agent(kind, toy, device, m) for m in ["none", *modes]}
     first = {}
     for m, a in agents.items():
@@ -119,7 +105,7 @@ def check_equal(kind: str, toy: bool, device: str, mode: str, updates: int) -> d
     put = torch.cuda.set_rng_state if cuda else torch.set_rng_state
     draws_equal, losses = True, []
     for i in range(updates):
-        b, d = batches(spec, n, rng)
+        b, d = random_batches(spec, n, rng)
         state = get()
         m1 = eager.update(b, d, i)
         after = get()
@@ -147,7 +133,7 @@ def bench_batched(kind: str, k: int, toy: bool, device: str, iters: int) -> dict
     spec, _goal, n = specs(kind, toy)
     cuda = device.startswith("cuda")
     rng = np.random.default_rng(0)
-    data = [batches(spec, n, rng) for _ in range(k)]
+    data = [random_batches(spec, n, rng) for _ in range(k)]
     singles = [agent(kind, toy, device, "none", seed=j) for j in range(k)]
     graphs = [agent(kind, toy, device, "graph", seed=j) for j in range(k)] if cuda else []
     stacked = BatchedExperts([copy.deepcopy(a) for a in singles], mode="graph" if cuda else "none")
@@ -231,7 +217,7 @@ def bench_threads(kind: str, toy: bool, iters: int, counts: tuple[int, ...] = (1
     """Eager updates/s at each torch thread count, alternating the count call by call on one agent and batch (so
     load from other jobs hits every count alike)."""
     spec, _goal, n = specs(kind, toy)
-    b, d = batches(spec, n, np.random.default_rng(0))
+    b, d = random_batches(spec, n, np.random.default_rng(0))
     a = agent(kind, toy, "cpu", "none")
     a.update(b, d, 0)
     times: dict[int, list[float]] = {c: [] for c in counts}
@@ -305,8 +291,7 @@ def main() -> None:
     res["load_after"] = os.getloadavg()
     print(json.dumps(res, indent=1))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=1)
+        write_json(args.json, res, indent=1)  # atomic: a killed run leaves no half file
 
 
 if __name__ == "__main__":

@@ -138,8 +138,6 @@ def inference_alone(ckpt: Path, size: tuple[int, int], repeats: int) -> dict[str
 def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds: float, domain_id: int,
                      log_dir: Path) -> dict[str, float]:
     """Publish frames at 30 Hz to a policy server process; latency from publish to action receipt."""
-    from std_msgs.msg import Float32MultiArray
-
     from polytask.ros import topics
     from polytask.ros.image_conversion import numpy_to_image
     from polytask.ros.testing import NodeProcess, Probe
@@ -158,7 +156,7 @@ def across_processes(ckpt: Path, size: tuple[int, int], transport: str, seconds:
         probe.node.create_subscription(topics.load_type(topics.topic("policy_latency").msg_type),
                                        topics.topic("policy_latency").name,
                                        lambda m: server_ms.append(float(m.data)), topics.qos_profile("state", 100))
-        probe.node.create_subscription(Float32MultiArray, topics.topic("action").name,
+        probe.node.create_subscription(topics.load_type(topics.topic("action").msg_type), topics.topic("action").name,
                                        lambda _m: received.append(time.perf_counter()),
                                        topics.qos_profile("command", depth=100))
         pub = probe.publisher("image")

@@ -25,6 +25,7 @@ import torch
 
 from polytask.learning.accel.cuda_graph import GraphedCall
 from polytask.learning.accel.sinkhorn import _lean_cuda, sinkhorn_batched
+from polytask.learning.data.atomic import write_json
 from polytask.learning.rl.ot_rewards import cosine_cost
 
 REG, ITERS = 0.01, 100
@@ -152,8 +153,7 @@ def main() -> None:
     res["torch_threads"] = torch.get_num_threads()
     print(json.dumps(res, indent=1))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=1)
+        write_json(args.json, res, indent=1)  # atomic: a killed run leaves no half file
 
 
 if __name__ == "__main__":

@@ -87,14 +87,9 @@ def bench_experts(scratch: Path, n_jobs: int, steps: int) -> dict[str, float]:
 
 
 def _stores(scratch: Path, transitions: int) -> list[Path]:
-    from polytask.learning.distill.collect import collect_noisy_store
+    from polytask.learning.distill.collect import collect_noisy_stores
 
-    paths = []
-    for t in ("metaworld/drawer-close", "metaworld/button-press"):
-        p = scratch / "stores" / t.replace("/", "_")
-        collect_noisy_store(t, p, transitions, seed=0)
-        paths.append(p)
-    return paths
+    return collect_noisy_stores(("metaworld/drawer-close", "metaworld/button-press"), scratch / "stores", transitions)
 
 
 def _distill(stores: list[Path], out: Path, steps: int, nproc: int, overrides: dict) -> tuple[float, float]:

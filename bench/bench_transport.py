@@ -31,17 +31,18 @@ def echo(domain: int, sub_qos: str) -> None:
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Float32MultiArray
 
     from polytask.ros import topics
+    from polytask.ros.action_msg import action_message
 
     rclpy.init(domain_id=domain)
     node = Node("transport_echo")
-    pub = node.create_publisher(Float32MultiArray, topics.topic("action").name, topics.qos_profile("command"))
+    action_type = topics.load_type(topics.topic("action").msg_type)
+    pub = node.create_publisher(action_type, topics.topic("action").name, topics.qos_profile("command"))
     node.create_subscription(
         Image,
         topics.topic("image").name,
-        lambda m: pub.publish(Float32MultiArray(data=[float(m.height)])),
+        lambda m: pub.publish(action_message([float(m.height)], m.header.stamp)),
         topics.qos_profile(sub_qos),
     )
     try:
@@ -54,7 +55,6 @@ def camera(domain: int, seconds: float, w: int, h: int) -> dict:
     import rclpy
     from rclpy.node import Node
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Float32MultiArray
 
     from polytask.ros import topics
     from polytask.ros.image_conversion import numpy_to_image
@@ -63,7 +63,7 @@ def camera(domain: int, seconds: float, w: int, h: int) -> dict:
     node = Node("transport_camera")
     got: list[float] = []
     node.create_subscription(
-        Float32MultiArray,
+        topics.load_type(topics.topic("action").msg_type),
         topics.topic("action").name,
         lambda _m: got.append(time.perf_counter()),
         topics.qos_profile("command", 100),

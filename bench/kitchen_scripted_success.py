@@ -11,12 +11,12 @@ score (+1 target, -2 per other element) and the loose-threshold success for comp
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import numpy as np
 
+from polytask.learning.data.atomic import write_json
 from polytask.sim import registry
 from polytask.sim.kitchen_elements import loose_complete
 
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {noise:g} | {r['strict_success']}/{r['seeds']} | {r['loose_success']}/{r['seeds']} "
                   f"| {r['mean_score']:+.2f} | {step} |", flush=True)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+        write_json(args.json, rows, indent=1)  # atomic: a killed run leaves no half file
     return 0
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from polytask.launch import graphs
+from polytask.launch import graphs, packages
 from polytask.launch.graph_model import PACKAGE, RESPAWN_DELAY_S, Arg, FileText, Installed, Share, Value
 
 
@@ -53,7 +53,7 @@ def launch_description(name: str):
         if isinstance(v, FileText):
             return ParameterValue(FileContent(share(v.relpath)), value_type=str)
         if isinstance(v, Installed):
-            return graphs.package_installed(v.package) != v.negate
+            return packages.package_installed(v.package) != v.negate
         return v  # literals keep their Python type (a bool parameter stays a bool)
 
     def condition(when):
@@ -76,8 +76,8 @@ def launch_description(name: str):
             )
         )
     for spec in g.nodes:
-        if spec.external and not graphs.package_installed(spec.package):
-            actions.append(LogInfo(msg=graphs.skipped_message(spec), condition=condition(spec.when)))
+        if spec.external and not packages.package_installed(spec.package):
+            actions.append(LogInfo(msg=packages.skipped_message(spec), condition=condition(spec.when)))
             continue
         kwargs: dict[str, Any] = {
             "package": spec.package,

@@ -20,8 +20,6 @@ their package; elsewhere the graph logs one line naming what it skipped and star
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from polytask.launch.graph_model import (
     node_param,
     node_param_text,
 )
+from polytask.launch.packages import package_installed, share_dir
 
 __all__ = ["PACKAGE", "RESPAWN_DELAY_S", "RESPAWN_MAX_RETRIES", "Arg", "FileText", "Graph", "Installed",
            "LaunchArg", "NodeDefault", "NodeSpec", "Share", "Value", "node_param", "node_param_text"]
@@ -297,53 +296,6 @@ class ResolvedNode:
         for src, dst in self.remappings:
             out += ["-r", f"{src}:={dst}"]
         return out
-
-
-def share_dir() -> Path:
-    """Where config/, rviz/ and launch/ live: the installed share folder, else the source checkout."""
-    here = Path(__file__).resolve().parent.parent  # launch/.. = repository root in a checkout
-    if (here / "config").is_dir() and (here / "package.xml").is_file():
-        return here
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory(PACKAGE))
-    except Exception as err:  # PackageNotFoundError or no ament index at all
-        raise FileNotFoundError(f"cannot find the {PACKAGE} share directory (no checkout at {here}, "
-                                f"not in AMENT_PREFIX_PATH={os.environ.get('AMENT_PREFIX_PATH', '')!r})") from err
-
-
-# --- other ROS packages ---------------------------------------------------------------------------------------------
-def package_prefix(package: str) -> Path | None:
-    """The install prefix of ROS package `package` from the ament index (AMENT_PREFIX_PATH), or None."""
-    try:
-        from ament_index_python.packages import get_package_prefix
-
-        return Path(get_package_prefix(package))
-    except (ImportError, LookupError, OSError, ValueError):  # not installed, or no ament index at all
-        return None
-
-
-def package_installed(package: str) -> bool:
-    """What `ros2 launch` checks before it starts a node of `package` (it aborts the launch when this is False)."""
-    return package_prefix(package) is not None
-
-
-def external_executable(package: str, executable: str) -> str | None:
-    """Where `ros2 run package executable` would find it (<prefix>/lib/<package>/), else on PATH, else None."""
-    prefix = package_prefix(package)
-    if prefix is not None:
-        candidate = prefix / "lib" / package / executable
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-        return shutil.which(executable)
-    return None
-
-
-def skipped_message(spec: NodeSpec) -> str:
-    """The one log line for an external node that is not started because its package is missing."""
-    return (f"not starting {spec.name}: ROS package '{spec.package}' is not installed here (not in the ament index; "
-            f"install it, e.g. ros-jazzy-{spec.package.replace('_', '-')}, to get {spec.executable})")
 
 
 def parse_overrides(graph_: Graph, items: list[str]) -> dict[str, str]:

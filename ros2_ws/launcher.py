@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from polytask.launch.graphs import RESPAWN_DELAY_S, ResolvedNode, external_executable
+from polytask.launch.graphs import RESPAWN_DELAY_S, ResolvedNode
+from polytask.launch.packages import external_executable
 
 log = logging.getLogger(__name__)
 

@@ -80,6 +80,19 @@ def names(pattern: str = "*") -> list[str]:
     return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
 
 
+def expand(patterns: list[str]) -> list[str]:
+    """Task names for command-line `--tasks` items: a glob (`metaworld/*`) expands to its matches, a plain name must
+    be registered (KeyError with suggestions); no duplicates, first mention first. A glob matching nothing is a
+    ValueError."""
+    out: list[str] = []
+    for pattern in patterns:
+        found = names(pattern) if any(c in pattern for c in "*?[") else [entry(pattern).name]
+        if not found:
+            raise ValueError(f"--tasks {pattern!r} matches no registered task (see `polytask tasks`)")
+        out += [t for t in found if t not in out]
+    return out
+
+
 def entry(name: str) -> TaskEntry:
     _load_suites()
     if name not in _REGISTRY:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -30,12 +31,19 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def listener():
+    """A TCP port that accepts connections (the backend probes TCP before handing over to the SDK)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    yield srv.getsockname()[1]
+    srv.close()
+
+
 @pytest.fixture(scope="session")
 def rl_pair_demos(tmp_path_factory) -> Path:
     """5 successful scripted demos (states only) of each task of RL_PAIR, recorded once per test session."""
-    from polytask.learning.policies.demos import record_demos
+    from training_inputs import scripted_demos
 
-    out = tmp_path_factory.mktemp("rl_pair_demos")
-    for task in RL_PAIR:
-        assert record_demos(task, 5, out, render=False, progress=False).kept == 5
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("rl_pair_demos"), RL_PAIR, 5)

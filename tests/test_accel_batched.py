@@ -21,6 +21,7 @@ from polytask.learning.rl import fast_update as eu
 from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.batched import BatchedExperts
 from polytask.learning.rl.expert_config import AgentConfig
+from polytask.learning.rl.synthetic import random_batches
 from polytask.sim.task import Goal, Step
 
 torch.set_num_threads(1)
@@ -33,22 +34,6 @@ def _setup(pixels: bool) -> tuple[NetworkSpec, list[np.ndarray]]:
         return spec, [np.random.default_rng(k).integers(0, 256, (3, 20, 20), dtype=np.uint8) for k in range(K)]
     spec = NetworkSpec("state", (10,), 4, "sinusoid", goal_dim=6, hidden=64, actor_layers=2)
     return spec, [np.linspace(-1, 1, 6).astype(np.float32) * (k + 1) for k in range(K)]
-
-
-def _batch(spec: NetworkSpec, n: int, rng: np.random.Generator) -> tuple[dict, dict]:
-    if spec.obs_modality == "pixels":
-        shape = (n, spec.in_channels, *spec.obs_shape[1:])
-        obs = lambda: rng.integers(0, 256, shape, dtype=np.uint8)  # noqa: E731
-    else:
-        obs = lambda: rng.normal(size=(n, spec.obs_shape[0])).astype(np.float32)  # noqa: E731
-    b = {
-        "obs": obs(),
-        "next_obs": obs(),
-        "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32),
-        "reward": rng.normal(size=(n, 1)).astype(np.float32),
-        "discount": np.full((n, 1), 0.97, np.float32),
-    }
-    return b, {"obs": obs(), "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32)}
 
 
 def _agents(spec: NetworkSpec, goals: list[np.ndarray]) -> list[ExpertAgent]:
@@ -71,7 +56,7 @@ def test_batched_update_equals_k_separate_updates(pixels, tmp_path):
     batched = BatchedExperts(agents, seed=3)
     rng = np.random.default_rng(0)
     for i in range(4):
-        data = [_batch(spec, 16, rng) for _ in range(K)]
+        data = [random_batches(spec, 16, rng) for _ in range(K)]
         demos = [d for _, d in data] if i != 2 else None  # one update without the BC term
         metrics = batched.update([b for b, _ in data], demos, i)
         assert batched.static is not None
@@ -101,7 +86,7 @@ def test_batched_update_equals_k_separate_updates(pixels, tmp_path):
         tmp_path / "expert.safetensors", tensors, {"kind": KIND, "network": spec.to_dict(), "task": f"synthetic/{k}"}
     )
     policy = load_policy(path)
-    obs0 = _batch(spec, 1, rng)[0]["obs"][0]
+    obs0 = random_batches(spec, 1, rng)[0]["obs"][0]
     frame = obs0[-3:].transpose(1, 2, 0) if pixels else obs0
     step = Step(
         state=np.zeros(10, np.float32) if pixels else frame,
@@ -130,7 +115,7 @@ def test_batched_experts_refuse_agents_they_cannot_stack():
     with pytest.raises(ValueError, match=r"another architecture.*hidden"):
         BatchedExperts([*agents, other])
     rng = np.random.default_rng(0)
-    data = [_batch(spec, 16, rng) for _ in range(K)]
+    data = [random_batches(spec, 16, rng) for _ in range(K)]
     for a in agents:  # one update each: their Adam states are now at step 1
         a.update(*data[0], 0)
     agents[0].update(*data[1], 1)

@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_inputs import scripted_demos, tiny_expert_overrides
 
 from polytask.learning.config import load_config
 from polytask.learning.nets.drqv2 import NetworkSpec
-from polytask.learning.policies.demos import record_demos
 from polytask.learning.rl.agent import ExpertAgent
 from polytask.learning.rl.expert import ExpertTrainer
 from polytask.learning.rl.expert_config import AgentConfig, ExpertConfig
 from polytask.learning.rl.fast_update import METRICS, LazyMetrics
 from polytask.learning.rl.multitask_agents import PCGradAgent
+from polytask.learning.rl.synthetic import random_batches
 
 torch.set_num_threads(1)
 TASK = "xarm/reach"
@@ -33,26 +34,6 @@ def _spec_goal(pixels: bool) -> tuple[NetworkSpec, np.ndarray]:
     return NetworkSpec("state", (10,), 4, "sinusoid", goal_dim=6, hidden=64, actor_layers=2), np.linspace(
         -1, 1, 6
     ).astype(np.float32)
-
-
-def _batches(spec: NetworkSpec, n: int, rng: np.random.Generator) -> tuple[dict, dict]:
-    if spec.obs_modality == "pixels":
-
-        def obs():
-            return rng.integers(0, 256, (n, spec.in_channels, *spec.obs_shape[1:]), dtype=np.uint8)
-    else:
-
-        def obs():
-            return rng.normal(size=(n, spec.obs_shape[0])).astype(np.float32)
-
-    b = {
-        "obs": obs(),
-        "next_obs": obs(),
-        "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32),
-        "reward": rng.normal(size=(n, 1)).astype(np.float32),
-        "discount": np.full((n, 1), 0.97, np.float32),
-    }
-    return b, {"obs": obs(), "action": rng.uniform(-1, 1, (n, spec.action_dim)).astype(np.float32)}
 
 
 def _pair(pixels: bool, mode: str) -> tuple[ExpertAgent, ExpertAgent, NetworkSpec]:
@@ -72,7 +53,7 @@ def _run(pixels: bool, mode: str, updates: int, bc_every: int) -> tuple[float, f
     torch.manual_seed(5)
     metrics = []
     for i in range(updates):
-        batch, demo = _batches(spec, 16, rng)
+        batch, demo = random_batches(spec, 16, rng)
         demo = demo if i % bc_every == 0 else None
         state = torch.get_rng_state()
         m_eager = eager.update(batch, demo, i)
@@ -136,34 +117,15 @@ def test_agents_that_change_the_update_refuse_the_fast_paths():
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reach_demos_fast")
-    assert record_demos(TASK, 2, out, render=False, progress=False).kept == 2
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("reach_demos_fast"), [TASK], 2)
 
 
 def test_trainer_with_the_graph_path_trains_resumes_and_matches_eager(demos, tmp_path):
     """The whole trainer (replay sampling, logging of lazy metrics, checkpoints) on agent.compile=graph gives the
     eager run's weights exactly, and its checkpoint resumes under either setting."""
-    ov = {
-        "train.task": TASK,
-        "train.demos": str(demos),
-        "train.runs_dir": str(tmp_path),
-        "train.threads": 1,
-        "train.progress": False,
-        "train.eval_video": False,
-        "network.obs": "state",
-        "network.hidden": 32,
-        "network.actor_layers": 2,
-        "agent.batch_size": 32,
-        "bc.pretrain_steps": 10,
-        "bc.batch_size": 32,
-        "train.seed_frames": 100,
-        "agent.num_expl_steps": 0,
-        "train.eval_episodes": 1,
-        "train.eval_every": 0,
-        "train.steps": 150,
-        "train.save_every": 10**6,
-    }
+    ov = tiny_expert_overrides(
+        TASK, demos, tmp_path, **{"bc.pretrain_steps": 10, "train.steps": 150, "train.save_every": 10**6}
+    )
     runs = {}
     for mode in ("none", "graph"):
         trainer = ExpertTrainer(load_config(ExpertConfig, None, {**ov, "agent.compile": mode, "train.name": mode}))
@@ -188,7 +150,7 @@ def test_warm_up_then_restore_leaves_the_first_update_as_eager():
     from polytask.learning.accel.cuda_graph import StateSnapshot
 
     eager, fast, spec = _pair(True, "graph")
-    batch, demo = _batches(spec, 16, np.random.default_rng(0))
+    batch, demo = random_batches(spec, 16, np.random.default_rng(0))
     snap = StateSnapshot([fast.nets, fast.critic_target], [fast.critic_opt, fast.actor_opt])
     torch.manual_seed(9)
     for i in range(3):  # the warm-up: real updates, creating Adam's state lazily

@@ -73,6 +73,18 @@ def test_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:
     assert "unknown task 'xarm/reech'" in err and "xarm/reach" in err
     assert main(["inspect", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert main(["record-demos", "--task", "nosuite/*", "--episodes", "1", "--out", str(tmp_path)]) == 1
+    assert "'nosuite/*' matches no registered task" in capsys.readouterr().err
+
+
+def test_task_patterns_expand_in_order_without_duplicates() -> None:
+    """The one expansion of `--tasks` items that record-demos, train-experts and train-multitask share."""
+    from polytask.sim import registry
+
+    metaworld = registry.names("metaworld/*")
+    got = registry.expand(["metaworld/button-press", "metaworld/*", "xarm/reach"])
+    assert got[0] == "metaworld/button-press" and got[-1] == "xarm/reach"
+    assert len(got) == len(set(got)) == len(metaworld) + 1
 
 
 def test_readme_topic_table_is_generated_from_the_topic_module() -> None:

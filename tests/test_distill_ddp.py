@@ -16,7 +16,7 @@ import torch
 from polytask import cli
 from polytask.learning.data.checkpoint import read_header
 from polytask.learning.data.episodes import EpisodeStore
-from polytask.learning.distill.collect import collect_noisy_store
+from polytask.learning.distill.collect import collect_noisy_stores
 from polytask.learning.distill.data import load_task
 from polytask.learning.distill.ddp import DistContext
 from polytask.learning.distill.pipeline import DistillJob, run_distillation
@@ -39,12 +39,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> list[Path]:
-    root = tmp_path_factory.mktemp("ddp_stores")
-    paths = []
-    for t in TASKS:
-        collect_noisy_store(t, root / t.replace("/", "_"), 300, seed=0)
-        paths.append(root / t.replace("/", "_"))
-    return paths
+    return collect_noisy_stores(TASKS, tmp_path_factory.mktemp("ddp_stores"), 300)
 
 
 def _history(out: Path) -> list[tuple[int, float]]:

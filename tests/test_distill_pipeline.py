@@ -9,7 +9,7 @@ import csv
 import pytest
 import torch
 
-from polytask.learning.distill.collect import collect_noisy_store
+from polytask.learning.distill.collect import collect_noisy_stores
 from polytask.learning.distill.pipeline import DistillJob, run_distillation
 from polytask.learning.policies.student import load_student
 
@@ -21,12 +21,7 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pipeline")
-    paths = []
-    for t in TASKS:
-        collect_noisy_store(t, root / t.replace("/", "_"), 300, seed=0)
-        paths.append(root / t.replace("/", "_"))
-    return paths
+    return collect_noisy_stores(TASKS, tmp_path_factory.mktemp("pipeline"), 300)
 
 
 def record():

@@ -11,7 +11,7 @@ import pytest
 from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.data.recording import IDLE, RECORDING, RESETTING, SAVING, RecordingSession
 from polytask.ros.image_conversion import image_to_rgb8, numpy_to_image
-from polytask.sim.frames import prepare_frame
+from polytask.sim.frames import crop_box, prepare_frame
 from polytask.sim.task import Task, TaskSpec
 
 SPEC = TaskSpec(name="xarm/reach", suite="xarm", task_id=0, state_dim=3, action_dim=4, horizon=5, action_repeat=1)
@@ -71,6 +71,17 @@ def test_crop_then_resize_and_bad_frames_are_named():
         prepare_frame(image.astype(np.float32), 84)
     with pytest.raises(ValueError, match="outside the 640x480 frame"):
         prepare_frame(image, 84, crop=[700, 0, 10, 10])
+
+
+def test_non_square_camera_frames_and_the_crop_box_the_calibration_uses():
+    """The camera node publishes width x height through the same function; its CameraInfo shifts K by crop_box."""
+    image = camera_image(2)
+    out = prepare_frame(image, (48, 64), crop=[600, 400, 100, 100])  # (height, width); the crop runs off the frame
+    np.testing.assert_array_equal(out, cv2.resize(image[400:480, 600:640], (64, 48), interpolation=cv2.INTER_AREA))
+    assert crop_box(image.shape, [600, 400, 100, 100]) == (600, 400, 640, 480)
+    assert crop_box(image.shape, []) == (0, 0, 640, 480)
+    with pytest.raises(ValueError, match="frame size must be >= 1"):
+        prepare_frame(image, (0, 64))
 
 
 def test_record_flow_builds_aligned_episodes_and_keeps_them_on_a_failed_write(tmp_path, monkeypatch):

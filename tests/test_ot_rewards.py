@@ -1,4 +1,5 @@
-"""OT rewards: batched torch Sinkhorn against POT, ranking of trajectories, reward scale, target encoder."""
+"""OT rewards: torch Sinkhorn against POT, ranking of trajectories, reward scale, target encoder. Several demos of
+different lengths at once against POT one by one: test_ot_batched.py."""
 
 from __future__ import annotations
 
@@ -46,17 +47,6 @@ def test_plan_and_rewards_match_a_direct_pot_computation():
     assert np.abs(rewards - reward_pot).max() < 1e-5
     r_ref, _, _ = ot_rewards_pot(episode, [demo])
     assert np.abs(r_ref - reward_pot).max() < 1e-12
-
-
-def test_batched_demos_of_different_lengths_match_pot_one_by_one():
-    rng = np.random.default_rng(0)
-    episode = rng.normal(size=(30, 6))
-    demos = [rng.normal(size=(n, 6)) for n in (17, 30, 41)]
-    r_t, best_t, tot_t = ot_rewards_torch(torch.tensor(episode), [torch.tensor(d) for d in demos])
-    r_p, best_p, tot_p = ot_rewards_pot(episode, demos)
-    assert best_t == best_p
-    assert np.abs(tot_t - tot_p).max() < 1e-5
-    assert np.abs(r_t - r_p).max() < 1e-5
 
 
 def test_close_trajectory_ranks_above_far_one_and_best_demo_is_kept():

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from training_inputs import distill_inputs, tiny_expert_inputs
 
 pytestmark = pytest.mark.ros
 
@@ -237,7 +237,7 @@ def test_deploy_streams_actions_and_the_monitor_summary_shows_them(workspaces, l
     text = launch.text()
     assert code == 0, text[-3000:]
     assert "Traceback" not in text and "LaunchConfigurationEquals" not in text, text[-3000:]
-    from polytask.launch.graphs import package_installed
+    from polytask.launch.packages import package_installed
 
     if not package_installed("rviz2"):  # the default rviz:=true must not abort a launch without rviz2
         assert text.count("not starting rviz: ROS package 'rviz2' is not installed") == 1, text[-3000:]
@@ -304,33 +304,32 @@ def test_teleop_record_lands_an_episode_from_a_scripted_joy(workspaces, domain, 
     (ep,) = EpisodeStore(store).episodes()
     assert ep.source == "teleop" and ep.task == "xarm/reach" and len(ep) >= 10
     assert np.abs(ep.action[:, :3]).max() > 0.9, "the stick's command is not in the recorded actions"
-    from polytask.launch.graphs import package_installed
+    from polytask.launch.packages import package_installed
 
     for package in ("joy", "robot_state_publisher", "tf2_ros"):
         if not package_installed(package):
             assert f"ROS package '{package}' is not installed" in text, text[-3000:]
 
 
-TINY_EXPERT = {
-    "network": {"obs": "state", "hidden": 64, "feature_dim": 32, "actor_layers": 2},
-    "agent": {"batch_size": 32, "num_expl_steps": 20},
-    "bc": {"pretrain_steps": 20, "batch_size": 32},
-    "replay": {"capacity": 5000},
-    "train": {"seed_frames": 40, "eval_every": 0, "eval_episodes": 1, "eval_video": False, "save_every": 50},
-}
+def _follow_job(launch: Launch, domain_id: int, probe_name: str, timeout: float = 300.0) -> tuple[bool, dict]:
+    """Follow a launched training graph's `training/progress` until done (or the timeout); then stop it."""
+    from polytask.ros.testing import Probe
+
+    probe = Probe(domain_id, name=probe_name)
+    try:
+        progress = probe.subscribe("training_progress")
+        done = probe.spin_until(lambda: _latest(progress).get("done", False), timeout)
+    finally:
+        probe.close()
+        launch.stop()
+    return done, _latest(progress)
 
 
 def test_train_task_writes_a_checkpoint(workspaces, domain, tmp_path):
     from polytask.learning.data.checkpoint import read_header
-    from polytask.learning.policies.demos import record_demos
-    from polytask.ros.testing import Probe
 
     ws = workspaces("symlink")
-    demos = tmp_path / "demos"
-    record_demos("xarm/reach", 2, demos, render=False, progress=False)
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(yaml.safe_dump(TINY_EXPERT))
-    run_dir = tmp_path / "run"
+    demos, cfg, run_dir = tiny_expert_inputs(tmp_path, "xarm/reach")
     launch = Launch(
         ws,
         "train_task.launch.py",
@@ -338,14 +337,7 @@ def test_train_task_writes_a_checkpoint(workspaces, domain, tmp_path):
         domain.id,
         tmp_path / "l.log",
     )
-    probe = Probe(domain.id, name="train_launch_probe")
-    try:
-        progress = probe.subscribe("training_progress")
-        done = probe.spin_until(lambda: _latest(progress).get("done", False), 300)
-    finally:
-        probe.close()
-        launch.stop()
-    final = _latest(progress)
+    done, final = _follow_job(launch, domain.id, "train_launch_probe")
     assert done and final.get("error") == "", f"{final}; log:\n{launch.text()[-4000:]}"
     checkpoints = sorted((run_dir / "checkpoints").glob("*.safetensors"))
     assert checkpoints, f"no checkpoint in {run_dir}"
@@ -353,29 +345,11 @@ def test_train_task_writes_a_checkpoint(workspaces, domain, tmp_path):
 
 
 def test_distill_writes_and_evaluates_a_unified_checkpoint(workspaces, domain, tmp_path):
-    from polytask.learning.distill.collect import collect_noisy_store
     from polytask.learning.policies.student import load_student
-    from polytask.ros.testing import Probe
 
     ws = workspaces("symlink")
     tasks = ("metaworld/button-press", "metaworld/drawer-close")
-    stores = []
-    for task in tasks:
-        root = tmp_path / task.replace("/", "_")
-        collect_noisy_store(task, root, transitions=200, seed=0)
-        stores.append(str(root))
-    cfg = tmp_path / "distill.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "batch_size": 64,
-                "lr": 1e-3,
-                "log_every": 50,
-                "checkpoint_every": 100,
-                "student": {"hidden": 64, "layers": 2},
-            }
-        )
-    )
+    stores, cfg = distill_inputs(tmp_path, tasks, transitions=200, checkpoint_every=100, hidden=64)
     out = tmp_path / "out"
     launch = Launch(
         ws,
@@ -384,14 +358,7 @@ def test_distill_writes_and_evaluates_a_unified_checkpoint(workspaces, domain, t
         domain.id,
         tmp_path / "l.log",
     )
-    probe = Probe(domain.id, name="distill_launch_probe")
-    try:
-        progress = probe.subscribe("training_progress")
-        done = probe.spin_until(lambda: _latest(progress).get("done", False), 300)
-    finally:
-        probe.close()
-        launch.stop()
-    final = _latest(progress)
+    done, final = _follow_job(launch, domain.id, "distill_launch_probe")
     assert done and final.get("stage") == "done" and final.get("error") == "", f"{final}; log:\n{launch.text()[-4000:]}"
     _student, goals, header, _ = load_student(final["checkpoint"])
     assert sorted(goals) == sorted(tasks) and header["step"] == 200

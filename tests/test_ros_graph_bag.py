@@ -19,8 +19,8 @@ N = 20
 def test_monitor_records_a_bag_that_reads_back_exactly(tmp_path):
     from rosbags.rosbag2 import Reader
     from rosbags.typesys import Stores, get_typestore
-    from std_msgs.msg import Float32MultiArray
 
+    from polytask.ros.action_msg import action_message
     from polytask.ros.image_conversion import numpy_to_image
     from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
@@ -38,8 +38,9 @@ def test_monitor_records_a_bag_that_reads_back_exactly(tmp_path):
             markers = probe.subscribe("markers")
             assert probe.spin_until(lambda: len(markers) >= 3, 10)
             for k, f in enumerate(frames):
-                img_pub.publish(numpy_to_image(f, "rgb8", frame_id="camera"))
-                act_pub.publish(Float32MultiArray(data=[k / N, 0.0, 0.0, -1.0]))
+                stamp = probe.node.get_clock().now().to_msg()
+                img_pub.publish(numpy_to_image(f, "rgb8", frame_id="camera", stamp=stamp))
+                act_pub.publish(action_message([k / N, 0.0, 0.0, -1.0], stamp))
                 probe.spin(0.02)
             probe.spin(1.0)
             assert not (tmp_path / "session").exists()  # still recording: only the .partial folder
@@ -62,4 +63,8 @@ def test_monitor_records_a_bag_that_reads_back_exactly(tmp_path):
     for img, f in zip(images, frames, strict=True):
         assert (img.height, img.width, img.encoding) == (84, 84, "rgb8")
         assert np.array_equal(np.asarray(img.data, np.uint8).reshape(84, 84, 3), f)
-    assert [round(float(a.data[0]), 4) for a in actions] == [round(k / N, 4) for k in range(N)]
+    assert [round(float(a.position[0]), 4) for a in actions] == [round(k / N, 4) for k in range(N)]
+    # each action keeps the stamp of the frame it answers, so a replay can pair them
+    assert [(a.header.stamp.sec, a.header.stamp.nanosec) for a in actions] == \
+        [(i.header.stamp.sec, i.header.stamp.nanosec) for i in images]
+    assert list(actions[0].name) == ["a0", "a1", "a2", "a3"]

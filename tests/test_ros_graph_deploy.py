@@ -2,7 +2,8 @@
 
 Started the way `polytask launch deploy` starts it (polytask.launch.graphs + polytask.launcher), on a Meta-World
 task whose scripted expert the policy server runs from the received state. Checks: the server answers every camera
-frame with one action and nothing is refused; the arm moves and episodes succeed; every display topic of
+frame with one action stamped with that frame's stamp, and the bridge refuses nothing (no answer to a frame too
+old); the arm moves and episodes succeed; every display topic of
 rviz/polytask.rviz is published with the right type; a runtime checkpoint/task swap keeps the stream going; and a
 fault: the policy server SIGKILLed -> the others keep running and the bridge's watchdog stops the arm; the launcher
 restarts the server and the stream resumes. How fast (action rate against the camera's, server latency, time to
@@ -76,6 +77,13 @@ def test_policy_server_answers_every_frame(graph):
     assert status["bad_frames"] == status["policy_errors"] == status["bad_actions"] == 0
     assert status["frames"] - status["actions"] <= 1, status  # one action per frame received
     assert status["frames"] > before.get("frames", 0) and status["latency_ms_p50"] is not None, status
+    frame_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in imgs}
+    action_stamps = [(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in acts[a0:]]
+    assert action_stamps and all(s in frame_stamps for s in action_stamps), "an action not stamped by its frame"
+    assert len(set(action_stamps)) >= len(action_stamps) - 2, "frames are stamped when published, one per tick"
+    robot = latest_json(probe, "robot/status")
+    assert robot["refused"] == robot["refused_old_observation"] == robot["refused_stamp"] == 0, robot
+    assert robot["applied"] > 0, robot
     assert set(launcher.alive()) == {"sim_bridge", "policy_server", "monitor"}
 
 
@@ -167,6 +175,33 @@ def test_task_and_checkpoint_swap_keep_the_stream(graph, tmp_path):
     assert probe.spin_until(lambda: status().get("kind") == "scripted", 30)
     assert set_param("task", TASK).successful
     assert probe.spin_until(lambda: status().get("task") == TASK, 30)
+
+
+def test_answers_to_old_or_unstamped_frames_are_refused_and_the_bridge_keeps_running(graph):
+    """A commander answering a frame older than the bridge's max_observation_age_s (5 s), or not stamping at all,
+    is refused and counted by reason; the bridge stays up and keeps applying the policy server's fresh answers."""
+    from builtin_interfaces.msg import Time
+
+    from polytask.ros.action_msg import action_message
+
+    launcher, probe, _ = graph
+    pub = probe.publisher("action")
+    before = latest_json(probe, "robot/status")
+    old = Time(sec=probe.node.get_clock().now().to_msg().sec - 10)
+    for stamp, counter in ((old, "refused_old_observation"), (None, "refused_stamp")):
+        def counted(c=counter) -> bool:
+            return latest_json(probe, "robot/status")[c] > before[c]
+
+        deadline = time.monotonic() + 15
+        while not counted() and time.monotonic() < deadline:  # the server's stream may overwrite one (depth 1)
+            pub.publish(action_message([0.0, 0.0, 0.0, 0.0], stamp))
+            probe.spin(0.2)
+        assert counted(), (counter, latest_json(probe, "robot/status"))
+    after = latest_json(probe, "robot/status")
+    assert after["refused"] >= before["refused"] + 2 and "sim_bridge" in launcher.alive()
+    n = len(probe.task_state)
+    probe.spin(1.0)
+    assert len(probe.task_state) - n >= 10, "the bridge stopped applying fresh commands after the refusals"
 
 
 def test_killed_policy_server_stops_the_arm_and_rejoins(graph):

@@ -9,10 +9,9 @@ tasks equal to the table's sum.
 from __future__ import annotations
 
 import csv
-import json
 
 import pytest
-import yaml
+from training_inputs import distill_inputs
 
 pytestmark = pytest.mark.ros
 
@@ -22,42 +21,17 @@ STEPS = 400
 
 def test_distill_graph_produces_and_evaluates_a_unified_checkpoint(tmp_path):
     from polytask.launch.graphs import resolve
-    from polytask.launcher import Launcher
-    from polytask.learning.distill.collect import collect_noisy_store
     from polytask.learning.policies.student import load_student
-    from polytask.ros.node_base import child_env
-    from polytask.ros.testing import Probe, allocate_domain
+    from polytask.ros.testing import allocate_domain, run_job_graph
 
-    stores = []
-    for task in TASKS:
-        root = tmp_path / task.replace("/", "_")
-        collect_noisy_store(task, root, transitions=300, seed=0)
-        stores.append(str(root))
-    cfg = tmp_path / "distill.yaml"
-    cfg.write_text(yaml.safe_dump({"batch_size": 64, "lr": 1e-3, "log_every": 50, "checkpoint_every": 200,
-                                   "student": {"hidden": 128, "layers": 2}}))
+    stores, cfg = distill_inputs(tmp_path, TASKS, transitions=300, checkpoint_every=200, hidden=128)
     out = tmp_path / "out"
     nodes = resolve("distill", [f"stores:={','.join(stores)}", f"out:={out}", f"steps:={STEPS}",
                                 "eval_episodes:=2", f"config:={cfg}"])
-    with allocate_domain(70, 99) as domain, open(tmp_path / "graph.log", "w") as log:
-        launcher = Launcher(nodes, env=child_env(domain.id, extra={"OMP_NUM_THREADS": "1"}), output=log)
-        launcher.start()
-        probe = Probe(domain.id, name="distill_probe")
-        try:
-            progress = probe.subscribe("training_progress")
-
-            def latest() -> dict:
-                return json.loads(progress[-1][1].data) if progress else {}
-
-            finished = probe.spin_until(lambda: latest().get("done", False)
-                                        or "offline_distiller" not in launcher.alive(), 240) and latest().get("done")
-            final = latest()
-            seen = [json.loads(m.data) for _, m in progress]
-        finally:
-            probe.close()
-            launcher.shutdown()
-    log_tail = (tmp_path / "graph.log").read_text()[-3000:]
-    assert finished, f"distillation did not finish: {final}; log:\n{log_tail}"
+    with allocate_domain(70, 99) as domain:
+        run = run_job_graph(nodes, domain.id, "offline_distiller", tmp_path / "graph.log", probe_name="distill_probe")
+    final, seen = run.final, run.progress
+    assert run.done, f"distillation did not finish: {final}; log:\n{run.log[-3000:]}"
     assert final["stage"] == "done" and final["error"] == "", final
     steps = sorted({s["step"] for s in seen if s.get("stage") == "distilling"})
     assert len(steps) >= 2 and steps[-1] <= STEPS, f"no running progress: {steps}"

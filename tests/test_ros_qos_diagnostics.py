@@ -26,6 +26,7 @@ def _sensor_data_qos():
 
 
 def test_best_effort_camera_gets_actions_and_status_reaches_diagnostics(tmp_path):
+    from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image
     from std_msgs.msg import Float32MultiArray
 
@@ -48,7 +49,7 @@ def test_best_effort_camera_gets_actions_and_status_reaches_diagnostics(tmp_path
             actions = probe.subscribe("action")
             diagnostics = probe.subscribe("diagnostics")
             assert probe.spin_until(lambda: camera.get_subscription_count() >= 1, 30), server.log_text()
-            frame = numpy_to_image(np.full((84, 84, 3), 100, np.uint8), "rgb8")
+            frame = numpy_to_image(np.full((84, 84, 3), 100, np.uint8), "rgb8", stamp=Time(sec=42, nanosec=7))
             for _ in range(60):  # 2 s at 30 Hz
                 states.publish(Float32MultiArray(data=state.tolist()))
                 camera.publish(frame)
@@ -62,7 +63,9 @@ def test_best_effort_camera_gets_actions_and_status_reaches_diagnostics(tmp_path
             probe.close()
             server.stop()
     assert len(actions) >= 10, f"a best-effort camera got {len(actions)} actions; log:\n{server.log_text()[-2000:]}"
-    assert all(len(m.data) == 4 and np.all(np.isfinite(m.data)) for _, m in actions)
+    assert all(len(m.position) == 4 and np.all(np.isfinite(m.position)) for _, m in actions)
+    # each action carries the stamp of the frame it answers, not its publish time
+    assert {(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in actions} == {(42, 7)}
     ours = [s for _, m in diagnostics for s in m.status if s.name == "policy_server: policy/status"]
     assert ours, "policy/status never reached /diagnostics"
     values = {kv.key: kv.value for kv in ours[-1].values}

@@ -67,13 +67,18 @@ def test_ros_args_round_trip_through_yaml():
     assert format_param_value("12") == "'12'"
 
 
-def test_task_state_topic_is_in_the_table():
-    """The nodes that speak `robot/task_state` name the table's topic (one source for name, type and QoS)."""
+def test_task_state_and_action_topics_go_through_the_table():
+    """The nodes that speak `robot/task_state` and `robot/action` create their endpoints through the table (one
+    source for name, type and QoS): no topic name or message type of their own."""
+    import inspect
+
     from polytask.ros import topics
 
     t = topics.topic("task_state")
     assert (t.name, t.msg_type, t.qos) == ("robot/task_state", "std_msgs/msg/Float32MultiArray", "state")
+    assert topics.topic("action").msg_type == "sensor_msgs/msg/JointState"
     for module in ("nodes.sim_bridge_node", "nodes.policy_server_node", "ros.topic_task"):  # the trainer's topic task
-        assert importlib.import_module(f"polytask.{module}").TASK_STATE_TOPIC == t.name, module
+        source = inspect.getsource(importlib.import_module(f"polytask.{module}"))
+        assert '"task_state"' in source and f'"{t.name}"' not in source and "Float32MultiArray" not in source, module
     assert set(t.publishers) == {"sim_bridge_node", "xarm_driver_node"}
     assert "teleop_recorder_node" in t.subscribers  # what teleop stores as the episode's state

@@ -120,6 +120,7 @@ def test_record_redo_cancel_silent_and_resume(graph):
     status = op.press(CANCEL, lambda s: s["state"] == "idle")
     assert status["discarded"] == 2 and status["saved"] == 2
     # episode 2: -x, then the joystick goes silent, then save
+    images_seen = graph["probe"].subscribe("image")
     actions_seen = graph["probe"].subscribe("action")
     op.press(START, recording)
     op.stream(0.6, axes={1: -1.0})
@@ -146,7 +147,14 @@ def test_record_redo_cancel_silent_and_resume(graph):
     silent = a2[-6:-1] if list(a2[-1]) == [0.0, 0.0, 0.0, -1.0] else a2[-5:]
     assert len(silent) == 5 and np.all(silent == 0.0), f"silent joystick must give zero actions, got {a2[-6:]}"
     after = [m for t, m in actions_seen if t > silence_start + 0.8 and t < silence_start + 1.2]
-    assert after and all(list(m.data) == [0.0, 0.0, 0.0, 0.0] for m in after)
+    assert after and all(list(m.position) == [0.0, 0.0, 0.0, 0.0] for m in after)
+    # each command carries the stamp of the camera frame current at its tick (the first few may answer a frame
+    # published before the probe's image subscription matched), and the driver refused none as too old
+    frame_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in images_seen}
+    by_frame = [(m.header.stamp.sec, m.header.stamp.nanosec) in frame_stamps for _, m in actions_seen]
+    assert len(by_frame) >= 10 and sum(by_frame) >= len(by_frame) - 3, by_frame
+    robot = graph["probe"].wait_for_messages("robot_status", 1, timeout=5)
+    assert json.loads(robot[-1].data)["commands"]["refused"]["old_observation"] == 0
 
     # resume: a new recorder process continues the numbering
     graph["recorder"].stop()

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+from training_inputs import scripted_demos
 
 from polytask.learning.data.checkpoint import CheckpointError, read_header
-from polytask.learning.policies.demos import record_demos
 from polytask.learning.scale.jobs import PROGRESS, RESULT, ExpertJob, read_json
 from polytask.learning.scale.sweep import Sweep, progress_lines, run_sweep
 
@@ -40,10 +40,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sweep_demos")
-    for task in TASKS:
-        assert record_demos(task, 2, out, render=False, progress=False).kept == 2
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("sweep_demos"), TASKS, 2)
 
 
 def _command(tasks: list[str], demos: Path, runs: Path, *extra: str, steps: int = STEPS) -> list[str]:

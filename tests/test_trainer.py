@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_inputs import scripted_demos, tiny_expert_overrides
 
 from polytask.learning.config import load_config
 from polytask.learning.data.checkpoint import CheckpointError, read_header
@@ -27,19 +28,11 @@ TASK = "xarm/reach"
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reach_demos")
-    assert record_demos(TASK, 3, out, render=False, progress=False).kept == 3
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("reach_demos"), [TASK], 3)
 
 
 def _tiny(demos: Path, runs: Path, **extra) -> dict:
-    ov = {"train.task": TASK, "train.demos": str(demos), "train.runs_dir": str(runs), "train.threads": 1,
-          "train.progress": False, "train.eval_video": False, "network.obs": "state", "network.hidden": 32,
-          "network.actor_layers": 2, "agent.batch_size": 32, "bc.pretrain_steps": 20, "bc.batch_size": 32,
-          "train.seed_frames": 100, "agent.num_expl_steps": 0, "train.eval_episodes": 1, "train.eval_every": 0,
-          "agent.stddev_schedule": "0.3"}
-    ov.update(extra)
-    return ov
+    return tiny_expert_overrides(TASK, demos, runs, **extra)
 
 
 def _weights(trainer: ExpertTrainer) -> dict[str, torch.Tensor]:
@@ -138,9 +131,7 @@ def test_kill_and_resume_reproduces_the_next_update_bit_for_bit(demos, tmp_path)
 
 @pytest.fixture(scope="module")
 def pixel_demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("reach_pixel_demos")
-    assert record_demos(TASK, 2, out, render=True, progress=False).kept == 2
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("reach_pixel_demos"), [TASK], 2, render=True)
 
 
 def test_cli_pixels_with_ot_rewards(pixel_demos, tmp_path):

@@ -1,20 +1,21 @@
 """The xArm driver node as its own process over DDS: commands move the simulated arm, bad and stale commands do
-not, faults stop it until reset, e-stop works, and the real backend against a silent controller never publishes a
-pose. Run: MUJOCO_GL=egl .venv/bin/python -m pytest -q tests/test_xarm_driver_node.py"""
+not (nor commands answering a frame older than the driver's limit, or with a zero or future stamp), faults stop it
+until reset, e-stop works, and the real backend against a silent controller never publishes a pose.
+Run: MUJOCO_GL=egl .venv/bin/python -m pytest -q tests/test_xarm_driver_node.py"""
 
 from __future__ import annotations
 
 import json
 import math
-import socket
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from std_msgs.msg import Float32MultiArray
+from builtin_interfaces.msg import Time
+from xarm_fakes import silent_controller
 
+from polytask.ros.action_msg import action_message
 from polytask.ros.image_conversion import image_to_numpy
 from polytask.ros.testing import NodeProcess, Probe, allocate_domain
 
@@ -38,11 +39,17 @@ def _ee(probe: Probe) -> np.ndarray:
     return np.array([p.x, p.y, p.z])
 
 
-def _send(probe: Probe, values, seconds: float, rate: float = 20.0) -> None:
+def _command(probe: Probe, values, age_s: float = 0.0):
+    """An action answering a frame taken `age_s` ago on the probe's clock (the same system clock as the driver's)."""
+    stamp = probe.node.get_clock().now().nanoseconds - int(age_s * 1e9)
+    return action_message(values, Time(sec=stamp // 10**9, nanosec=stamp % 10**9))
+
+
+def _send(probe: Probe, values, seconds: float, rate: float = 20.0, age_s: float = 0.0) -> None:
     pub = probe.publisher("action")
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        pub.publish(Float32MultiArray(data=[float(v) for v in values]))
+        pub.publish(_command(probe, values, age_s))
         probe.spin(1.0 / rate)
 
 
@@ -94,7 +101,7 @@ def test_bad_commands_refused_counted_arm_holds(sim_driver):
     for i, values in enumerate(bad, 1):
         # The action topic keeps only the newest message (depth 1): send the next bad command once the driver has
         # counted this one, or a busy driver (loaded CI machine) may see only the last of two.
-        pub.publish(Float32MultiArray(data=values))
+        pub.publish(_command(probe, values))
         _wait_status(probe, lambda s, n=total + i: s["commands"]["refused_total"] >= n)
     status = _wait_status(probe, lambda s: s["commands"]["refused_total"] >= total + 6)
     refused = status["commands"]["refused"]
@@ -104,6 +111,36 @@ def test_bad_commands_refused_counted_arm_holds(sim_driver):
     probe.spin(0.5)
     assert np.linalg.norm(_ee(probe) - before) < 0.005
     assert node.alive
+
+
+def test_commands_answering_old_or_unstamped_frames_are_refused_and_counted(sim_driver):
+    """The driver's limit is 0.5 s (config/xarm_driver.yaml): a command computed from a 2 s old frame, one with no
+    stamp and one stamped in the future are refused, counted by reason, and the arm holds; fresh ones move it."""
+    node, probe = sim_driver
+    probe.spin(0.6)
+    before = _wait_status(probe, lambda s: "commands" in s)["commands"]["refused"]
+    start = _ee(probe)
+    _send(probe, [1.0, 0.0, 0.0, -1.0], 0.8, age_s=2.0)
+    status = _wait_status(probe, lambda s: s["commands"]["refused"]["old_observation"] > before["old_observation"])
+    assert "observation 2." in status["last_refusal"] and "max_observation_age" in status["last_refusal"], status
+    assert np.linalg.norm(_ee(probe) - start) < 0.005, "the arm moved on commands answering a 2 s old frame"
+    pub = probe.publisher("action")
+    for age_s, wanted in ((None, "header.stamp is zero"), (-5.0, "in the future")):
+        count = _status(probe)["commands"]["refused"]["stamp"]
+        msg = action_message([1.0, 0.0, 0.0, -1.0], None) if age_s is None else _command(probe, [1, 0, 0, -1], age_s)
+        pub.publish(msg)
+        status = _wait_status(probe, lambda s, n=count: s["commands"]["refused"]["stamp"] > n)
+        assert wanted in status["last_refusal"], status
+    assert np.linalg.norm(_ee(probe) - start) < 0.005
+    assert node.alive
+
+    def diagnosed_refusals(m) -> bool:  # the same counters reach /diagnostics
+        values = {kv.key: kv.value for st in m.status for kv in st.values if st.hardware_id == "xarm_driver"}
+        return "commands" in values and json.loads(values["commands"])["refused"]["old_observation"] >= 1
+
+    assert probe.wait_for_messages("diagnostics", 1, timeout=5, where=diagnosed_refusals)
+    _send(probe, [1.0, 0.0, 0.0, -1.0], 0.6, age_s=0.1)  # a 0.1 s old frame is within the limit: executed
+    assert _ee(probe)[0] - start[0] > 0.03
 
 
 def test_workspace_clamp(sim_driver):
@@ -139,7 +176,7 @@ def test_fault_stops_until_reset_and_estop(sim_driver):
     assert _ee(probe)[1] - start[1] > 0.03
     # e-stop while moving
     pub = probe.publisher("action")
-    pub.publish(Float32MultiArray(data=[0.0, -1.0, 0.0, 0.0]))
+    pub.publish(_command(probe, [0.0, -1.0, 0.0, 0.0]))
     assert probe.call_trigger("estop").success
     stopped = _ee(probe)
     _send(probe, [0.0, -1.0, 0.0, 0.0], 0.5)
@@ -152,27 +189,7 @@ def test_real_backend_silent_controller(tmp_path):
     """A controller that accepts TCP and never answers: connect gives up at the deadline, no pose is published,
     the status says why, and e-stop still answers. A reset to it (a new connect, as long as the deadline) does
     not stall the driver: control ticks and status keep coming meanwhile and an e-stop is answered."""
-    host = f"127.0.{np.random.randint(1, 250)}.{np.random.randint(2, 250)}"
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        srv.bind((host, 502))
-    except PermissionError:
-        pytest.skip("binding port 502 needs root")
-    srv.listen(16)
-    conns: list = []
-    stop = threading.Event()
-
-    def accept_loop():
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conns.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=accept_loop, daemon=True).start()
-    with allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
+    with silent_controller() as (host, conns), allocate_domain(40, 69) as domain, Probe(domain.id) as probe:
         node = NodeProcess("xarm_driver_node", domain_id=domain.id, log_dir=tmp_path,
                            params={"backend": "real", "ip": host, "connect_timeout_s": 1.5, "rate_hz": 10.0,
                                    "status_period_s": 0.2})
@@ -213,11 +230,7 @@ def test_real_backend_silent_controller(tmp_path):
             assert _wait_status(probe, lambda s: s["state"] == "estop")["state"] == "estop"
             assert node.alive
         finally:
-            stop.set()
             node.stop()
-            for conn in conns:
-                conn.close()
-            srv.close()
 
 
 def test_bad_parameters_exit_with_clear_error(tmp_path):

@@ -1,5 +1,5 @@
-"""Arm safety without ROS: the command guard, the controller state machine on the real-SDK backend (a fake SDK
-object, a fake TCP peer, the SDK's own unconnected behaviour) and on the simulated arm."""
+"""Arm safety without ROS: the controller state machine on the real-SDK backend (a fake SDK object, a fake TCP
+peer, the SDK's own unconnected behaviour) and on the simulated arm. The guard alone: test_command_guard.py."""
 
 from __future__ import annotations
 
@@ -10,150 +10,12 @@ import time
 
 import numpy as np
 import pytest
+from xarm_fakes import CFG, HIGH, LOW, FakeClock, FakeSDK, make_controller, silent_controller
 
 from polytask.robot.backend import ArmConnectError
 from polytask.robot.controller import ArmController
-from polytask.robot.safety import CommandGuard, GuardConfig
+from polytask.robot.safety import GuardConfig
 from polytask.robot.xarm_real import SDK_DEFAULT_POSE, XArmReal
-
-LOW, HIGH = (0.2, -0.3, 0.05), (0.6, 0.3, 0.45)
-CFG = GuardConfig(action_dim=4, max_step_m=0.025, workspace_low=LOW, workspace_high=HIGH, command_timeout_s=0.5)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class FakeSDK:
-    """The subset of XArmAPI the backend uses, recording every motion call; codes are settable by the test."""
-
-    axis = 7
-
-    def __init__(self, pose_mm=(400.0, 0.0, 200.0, 180.0, 0.0, 0.0)) -> None:
-        self.pose = list(pose_mm)
-        self.connected = False
-        self.error_code = 0
-        self.warn_code = 0
-        self.servo_return = 0
-        self.servo_calls: list[list[float]] = []
-        self.calls: list[str] = []
-
-    def connect(self):
-        self.connected = True
-
-    def disconnect(self):
-        self.connected = False
-
-    def _call(self, name):
-        self.calls.append(name)
-        return 0 if self.connected else -1
-
-    def clean_warn(self):
-        return self._call("clean_warn")
-
-    def clean_error(self):
-        if self.connected:
-            self.error_code = 0
-        return self._call("clean_error")
-
-    def motion_enable(self, enable=True):
-        return self._call("motion_enable")
-
-    def set_mode(self, mode):
-        return self._call(f"set_mode({mode})")
-
-    def set_state(self, state):
-        return self._call(f"set_state({state})")
-
-    def emergency_stop(self):
-        return self._call("emergency_stop")
-
-    def get_position(self, is_radian=False):
-        return (0, list(self.pose)) if self.connected else (-1, list(SDK_DEFAULT_POSE))
-
-    def get_servo_angle(self, is_radian=True):
-        return (0, [0.1] * 7) if self.connected else (-1, [0.0] * 7)
-
-    def get_err_warn_code(self):
-        return (0, [self.error_code, self.warn_code]) if self.connected else (-1, [0, 0])
-
-    def set_servo_cartesian(self, pose, speed=None, is_radian=False):
-        if not self.connected:
-            return -1
-        self.servo_calls.append(list(pose))
-        if self.servo_return == 0:
-            self.pose[:3] = pose[:3]
-        return self.servo_return
-
-
-@pytest.fixture
-def listener():
-    """A TCP port that accepts connections (the backend probes TCP before handing over to the SDK)."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    yield srv.getsockname()[1]
-    srv.close()
-
-
-def make_controller(listener_port, sdk=None):
-    sdk = sdk or FakeSDK()
-    backend = XArmReal("127.0.0.1", 2.0, port=listener_port, api_factory=lambda ip: sdk)
-    clock = FakeClock()
-    ctl = ArmController(backend, CFG, clock=clock)
-    ctl.start_connect()
-    ctl._connect_thread.join(5)
-    ctl.tick()
-    assert ctl.state == "stale", ctl.status()
-    return ctl, sdk, clock
-
-
-# --- guard ----------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("values", "reason"), [
-    ([math.nan, 0, 0, 0], "nonfinite"), ([0, math.inf, 0, 0], "nonfinite"), ([0, 0, -math.inf, 0], "nonfinite"),
-    ([0, 0, 0], "length"), ([0, 0, 0, 0, 0], "length"), ([], "length"),
-    ([1.5, 0, 0, 0], "range"), ([0, 0, 0, -1.01], "range"), ([0, 1e9, 0, 0], "range"),
-])
-def test_guard_refuses_and_counts_bad_commands(values, reason):
-    guard = CommandGuard(CFG)
-    assert guard.submit([1, 0, 0, 0], now=0.0).accepted
-    verdict = guard.submit(values, now=0.1)
-    assert not verdict.accepted and verdict.reason == reason
-    assert guard.counters.refused[reason] == 1
-    plan = guard.plan(np.array([0.4, 0.0, 0.2]), now=0.1)  # the earlier good command is cancelled: hold
-    assert not plan.moving and np.array_equal(plan.target, [0.4, 0.0, 0.2])
-
-
-def test_guard_scales_to_2p5_cm_and_clamps_to_box():
-    guard = CommandGuard(CFG)
-    guard.submit([1.0, -0.5, 0.2, 1.0], now=0.0)
-    plan = guard.plan([0.4, 0.0, 0.2], now=0.0)
-    np.testing.assert_allclose(plan.target, [0.425, -0.0125, 0.205])
-    assert plan.gripper == 1.0 and plan.moving
-    target = np.array([0.4, 0.0, 0.2])
-    for i in range(40):  # push +x for 1 m: must stop at the box edge
-        guard.submit([1.0, 0, 0, 0], now=i * 0.1)
-        target = guard.plan(target, now=i * 0.1).target
-    assert target[0] == pytest.approx(HIGH[0]) and guard.counters.clamped > 0
-
-
-def test_guard_arm_outside_box_reenters_one_step_at_a_time():
-    guard = CommandGuard(CFG)
-    guard.submit([0, 0, 0, 0], now=0.0)
-    plan = guard.plan([0.9, 0.0, 0.2], now=0.0)  # 30 cm outside in x: no jump back
-    assert plan.target[0] == pytest.approx(0.9 - 0.025)
-
-
-def test_guard_watchdog_holds_after_timeout():
-    guard = CommandGuard(CFG)
-    guard.submit([1, 0, 0, 0], now=0.0)
-    assert guard.plan([0.4, 0, 0.2], now=0.49).moving
-    plan = guard.plan([0.4, 0, 0.2], now=0.51)
-    assert plan.stale and not plan.moving and guard.counters.stale_events == 1
 
 
 # --- controller on the real backend (fake SDK object) ---------------------------------------------------------------
@@ -182,7 +44,8 @@ def test_bad_commands_never_reach_the_sdk(listener):
         ctl.tick()
     assert sdk.servo_calls == []
     counts = ctl.status()["commands"]["refused"]
-    assert counts == {"length": 2, "nonfinite": 2, "range": 2, "locked": 0}
+    assert counts == {"length": 2, "nonfinite": 2, "range": 2, "locked": 0, "malformed": 0, "stamp": 0,
+                      "old_observation": 0}
 
 
 @pytest.mark.parametrize("kind", ["error", "warn", "servo_refused"])
@@ -263,34 +126,8 @@ def test_estop_from_every_state(listener):
 
 
 # --- the real SDK ---------------------------------------------------------------------------------------------------
-def _silent_peer(host: str):
-    """Accept TCP on host:502 and never answer: the SDK's constructor would block 254 s here."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((host, 502))
-    srv.listen(16)
-    accepted = []
-    stop = threading.Event()
-
-    def loop():
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    threading.Thread(target=loop, daemon=True).start()
-    return srv, accepted, stop
-
-
 def test_silent_controller_connect_fails_within_deadline():
-    host = f"127.0.{np.random.randint(1, 250)}.{np.random.randint(2, 250)}"
-    try:
-        srv, accepted, stop = _silent_peer(host)
-    except PermissionError:
-        pytest.skip("binding port 502 needs root")
-    try:
+    with silent_controller() as (host, accepted):
         backend = XArmReal(host, connect_timeout_s=1.5)
         t0 = time.monotonic()
         with pytest.raises(ArmConnectError, match=r"did not answer within the connect deadline of 1\.5 s"):
@@ -299,9 +136,6 @@ def test_silent_controller_connect_fails_within_deadline():
         assert 1.4 <= elapsed < 2.5, elapsed
         assert accepted, "the SDK never reached the peer: the test would prove nothing"
         assert backend.read() is None and not backend.connected
-    finally:
-        stop.set()
-        srv.close()
 
 
 def test_unconnected_sdk_pose_is_never_reported():

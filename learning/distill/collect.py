@@ -68,6 +68,17 @@ def collect_noisy_store(task_name: str, out_root: str | Path, transitions: int, 
                          seconds=time.perf_counter() - start)
 
 
+def collect_noisy_stores(tasks: Sequence[str], root: str | Path, transitions: int, seed: int = 0) -> list[Path]:
+    """One noisy-expert store per task under `root` (`<root>/<suite>_<task>`), the set of stores a small
+    distillation runs on; returns their paths in the order of `tasks`."""
+    paths = []
+    for task_name in tasks:
+        path = Path(root) / task_name.replace("/", "_")
+        collect_noisy_store(task_name, path, transitions, seed=seed)
+        paths.append(path)
+    return paths
+
+
 def record_demo(task_name: str, out_root: str | Path, seed: int, render: bool = True,
                 max_tries: int = 20) -> Path:
     """One clean, SUCCESSFUL scripted demo (its last frame is the goal image); tries further seeds on failure."""

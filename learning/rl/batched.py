@@ -26,9 +26,15 @@ from torch import Tensor
 from torch.func import functional_call, stack_module_state, vmap
 
 from polytask.learning.accel.cuda_graph import CapturedStep, make_capturable
-from polytask.learning.nets.drqv2 import goal_features
 from polytask.learning.rl.agent import ExpertAgent, apply_shift
-from polytask.learning.rl.fast_update import METRICS, draw_noise, input_arrays, noisy_action
+from polytask.learning.rl.fast_update import (
+    METRICS,
+    draw_noise,
+    input_arrays,
+    metric_tensor,
+    noisy_action,
+    target_features,
+)
 
 GROUPS = ("encoder", "actor", "critic", "critic_target")
 
@@ -153,31 +159,9 @@ class BatchedExperts:
         out: dict[str, Tensor] = {}
         obs_f = enc(obs)
         with torch.no_grad():
-            tile = lambda g: g.repeat(1, spec.frame_stack, 1, 1) if g.shape[1] == 3 else g  # noqa: E731
-            if self.fused and self.pixels:
-                parts = [x["next_obs"]]
-                if goal is not None and goal.dim() == 4:
-                    parts.append(tile(goal))
-                if obs_bc is not None:
-                    parts.append(obs_bc)
-                    if goal_bc is not None and goal_bc.dim() == 4:
-                        parts.append(tile(goal_bc))
-                feats = list(enc(torch.cat(parts)).split([q.shape[0] for q in parts]))
-                next_f = feats.pop(0)
-                goal_f = feats.pop(0) if goal is not None and goal.dim() == 4 else goal_features(enc, spec, goal, obs)
-                if obs_bc is not None:
-                    out["obs_bc_f"] = feats.pop(0)
-                    out["goal_bc_f"] = (
-                        feats.pop(0)
-                        if goal_bc is not None and goal_bc.dim() == 4
-                        else goal_features(enc, spec, goal_bc, obs_bc)
-                    )
-            else:
-                next_f = enc(x["next_obs"])
-                goal_f = goal_features(enc, spec, goal, obs)
-                if obs_bc is not None:
-                    out["obs_bc_f"] = enc(obs_bc)
-                    out["goal_bc_f"] = goal_features(enc, spec, goal_bc, obs_bc)
+            next_f, goal_f = target_features(
+                enc, spec, self.fused and self.pixels, obs, x["next_obs"], goal, obs_bc, goal_bc, out
+            )
             mu = self._call(p, "actor", next_f, goal_f)
             next_action = noisy_action(mu, x["eps_next"], x["std"], self.cfg.stddev_clip)
             tq1, tq2 = self._call(p, "critic_target", next_f, goal_f, next_action)
@@ -239,19 +223,7 @@ class BatchedExperts:
             torch._foreach_lerp_(
                 list(self.params["critic_target"].values()), list(self.params["critic"].values()), self.cfg.critic_tau
             )
-        return torch.stack(
-            [
-                closs.detach(),
-                feats["critic_q1"],
-                feats["critic_target_q"],
-                bc.detach(),
-                aloss.detach(),
-                rl.detach(),
-                t["std"],
-                t["reward"].mean((1, 2)),
-            ],
-            dim=1,
-        )
+        return metric_tensor(closs, feats, bc, aloss, rl, t["std"], t["reward"].mean((1, 2)), dim=1)
 
     def noise_shapes(self, n: int, nb: int) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         """Per expert, `fast_update.noise_shapes`'s draws, with a leading K axis."""

@@ -36,6 +36,32 @@ if TYPE_CHECKING:
 METRICS = ("critic_loss", "critic_q1", "critic_target_q", "bc_loss", "actor_loss", "rl_loss", "stddev", "batch_reward")
 
 
+def metric_tensor(
+    closs: Tensor,
+    feats: Mapping[str, Tensor],
+    bc: Tensor,
+    aloss: Tensor,
+    rl: Tensor,
+    std: Tensor,
+    reward: Tensor,
+    dim: int = 0,
+) -> Tensor:
+    """The metrics of an update stacked in METRICS order along `dim` (1 for K experts at once: one row each)."""
+    return torch.stack(
+        [
+            closs.detach(),
+            feats["critic_q1"],
+            feats["critic_target_q"],
+            bc.detach(),
+            aloss.detach(),
+            rl.detach(),
+            std,
+            reward,
+        ],
+        dim=dim,
+    )
+
+
 @dataclass(frozen=True)
 class Plan:
     """What one update reads, fixed by the first batch: a new plan (other shapes, BC on/off) is a new capture."""
@@ -110,8 +136,50 @@ def noisy_action(mu: Tensor, eps: Tensor, std: Tensor, clip: float) -> Tensor:
     return x - x.detach() + clamped.detach()
 
 
-def _tiled(agent: ExpertAgent, goal: Tensor) -> Tensor:
-    return goal.repeat(1, agent.spec.frame_stack, 1, 1) if goal.shape[1] == 3 else goal
+def target_features(
+    enc: Callable[[Tensor], Tensor],
+    spec: Any,
+    fused: bool,
+    obs: Tensor,
+    next_obs: Tensor,
+    goal: Tensor | None,
+    obs_bc: Tensor | None,
+    goal_bc: Tensor | None,
+    out: dict[str, Tensor],
+) -> tuple[Tensor, Tensor]:
+    """The features the critic target and the BC term read (call under torch.no_grad()): (next-obs features, goal
+    features); with a demo batch also out["obs_bc_f"] / out["goal_bc_f"]. One copy for the one-expert fast path
+    and the K-expert batched update.
+
+    `fused` (pixels): one encoder call over every image input (a pixel goal tiled to the frame stack), split
+    after; otherwise one call each."""
+
+    def tiled(g: Tensor) -> Tensor:
+        return g.repeat(1, spec.frame_stack, 1, 1) if g.shape[1] == 3 else g
+
+    if not fused:
+        next_f = enc(next_obs)
+        goal_f = goal_features(enc, spec, goal, obs)
+        if obs_bc is not None:
+            out["obs_bc_f"] = enc(obs_bc)
+            out["goal_bc_f"] = goal_features(enc, spec, goal_bc, obs_bc)
+        return next_f, goal_f
+    parts = [next_obs]
+    if goal is not None and goal.dim() == 4:
+        parts.append(tiled(goal))
+    if obs_bc is not None:
+        parts.append(obs_bc)
+        if goal_bc is not None and goal_bc.dim() == 4:
+            parts.append(tiled(goal_bc))
+    feats = list(enc(torch.cat(parts)).split([q.shape[0] for q in parts]))
+    next_f = feats.pop(0)
+    goal_f = feats.pop(0) if goal is not None and goal.dim() == 4 else goal_features(enc, spec, goal, obs)
+    if obs_bc is not None:
+        out["obs_bc_f"] = feats.pop(0)
+        out["goal_bc_f"] = (
+            feats.pop(0) if goal_bc is not None and goal_bc.dim() == 4 else goal_features(enc, spec, goal_bc, obs_bc)
+        )
+    return next_f, goal_f
 
 
 def _goal(agent: ExpertAgent, t: Mapping[str, Tensor], key: str, per_sample: bool, n: int) -> Tensor | None:
@@ -141,30 +209,9 @@ def critic_stage(agent: ExpertAgent, t: Mapping[str, Tensor], plan: Plan) -> tup
     out: dict[str, Tensor] = {}
     obs_f = enc(obs)
     with torch.no_grad():
-        if agent.fused and agent.pixels:
-            parts = [next_obs]
-            if goal is not None and goal.dim() == 4:
-                parts.append(_tiled(agent, goal))
-            if obs_bc is not None:
-                parts.append(obs_bc)
-                if goal_bc is not None and goal_bc.dim() == 4:
-                    parts.append(_tiled(agent, goal_bc))
-            feats = list(enc(torch.cat(parts)).split([p.shape[0] for p in parts]))
-            next_f = feats.pop(0)
-            goal_f = feats.pop(0) if goal is not None and goal.dim() == 4 else goal_features(enc, spec, goal, obs)
-            if obs_bc is not None:
-                out["obs_bc_f"] = feats.pop(0)
-                out["goal_bc_f"] = (
-                    feats.pop(0)
-                    if goal_bc is not None and goal_bc.dim() == 4
-                    else goal_features(enc, spec, goal_bc, obs_bc)
-                )
-        else:
-            next_f = enc(next_obs)
-            goal_f = goal_features(enc, spec, goal, obs)
-            if obs_bc is not None:
-                out["obs_bc_f"] = enc(obs_bc)
-                out["goal_bc_f"] = goal_features(enc, spec, goal_bc, obs_bc)
+        next_f, goal_f = target_features(
+            enc, spec, agent.fused and agent.pixels, obs, next_obs, goal, obs_bc, goal_bc, out
+        )
         mu = agent.nets.actor(next_f, goal_f)
         next_action = noisy_action(mu, t["eps_next"], t["std"], agent.cfg.stddev_clip)
         tq1, tq2 = agent.critic_target(next_f, goal_f, next_action)
@@ -211,18 +258,7 @@ def update_core(
     aloss, rl, bc = actor_fn(agent, t, feats, plan)
     adam_step(agent.actor_opt, aloss, list(agent.nets.actor.parameters()))
     soft_update(agent.nets.critic, agent.critic_target, agent.cfg.critic_tau)
-    return torch.stack(
-        [
-            closs.detach(),
-            feats["critic_q1"],
-            feats["critic_target_q"],
-            bc.detach(),
-            aloss.detach(),
-            rl.detach(),
-            t["std"],
-            t["reward"].mean(),
-        ]
-    )
+    return metric_tensor(closs, feats, bc, aloss, rl, t["std"], t["reward"].mean())
 
 
 class LazyMetrics(Mapping[str, float]):

@@ -32,12 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from polytask.learning.policies.demos import record_demos
     from polytask.sim import registry
 
-    tasks = []
-    for pattern in args.task:
-        found = registry.names(pattern) if any(c in pattern for c in "*?[") else [registry.entry(pattern).name]
-        if not found:
-            raise KeyError(f"no task matches {pattern!r}")
-        tasks.extend(found)
+    tasks = registry.expand(args.task)
     status = 0
     for name in tasks:
         policy, source = None, "scripted"

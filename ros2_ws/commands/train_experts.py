@@ -97,20 +97,9 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _tasks(patterns: list[str]) -> list[str]:
-    from polytask.sim import registry
-
-    tasks: list[str] = []
-    for pattern in patterns:
-        found = registry.names(pattern) if any(c in pattern for c in "*?[") else [registry.entry(pattern).name]
-        if not found:
-            raise ValueError(f"--tasks {pattern!r} matches no registered task (see `polytask tasks`)")
-        tasks += [t for t in found if t not in tasks]
-    return tasks
-
-
 def run(args: argparse.Namespace) -> int:
     from polytask.learning.scale.sweep import Sweep, plan_sweep, run_sweep, summary_table
+    from polytask.sim import registry
 
     if args.backend == "ray":
         from polytask.learning.scale.ray_backend import RayMissing, import_ray
@@ -130,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.tasks:
             raise ValueError("give --tasks GLOB... (or --resume SWEEP_DIR)")
         sweep = plan_sweep(
-            _tasks(args.tasks),
+            registry.expand(args.tasks),
             args.runs_dir,
             args.name,
             args.config,

@@ -77,18 +77,6 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _task_names(patterns: list[str]) -> list[str]:
-    from polytask.sim import registry
-
-    names: list[str] = []
-    for pattern in patterns:
-        found = registry.names(pattern) if any(c in pattern for c in "*?[") else [registry.entry(pattern).name]
-        if not found:
-            raise ValueError(f"--tasks {pattern!r} matches no registered task")
-        names += [n for n in found if n not in names]
-    return names
-
-
 def _resume(args: argparse.Namespace) -> dict:
     from polytask.learning.rl.multitask import MultiTaskRLTrainer
 
@@ -109,6 +97,7 @@ def _resume(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from polytask.learning.baselines import get
+    from polytask.sim import registry
 
     keys = ["run_dir", "method", "step", "effective_tasks", "eval_final", "stages", "parameters"]
     if args.resume:
@@ -126,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         extra["add"] = args.add
     elif args.add is not None:
         raise ValueError(f"--add applies to the lifelong methods only, not --method {args.method}")
-    summary = baseline.runner(_task_names(args.tasks), demos=args.demos or "", steps=args.steps, config=args.config,
+    summary = baseline.runner(registry.expand(args.tasks), demos=args.demos or "", steps=args.steps, config=args.config,
                               overrides=_overrides(args), run_dir=args.out, **extra)
     print(json.dumps({k: summary[k] for k in keys if k in summary}))
     return 0

@@ -1,8 +1,9 @@
 """Camera: an OpenCV device (index, file, image sequence or URL) -> sensor_msgs/Image at a set rate and size.
 
 Frames are cropped to `crop` = [x, y, w, h] (the authors crop the 640x480 camera to the work area) and resized to
-`width` x `height` with INTER_AREA, then published as rgb8 on camera/image_raw, each frame with a
-sensor_msgs/CameraInfo of the same stamp on camera/camera_info: the calibration given in source pixels
+`width` x `height` with INTER_AREA by the one frame-preprocessing function (`polytask.sim.frames.prepare_frame`,
+the one the recorder, the trainer and the policy server use), then published as rgb8 on camera/image_raw, each
+frame with a sensor_msgs/CameraInfo of the same stamp on camera/camera_info: the calibration given in source pixels
 (`camera_matrix`, `distortion`) carried through the crop and the resize; without one, K is all zero
 (uncalibrated, as image_pipeline reads it). When the device disappears
 (unplugged camera, stream down, file or folder gone) the node keeps running: it reports `connected: false` with the
@@ -19,12 +20,12 @@ import sys
 import time
 
 import cv2
-import numpy as np
 from rclpy.node import Node
 
 from polytask.ros import topics
 from polytask.ros.image_conversion import numpy_to_image
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
+from polytask.sim.frames import crop_box, prepare_frame
 
 PARAMS = (
     Param("device", "0", "OpenCV source: camera index ('0'), video file, image sequence ('dir/f_%03d.png') or URL"),
@@ -50,12 +51,8 @@ def camera_info_for(frame_shape: tuple[int, int], crop: list[int], width: int, h
     """The CameraInfo of a published frame: source intrinsics shifted by the crop and scaled by the resize."""
     from sensor_msgs.msg import CameraInfo
 
-    fh, fw = frame_shape
-    x0, y0, cw, ch = 0, 0, fw, fh
-    if crop:
-        x, y, w, h = crop
-        x0, y0 = min(x, fw), min(y, fh)
-        cw, ch = min(x + w, fw) - x0, min(y + h, fh) - y0
+    x0, y0, x1, y1 = crop_box(frame_shape, crop)
+    cw, ch = x1 - x0, y1 - y0
     info = CameraInfo(width=int(width), height=int(height), distortion_model="plumb_bob")
     info.header.frame_id = frame_id
     if stamp is not None:
@@ -82,20 +79,6 @@ def source_present(device: str) -> bool:
     if "%" in device:
         return os.path.isdir(os.path.dirname(device) or ".")
     return os.path.exists(device)
-
-
-def crop_and_resize(frame: np.ndarray, crop: list[int], width: int, height: int) -> np.ndarray:
-    """Crop [x, y, w, h] (clipped to the frame; an empty intersection is an error) and resize with INTER_AREA."""
-    if crop:
-        x, y, w, h = crop
-        fh, fw = frame.shape[:2]
-        x0, y0, x1, y1 = min(x, fw), min(y, fh), min(x + w, fw), min(y + h, fh)
-        if x1 <= x0 or y1 <= y0:
-            raise ValueError(f"crop {crop} lies outside the {fw}x{fh} frame")
-        frame = frame[y0:y1, x0:x1]
-    if frame.shape[1] != width or frame.shape[0] != height:
-        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-    return frame
 
 
 class CameraNode(Node):
@@ -179,12 +162,11 @@ class CameraNode(Node):
         try:
             if frame.ndim == 2:
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-            out = crop_and_resize(frame, list(self.p.crop), self.p.width, self.p.height)
+            rgb = prepare_frame(frame[:, :, ::-1], (self.p.height, self.p.width), list(self.p.crop))  # BGR -> RGB
         except (ValueError, cv2.error) as err:
             self.counters["bad_frames"] += 1
             self.last_error = str(err)
             return
-        rgb = np.ascontiguousarray(out[:, :, ::-1])
         stamp = self.get_clock().now().to_msg()
         self.pub.publish(numpy_to_image(rgb, "rgb8", frame_id=self.p.frame_id, stamp=stamp))
         self.pub_info.publish(camera_info_for(frame.shape[:2], list(self.p.crop), self.p.width, self.p.height,

@@ -23,6 +23,7 @@ from rclpy.node import Node
 from polytask.bag_recording import DEFAULT_KEYS, BagError, BagRecorder
 from polytask.learning.data.atomic import write_json
 from polytask.ros import topics
+from polytask.ros.action_msg import ActionMessageError, read_action
 from polytask.ros.node_base import Param, ParamError, declare_params, run_node
 
 PARAMS = (
@@ -94,7 +95,10 @@ class Monitor(Node):
         self.counts["poses"] += 1
 
     def _on_action(self, msg) -> None:
-        a = np.asarray(msg.data, dtype=np.float64)
+        try:
+            a, _stamp = read_action(msg)
+        except ActionMessageError:
+            return  # the robot refuses and counts it; the monitor only draws what could be applied
         if a.size and np.all(np.isfinite(a)):
             self.action = a
             self.counts["actions"] += 1

@@ -17,7 +17,9 @@ ROS tool can drive them:
   `policy/status` and the old policy stays.
 
 Bad frames (unknown encoding, wrong size/step, empty data) and policy failures are counted and logged, never
-fatal; an action that is not finite or has the wrong length is never published.
+fatal; an action that is not finite or has the wrong length is never published. Each action carries the header
+stamp of the frame it answers (polytask.ros.action_msg), so the robot can refuse answers to frames that are too
+old by the time they arrive (a slow inference, a backlog of frames).
 """
 
 from __future__ import annotations
@@ -33,13 +35,12 @@ from rclpy.node import Node
 
 from polytask.learning.policies.loaders import SCRIPTED, policy_for_task
 from polytask.ros import topics
+from polytask.ros.action_msg import action_message
 from polytask.ros.image_conversion import ImageError, image_to_rgb8
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
 from polytask.sim import registry
 from polytask.sim.frames import prepare_frame
 from polytask.sim.task import Goal, Step
-
-TASK_STATE_TOPIC = "robot/task_state"  # published by the sim bridge (std_msgs/Float32MultiArray)
 
 PARAMS = (
     Param("checkpoint", "scripted", "checkpoint file, or `scripted` / `scripted:<task>` for a scripted expert"),
@@ -56,9 +57,9 @@ class PolicyServer(Node):
     def __init__(self) -> None:
         super().__init__("policy_server")
         self.p = declare_params(self, PARAMS)
-        from std_msgs.msg import Float32, Float32MultiArray
+        from std_msgs.msg import Float32
 
-        self._Float32, self._F32Array = Float32, Float32MultiArray
+        self._Float32 = Float32
         try:
             import torch
 
@@ -86,8 +87,7 @@ class PolicyServer(Node):
         self.pub_latency = topics.publisher(self, "policy_latency")
         self.pub_status = topics.publisher(self, "policy_status")
         self.sub_image = topics.subscription(self, "image", self._on_image)
-        self.sub_state = self.create_subscription(Float32MultiArray, TASK_STATE_TOPIC, self._on_state,
-                                                  topics.qos_profile("state"))
+        self.sub_state = topics.subscription(self, "task_state", self._on_state)
         self.sub_robot = topics.subscription(self, "robot_status", self._on_robot_status)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.timer = self.create_timer(self.p.status_period_s, self._publish_status)
@@ -148,7 +148,7 @@ class PolicyServer(Node):
                               f"finite values); not published"
             self.get_logger().warning(self.last_error, throttle_duration_sec=2.0)
             return
-        self.pub_action.publish(self._F32Array(data=np.clip(action, -1.0, 1.0).tolist()))
+        self.pub_action.publish(action_message(np.clip(action, -1.0, 1.0), msg.header.stamp))
         latency_ms = (time.perf_counter() - t0) * 1000.0
         self.counts["actions"] += 1
         self.latencies.append(latency_ms)

@@ -11,6 +11,13 @@ the way a servo loop does, or a slow learner would get many steps per decision).
 `command_timeout_s` is never applied, and when none has arrived for that long the bridge reports `stale` and the
 arm holds: that is the watchdog that stops the arm when its commander dies. NaN/inf or wrong-length commands are
 refused and counted; the arm holds. Frames keep streaming while the arm holds, so a restarted commander rejoins.
+
+Stamps: a command carries the stamp of the frame it answers (polytask.ros.action_msg). One answering a frame
+older than `max_observation_age_s`, or with a zero or future stamp, is refused and counted (the same rule as the
+xArm driver's, polytask.robot.safety.observation_verdict, on this node's clock). Each published frame is stamped
+when it is published: the simulated world stands still between steps, so a frame re-sent while the arm holds
+still shows the world as it is. The default limit is looser than the real arm's because of that standstill: an
+online learner may update for a while between an observation and its action without the world moving.
 """
 
 from __future__ import annotations
@@ -21,11 +28,11 @@ from typing import Any
 import numpy as np
 from rclpy.node import Node
 
+from polytask.robot.safety import Observed, observation_verdict
 from polytask.ros import topics
+from polytask.ros.action_msg import ActionMessageError, now_seconds, read_action
 from polytask.ros.image_conversion import numpy_to_image
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
-
-TASK_STATE_TOPIC = "robot/task_state"  # std_msgs/Float32MultiArray, QoS "state": the task's state vector
 
 PARAMS = (
     Param("task", "xarm/reach", "registry task to expose (e.g. metaworld/button-press, xarm/reach)"),
@@ -34,6 +41,8 @@ PARAMS = (
     Param("seed", 0, "seed of the first episode (later episodes use seed+1, seed+2, ...)", min=0),
     Param("quality", "fast", "render quality", choices=("fast", "default")),
     Param("command_timeout_s", 0.5, "watchdog: no command for this long -> stale, the arm holds", min=0.01),
+    Param("max_observation_age_s", 5.0, "a command answering a frame older than this (its header.stamp, on this "
+          "node's clock) is refused", min=0.01, max=600.0),
     Param("auto_reset", True, "start a new episode when one ends"),
     Param("frame_id", "camera", "frame_id of the camera images"),
     Param("world_frame", "world", "frame_id of the end-effector pose"),
@@ -69,11 +78,12 @@ class SimBridge(Node):
     def __init__(self) -> None:
         super().__init__("sim_bridge")
         self.p = declare_params(self, PARAMS)
-        from std_msgs.msg import Bool, Float32, Float32MultiArray
+        from std_msgs.msg import Bool, Float32
 
         from polytask.sim import registry
 
-        self._Float32, self._Bool, self._F32Array = Float32, Bool, Float32MultiArray
+        self._Float32, self._Bool = Float32, Bool
+        self._StateMsg = topics.load_type(topics.topic("task_state").msg_type)
         try:
             registry.entry(self.p.task)
         except KeyError as err:
@@ -86,7 +96,7 @@ class SimBridge(Node):
         self.pub_status = topics.publisher(self, "robot_status")
         self.pub_reward = topics.publisher(self, "reward")
         self.pub_success = topics.publisher(self, "success")
-        self.pub_state = self.create_publisher(Float32MultiArray, TASK_STATE_TOPIC, topics.qos_profile("state"))
+        self.pub_state = topics.publisher(self, "task_state")
         self.sub_action = topics.subscription(self, "action", self._on_action)
         self.srv_reset = topics.service_server(self, "reset", self._on_reset)
         self.srv_estop = topics.service_server(self, "estop", self._on_estop)
@@ -94,7 +104,8 @@ class SimBridge(Node):
         self.mode = "ready"  # ready (no command yet) / running / stale / estop / error
         self.pending: tuple[float, np.ndarray] | None = None
         self.last_command_t: float | None = None
-        self.counters = {"steps": 0, "episodes": 0, "successes": 0, "refused": 0, "applied": 0, "frames": 0}
+        self.counters = {"steps": 0, "episodes": 0, "successes": 0, "refused": 0, "refused_stamp": 0,
+                         "refused_old_observation": 0, "applied": 0, "frames": 0}
         self.last_error = ""
         self.episode_seed = int(self.p.seed)
         self._target: np.ndarray | None = None
@@ -117,16 +128,25 @@ class SimBridge(Node):
         from polytask.sim.task import validate_action
 
         try:
-            action = validate_action(np.asarray(msg.data, dtype=np.float64), self.spec)
-        except ValueError as err:
-            self.counters["refused"] += 1
-            self.last_error = str(err)
-            self.get_logger().warning(f"refused command: {err}", throttle_duration_sec=2.0)
+            values, stamp_s = read_action(msg)
+            action = validate_action(values, self.spec)
+        except (ActionMessageError, ValueError) as err:
+            self._refuse(str(err))
+            return
+        verdict = observation_verdict(Observed(stamp_s, now_seconds(self)), self.p.max_observation_age_s)
+        if not verdict.accepted:
+            self.counters[f"refused_{verdict.reason}"] += 1
+            self._refuse(f"{verdict.reason}: {verdict.detail}")
             return
         now = time.monotonic()
         self.last_command_t = now
         if self.mode != "estop":
             self.pending = (now, action)
+
+    def _refuse(self, why: str) -> None:
+        self.counters["refused"] += 1
+        self.last_error = why
+        self.get_logger().warning(f"refused command: {why}", throttle_duration_sec=2.0)
 
     def _on_reset(self, _req, resp):
         self._new_episode()
@@ -185,7 +205,7 @@ class SimBridge(Node):
 
     # --- publishing -------------------------------------------------------------------------------------------------
     def _publish_step(self, step, with_reward: bool = True) -> None:
-        msg = self._F32Array()
+        msg = self._StateMsg()
         msg.data = np.asarray(step.state, dtype=np.float32).tolist()
         self.pub_state.publish(msg)
         if with_reward:
@@ -210,7 +230,6 @@ class SimBridge(Node):
             pose.pose.orientation.w = 1.0
             self.pub_pose.publish(pose)
         self._frame = step.pixels
-        self._frame_stamp = self.get_clock().now().to_msg()
 
     @staticmethod
     def _vector(state: np.ndarray, index: int) -> np.ndarray | None:
@@ -222,7 +241,7 @@ class SimBridge(Node):
         if self._frame is None:
             return
         self.pub_image.publish(numpy_to_image(np.ascontiguousarray(self._frame), "rgb8", frame_id=self.p.frame_id,
-                                              stamp=self._frame_stamp))
+                                              stamp=self.get_clock().now().to_msg()))
         self.counters["frames"] += 1
 
     def status(self) -> dict[str, Any]:

@@ -18,6 +18,9 @@ episode's verdict is then the task's success rule at the final observation, else
 demonstration). Idle with a silent joystick,
 nobody is driving: after one zero action (to stop a motion in progress) the node publishes nothing, so the driver's
 watchdog reports the command stream `stale` and another commander (a policy) is not overridden by zeros.
+Each action is stamped (polytask.ros.action_msg) with the observation current at the tick: the newest camera
+frame's header stamp while that frame is fresh (within `obs_timeout_s`: the frame a recorded step pairs with the
+action), else the joystick message's stamp (nothing but the operator's stick behind the command).
 
 Bad inputs (undecodable images, Joy without the configured axes, NaN) are counted and reported on
 recorder/status; the node keeps running. After `save` the episode is over (state `saving`: nothing more is
@@ -39,6 +42,7 @@ from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.data.recording import IDLE, RECORDING, RESETTING, SAVING, Observation, RecordingSession
 from polytask.robot.teleop import JoyMapping
 from polytask.ros import topics
+from polytask.ros.action_msg import action_message, stamp_seconds
 from polytask.ros.image_conversion import ImageError, image_to_rgb8
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
 
@@ -107,6 +111,8 @@ class TeleopRecorderNode(Node):
         self._state_time = -1e9
         self._success: bool | None = None  # None until the arm publishes a success signal (simulation)
         self._success_time = -1e9
+        self._image_stamp = None  # header.stamp of the newest frame
+        self._joy_stamp = None  # header.stamp of the newest Joy (or its receipt time on the node clock)
         self._reset_future = None
         self._reset_deadline = 0.0
         self._last_action = np.zeros(4, dtype=np.float32)
@@ -147,6 +153,8 @@ class TeleopRecorderNode(Node):
             return
         self._joy = msg
         self._joy_time = time.monotonic()
+        self._joy_stamp = msg.header.stamp if stamp_seconds(msg.header.stamp) > 0 else \
+            self.get_clock().now().to_msg()
         buttons = list(msg.buttons)
         prev = self._prev_buttons
         pressed = {i for i, b in enumerate(buttons) if b and (i >= len(prev) or not prev[i])}  # rising edges
@@ -160,7 +168,7 @@ class TeleopRecorderNode(Node):
             self.counters["bad_images"] += 1
             self._warn("image", f"bad image on {topics.topic('image').path}: {err}")
             return
-        self._image, self._image_time = rgb, time.monotonic()
+        self._image, self._image_time, self._image_stamp = rgb, time.monotonic(), msg.header.stamp
         self.counters["images"] += 1
 
     def _on_task_state(self, msg) -> None:
@@ -277,13 +285,17 @@ class TeleopRecorderNode(Node):
                 self._publish_status()
         if self.state == IDLE and not self._joy_alive() and not np.any(self._last_action):
             return  # nobody drives and the arm was already told to stop: stay quiet
-        msg = topics.load_type(topics.topic("action").msg_type)()
-        msg.data = [float(v) for v in action]
-        self.pub_action.publish(msg)
+        self.pub_action.publish(action_message(action, self._observation_stamp()))
         self._last_action = action
         if self.state == RECORDING and self.session.steps >= self.p.max_steps:
             self._save()
             self._publish_status()
+
+    def _observation_stamp(self):
+        """The stamp of the observation an action answers: the fresh frame's, else the joystick's, else now."""
+        if self._image_stamp is not None and time.monotonic() - self._image_time <= self.p.obs_timeout_s:
+            return self._image_stamp
+        return self._joy_stamp if self._joy_stamp is not None else self.get_clock().now().to_msg()
 
     def _publish_status(self) -> None:
         session = self.session
@@ -297,9 +309,7 @@ class TeleopRecorderNode(Node):
         if self.session.steps:
             self.get_logger().warn(f"shutting down: the unsaved episode of {self.session.steps} steps is "
                                    "discarded")
-        msg = topics.load_type(topics.topic("action").msg_type)()
-        msg.data = [0.0, 0.0, 0.0, 0.0]
-        self.pub_action.publish(msg)
+        self.pub_action.publish(action_message(np.zeros(4), self.get_clock().now().to_msg()))
         # The stop command must leave before the process does (publishing is asynchronous): bounded wait for acks.
         self.pub_action.wait_for_all_acked(Duration(seconds=1.0))
 

@@ -2,9 +2,10 @@
 
 Backends: `real` (xarm-python-sdk, polytask.robot.xarm_real) or `sim` (polytask.robot.xarm_sim: the registered
 xArm task `task` in MuJoCo, its arm, objects and camera; every control tick is one step of that task).
-Every command passes polytask.robot.safety.CommandGuard (refuse NaN/inf, wrong length, out of [-1, 1]; scale to
-<= max_step_m; clamp to the workspace; watchdog on stale commands); the state machine is
-polytask.robot.controller.ArmController. This file only wires it to ROS.
+Every command passes polytask.robot.safety.CommandGuard (refuse NaN/inf, wrong length, out of [-1, 1]; refuse a
+command whose observation stamp (header.stamp, polytask.ros.action_msg) is older than `max_observation_age_s`,
+zero or in the future, judged on this node's clock; scale to <= max_step_m; clamp to the workspace; watchdog on
+stale commands); the state machine is polytask.robot.controller.ArmController. This file only wires it to ROS.
 
 Besides the arm's joint states and end-effector pose, every tick publishes `robot/task_state`, the 10-D xArm task
 state `[ee xyz, tool, achieved xyz, goal xyz]` (polytask.sim.xarm_suite.xarm_state) that the teleop recorder
@@ -35,8 +36,9 @@ from sensor_msgs.msg import JointState
 
 from polytask.robot.backend import ArmBackend, ArmReading, arm_task_state
 from polytask.robot.controller import ArmController
-from polytask.robot.safety import GuardConfig
+from polytask.robot.safety import GuardConfig, Observed
 from polytask.ros import topics
+from polytask.ros.action_msg import ActionMessageError, now_seconds, read_action
 from polytask.ros.image_conversion import numpy_to_image
 from polytask.ros.node_base import Param, ParamError, declare_params, json_string, run_node
 
@@ -45,6 +47,8 @@ PARAMS = (
     Param("rate_hz", 10.0, "control rate: one command step, one state message per tick", min=0.5, max=200.0),
     Param("command_timeout_s", 0.5, "watchdog: a command older than this is stale and the arm holds", min=0.01,
           max=10.0),
+    Param("max_observation_age_s", 0.5, "a command computed from a camera frame older than this (its header.stamp, "
+          "on this node's clock) is refused and the arm holds", min=0.01, max=10.0),
     Param("max_step_m", 0.025, "largest end-effector displacement per axis and tick for an action of +-1 (m)",
           min=0.001, max=0.05),
     Param("action_dim", 4, "values per command: [dx, dy, dz, gripper]", min=3, max=4),
@@ -80,7 +84,8 @@ class XArmDriverNode(Node):
         self.executor_threads = 3 if self.p.backend == "real" else 1  # read by run_node
         low, high = self._workspace()
         guard = GuardConfig(action_dim=self.p.action_dim, max_step_m=self.p.max_step_m, workspace_low=tuple(low),
-                            workspace_high=tuple(high), command_timeout_s=self.p.command_timeout_s)
+                            workspace_high=tuple(high), command_timeout_s=self.p.command_timeout_s,
+                            max_observation_age_s=self.p.max_observation_age_s)
         self.controller = ArmController(self.backend, guard)
         self.pub_joints = topics.publisher(self, "joint_states")
         self.pub_pose = topics.publisher(self, "ee_pose")
@@ -139,7 +144,12 @@ class XArmDriverNode(Node):
 
     # --- callbacks --------------------------------------------------------------------------------------------------
     def _on_action(self, msg) -> None:
-        verdict = self.controller.submit(list(msg.data))
+        try:
+            values, stamp_s = read_action(msg)
+        except ActionMessageError as err:
+            verdict = self.controller.refuse("malformed", str(err))
+        else:
+            verdict = self.controller.submit(values, Observed(stamp_s, now_seconds(self)))
         if not verdict.accepted:
             if verdict.reason == "locked" and self.controller.state == "connecting":
                 return  # publishers that start before the arm is up are expected, not worth a warning

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from polytask.robot.backend import ArmBackend, ArmConnectError, ArmFault, ArmReading, FaultCodes
-from polytask.robot.safety import CommandGuard, GuardConfig, Verdict
+from polytask.robot.safety import CommandGuard, GuardConfig, Observed, Verdict
 
 STATES = ("connecting", "ready", "stale", "error", "estop", "disconnected", "resetting", "shutdown")
 
@@ -91,11 +91,19 @@ class ArmController:
         self.guard.unlock()
 
     # --- inputs -----------------------------------------------------------------------------------------------------
-    def submit(self, values: Any) -> Verdict:
+    def submit(self, values: Any, observed: Observed | None = None) -> Verdict:
+        """One command, with the stamp of the observation it answers (see CommandGuard.submit)."""
         with self._lock:
-            verdict = self.guard.submit(values, self.clock())
+            verdict = self.guard.submit(values, self.clock(), observed)
             if not verdict.accepted:
                 self.last_refusal = f"{verdict.reason}: {verdict.detail}"
+            return verdict
+
+    def refuse(self, reason: str, detail: str) -> Verdict:
+        """A command the caller could not even read (a malformed message): counted like the guard's refusals."""
+        with self._lock:
+            verdict = self.guard.refuse(Verdict(False, reason, detail))
+            self.last_refusal = f"{reason}: {detail}"
             return verdict
 
     def estop(self) -> str:

@@ -1,6 +1,7 @@
 """The real xArm through xarm-python-sdk, made safe to call from a ROS node.
 
-What the SDK does that we must not inherit (measured, FACTS.md):
+What the SDK (xarm-python-sdk 1.18.4) does that we must not inherit, measured against a silent TCP peer and an
+unconnected SDK (tests/test_xarm_safety.py checks the backend against both):
 - `XArmAPI(ip)` against a peer that accepts TCP but never answers blocks for 254 s. We construct with
   `do_not_open=True`, probe TCP 502 with a short timeout, then run `connect()` and the set-up calls in a worker
   thread and give up at our own deadline (the thread is abandoned and the API disconnected).

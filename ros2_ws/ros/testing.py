@@ -9,6 +9,8 @@
 - `Probe` is an rclpy node in the test process on its own Context/domain: publish, collect, wait for matches,
   call services. Discovery sometimes takes ~2.5 s, so every helper waits for a condition with a deadline; none
   assumes the first message arrives.
+- `run_job_graph` starts a training graph (train_task, distill) through the launcher and follows its
+  `training/progress` until the job node reports `done` or dies.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +276,47 @@ class Probe:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class JobRun:
+    """What a training graph left behind: its last progress report, every report, the nodes still alive at the
+    end, and the graph's log."""
+
+    final: dict[str, Any]
+    progress: list[dict[str, Any]]
+    alive: list[str]
+    log: str
+
+    @property
+    def done(self) -> bool:
+        return bool(self.final.get("done", False))
+
+
+def run_job_graph(nodes: list[Any], domain_id: int, job_node: str, log_path: Path, timeout: float = 240.0,
+                  probe_name: str = "job_probe") -> JobRun:
+    """Start `nodes` (polytask.launch.graphs.resolve) through the launcher on `domain_id` (one torch/OMP thread
+    each), follow `training/progress` until `job_node` reports done or is no longer alive, then stop the graph."""
+    import json
+
+    from polytask.launcher import Launcher
+    from polytask.ros.node_base import child_env
+
+    with open(log_path, "w") as log:
+        launcher = Launcher(nodes, env=child_env(domain_id, extra={"OMP_NUM_THREADS": "1"}), output=log)
+        launcher.start()
+        probe = Probe(domain_id, name=probe_name)
+        try:
+            progress = probe.subscribe("training_progress")
+
+            def latest() -> dict[str, Any]:
+                return json.loads(progress[-1][1].data) if progress else {}
+
+            probe.spin_until(lambda: latest().get("done", False) or job_node not in launcher.alive(), timeout)
+            reports = [json.loads(m.data) for _, m in progress]
+            alive = launcher.alive()
+        finally:
+            probe.close()
+            launcher.shutdown()
+    return JobRun(final=reports[-1] if reports else {}, progress=reports, alive=list(alive),
+                  log=Path(log_path).read_text())

@@ -5,7 +5,9 @@ An action goes out on `robot/action`; the step comes back as `robot/task_state` 
 + the next camera frame (brought to the task's image size by the one frame-preprocessing function,
 `polytask.sim.frames.prepare_frame`); episodes start with the `robot/reset` service. The episode verdict of a topic
 episode is the bridge's per-step success signal (any step), not a suite-specific rule. Steps and resets not
-answered within `timeout` seconds are errors, never silent waits.
+answered within `timeout` seconds are errors, never silent waits. Each action is stamped
+(polytask.ros.action_msg) with the observation it was computed from: the header stamp of the step's camera
+frame, or, without pixels, the node-clock time the step's state arrived (the state vector carries no stamp).
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ import numpy as np
 from rclpy.node import Node
 
 from polytask.ros import topics
+from polytask.ros.action_msg import action_message
 from polytask.ros.image_conversion import ImageError, image_to_rgb8
 from polytask.sim.frames import prepare_frame
 from polytask.sim.task import Goal, Step, Task, TaskSpec, validate_action
-
-TASK_STATE_TOPIC = "robot/task_state"  # published by the sim bridge (std_msgs/Float32MultiArray, QoS "state")
 
 
 class TopicTask(Task):
@@ -30,10 +31,7 @@ class TopicTask(Task):
 
     def __init__(self, node: Node, spec: TaskSpec, pixels: bool, timeout: float) -> None:
         super().__init__(spec, render=pixels)
-        from std_msgs.msg import Float32MultiArray
-
         self.node, self.timeout, self.pixels = node, timeout, pixels
-        self._F32Array = Float32MultiArray
         self._cond = threading.Condition()
         self._seq = {"state": 0, "reward": 0, "success": 0, "image": 0}
         self._state: np.ndarray | None = None
@@ -41,9 +39,12 @@ class TopicTask(Task):
         self._success = False
         self._image: np.ndarray | None = None
         self._image_after_state = -1  # state seq current when the latest image arrived
+        self._state_stamp = None  # node-clock time the latest state arrived
+        self._image_stamp = None  # header.stamp of the latest image
+        self._observed_stamp = None  # the stamp of the observation the last returned Step holds
         self.stopped = threading.Event()
         self.pub_action = topics.publisher(node, "action")
-        node.create_subscription(Float32MultiArray, TASK_STATE_TOPIC, self._on_state, topics.qos_profile("state"))
+        topics.subscription(node, "task_state", self._on_state)
         topics.subscription(node, "reward", lambda m: self._on("reward", "_reward", float(m.data)))
         topics.subscription(node, "success", lambda m: self._on("success", "_success", bool(m.data)))
         if pixels:
@@ -63,6 +64,7 @@ class TopicTask(Task):
             self.node.get_logger().warning(f"task_state has {state.shape[0]} values, expected "
                                            f"{self.spec.state_dim}; ignored", throttle_duration_sec=2.0)
             return
+        self._state_stamp = self.node.get_clock().now().to_msg()
         self._on("state", "_state", state)
 
     def _on_image(self, msg) -> None:
@@ -73,6 +75,7 @@ class TopicTask(Task):
             return
         with self._cond:
             self._image = frame
+            self._image_stamp = msg.header.stamp
             self._seq["image"] += 1
             self._image_after_state = self._seq["state"]
             self._cond.notify_all()
@@ -118,7 +121,7 @@ class TopicTask(Task):
     def step(self, action: np.ndarray) -> Step:
         action = validate_action(action, self.spec)
         before = dict(self._seq)
-        self.pub_action.publish(self._F32Array(data=action.tolist()))
+        self.pub_action.publish(action_message(action, self._observed_stamp))
         self._observe(before, need_reward=True, what="step result")
         self._t += 1
         self._episode_return += self._reward
@@ -129,6 +132,7 @@ class TopicTask(Task):
         with self._cond:
             state = self._state.copy()
             pixels = None if not self.pixels or self._image is None else self._image.copy()
+            self._observed_stamp = self._image_stamp if self.pixels else self._state_stamp
         return Step(state=state, pixels=pixels, reward=float(reward), success=bool(success), terminal=False,
                     truncated=truncated, goal=Goal(task_id=self.spec.task_id, name=self.spec.name))
 

@@ -7,11 +7,14 @@ and QoS are written once and a node cannot drift from the README. `docs/topics.m
 Names are relative (`camera/image_raw`) so that `-r __ns:=/arm2` moves a whole graph; in the default namespace they
 resolve to `/camera/image_raw`. Remap single topics with `-r camera/image_raw:=/other`.
 
-The action command is `std_msgs/Float32MultiArray`: one float vector in [-1, 1]^d, the same action the task
-interface and the policies use, so the xArm, every simulated suite (4-D Meta-World, 6-D DMC, 9-D Kitchen) and the
-policy server share one message. For the xArm d = 4: [dx, dy, dz, gripper]; dx..dz are scaled to at most
-2.5 cm per control step by the driver, gripper -1 = open, +1 = closed. A command is applied at each control tick
-of the driver while it is fresher than the driver's `command_timeout_s`; after that the driver holds the arm
+The action command is `sensor_msgs/JointState` (polytask.ros.action_msg): `position` holds one float vector in
+[-1, 1]^d, the same action the task interface and the policies use, so the xArm, every simulated suite (4-D
+Meta-World, 6-D DMC, 9-D Kitchen) and the policy server share one message; `name` holds one name per value
+(`a0`, `a1`, ...); `header.stamp` is the stamp of the observation (camera frame) the action was computed from.
+For the xArm d = 4: [dx, dy, dz, gripper]; dx..dz are scaled to at most 2.5 cm per control step by the driver,
+gripper -1 = open, +1 = closed. A command answering a frame older than the receiver's `max_observation_age_s` (or
+with a zero or future stamp) is refused and counted. An accepted command is applied at each control tick of the
+driver while it is fresher than the driver's `command_timeout_s`; after that the driver holds the arm
 (watchdog). Publishers therefore stream commands at the control rate; silence means stop.
 
 QoS choices: our image publishers are RELIABLE (best-effort delivery lost about half the 640x480 frames on
@@ -110,10 +113,12 @@ TOPICS: dict[str, Topic] = {t.key: t for t in (
     Topic("ee_pose", "robot/ee_pose", "geometry_msgs/msg/PoseStamped", "state", _ROBOT,
           ("monitor_node", "policy_server_node"),
           "end-effector pose in the robot base frame (m); never published while the arm is not connected"),
-    Topic("action", "robot/action", "std_msgs/msg/Float32MultiArray", "command",
+    Topic("action", "robot/action", "sensor_msgs/msg/JointState", "command",
           ("teleop_recorder_node", "policy_server_node", "online_trainer_node"),
           ("xarm_driver_node", "sim_bridge_node", "monitor_node"),
-          "action in [-1,1]^d; xArm: [dx, dy, dz, gripper], at most 2.5 cm per step; silence -> watchdog stop"),
+          "action in [-1,1]^d in `position` (names a0..); header.stamp = the answered frame's stamp, refused when "
+          "older than max_observation_age_s; xArm: [dx, dy, dz, gripper], at most 2.5 cm per step; silence -> "
+          "watchdog stop"),
     Topic("robot_status", "robot/status", "std_msgs/msg/String", "latched", _ROBOT,
           ("teleop_recorder_node", "monitor_node", "online_trainer_node"),
           "JSON: state (connecting/ready/stale/error/estop/disconnected/shutdown), SDK error/warn codes, "
@@ -266,7 +271,11 @@ def markdown() -> str:
     lines += ["", "| QoS profile | Reliability | Durability | Depth | Why |", "|---|---|---|---|---|"]
     for name, q in QOS_PROFILES.items():
         lines.append(f"| {name} | {q['reliability']} | {q['durability']} | {q['depth']} | {q['why']} |")
-    lines += ["", "Action command: `std_msgs/Float32MultiArray`, values in [-1, 1]. xArm: `[dx, dy, dz, gripper]`, "
+    lines += ["", "Action command: `sensor_msgs/JointState`, values in [-1, 1] in `position`, one name per value "
+              "(`a0`, `a1`, ...), `header.stamp` = the stamp of the camera frame (observation) the action was "
+              "computed from. A command whose frame is older than the receiver's `max_observation_age_s` (xArm "
+              "driver 0.5 s, sim bridge 5 s), or whose stamp is zero or in the future, is refused and counted "
+              "(`commands.refused` in the robot status and on `/diagnostics`). xArm: `[dx, dy, dz, gripper]`, "
               "dx..dz scaled to at most 2.5 cm per control step, gripper -1 open / +1 closed. Commands are applied "
               "at each control tick while fresher than the driver's `command_timeout_s`; silence stops the arm.",
               "Status topics carry JSON text in `std_msgs/String`; each is also published as a "
