@@ -56,10 +56,12 @@ def _latest(store) -> dict:
 
 
 def test_deploy_graph_drives_the_simulated_xarm_with_a_distilled_student(student, tmp_path):
+    from sensor_msgs.msg import JointState
     from std_msgs.msg import Float32MultiArray
 
     from polytask.launch.graphs import resolve
     from polytask.launcher import Launcher
+    from polytask.ros.action_msg import read_action
     from polytask.ros.node_base import child_env
     from polytask.ros.testing import Probe, allocate_domain
     from polytask.sim import registry
@@ -87,10 +89,10 @@ def test_deploy_graph_drives_the_simulated_xarm_with_a_distilled_student(student
                 10,
             )
             probe.node.create_subscription(
-                Float32MultiArray,
+                JointState,  # the stamped action message: the values in `position`
                 "robot/action",
                 lambda m: (
-                    pairs.append((state_box["s"].copy(), np.asarray(m.data, np.float32))) if "s" in state_box else None
+                    pairs.append((state_box["s"].copy(), read_action(m)[0])) if "s" in state_box else None
                 ),
                 10,
             )
