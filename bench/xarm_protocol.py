@@ -45,17 +45,15 @@ from polytask.learning.baselines import demo_datasets, gcbc
 from polytask.learning.config import load_config
 from polytask.learning.data.atomic import write_text
 from polytask.learning.data.episodes import EpisodeStore
+from polytask.learning.distill.collect import record_demo
 from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.pipeline import DistillJob, run_distillation
-from polytask.learning.policies.base import ScriptedPolicy
 from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.expert import load_policy
-from polytask.learning.policies.rollout import rollout
 from polytask.learning.policies.student import StudentPolicy
 from polytask.learning.rl.expert import EXPERT, ExpertTrainer
 from polytask.learning.rl.expert_config import ExpertConfig
 from polytask.learning.rl.loop import EVAL_SEED, latest_checkpoint
-from polytask.sim import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERT_CONFIG = ROOT / "config" / "expert_xarm_ot.yaml"
@@ -157,33 +155,12 @@ class Protocol:
                 if not src:
                     raise SystemExit(f"--demos {self.args.demos}: no successful episode of {task}")
                 new = src[len(have) : self.args.num_demos]
-            else:
-                new = self.scripted_demos(task, self.args.num_demos - len(have), start=len(have))
-            for ep in new:
-                store.append(ep)
-            self.log(f"demos {task}: {len(have) + len(new)} (lengths {[len(ep) for ep in new]})")
-
-    def scripted_demos(self, task_name: str, n: int, start: int) -> list[Any]:
-        task = registry.make(task_name, render=self.pixels)
-        out = []
-        try:
-            for i in range(start, start + 100):
-                ep = rollout(
-                    task,
-                    ScriptedPolicy(task),
-                    seed=self.args.seed * 7919 + 500_000 + i,
-                    source="scripted",
-                    keep_pixels=self.pixels,
-                )
-                if ep.episode_success:
-                    if ep.pixels is not None:
-                        ep.goal_pixels = ep.pixels[-1].copy()
-                    out.append(ep)
-                if len(out) == n:
-                    return out
-        finally:
-            task.close()
-        raise RuntimeError(f"{task_name}: fewer than {n} successful scripted demos in 100 seeds")
+                for ep in new:
+                    store.append(ep)
+            else:  # one successful scripted demo per call (its last frame is the goal image with pixels)
+                for i in range(len(have), self.args.num_demos):
+                    record_demo(task, self.demo_store, seed=self.args.seed * 7919 + 500_000 + i, render=self.pixels)
+            self.log(f"demos {task}: {len(store.episodes(task))}")
 
     def expert_config(self, task: str) -> ExpertConfig:
         a = self.args
