@@ -26,6 +26,7 @@ Stages (cached in --root, so a killed run continues):
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import sys
@@ -86,7 +87,7 @@ class KitchenTable:
         self.args = args
         self.root = Path(args.root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self.tasks = registry.names("kitchen/*")
+        self.tasks = [t for t in registry.names("kitchen/*") if any(fnmatch.fnmatch(t, p) for p in args.tasks)]
         self.path = self.root / "results.json"
         self.results: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.t0 = time.time()
@@ -254,6 +255,7 @@ class KitchenTable:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="/tmp/kitchen-table1")
+    p.add_argument("--tasks", nargs="*", default=["kitchen/*"], help="patterns over the six Kitchen tasks")
     p.add_argument("--stages", nargs="*", default=list(STAGES), choices=STAGES)
     p.add_argument("--chains", type=int, default=12, help="play chains (4 elements each) for GCBC's snippets")
     p.add_argument("--episodes-per-task", type=int, default=12, help="noisy-teacher episodes per task (280 steps)")
