@@ -13,7 +13,8 @@ the teacher with Gaussian action noise and records, at every visited state, the 
 `action`, as in an RL replay buffer.
 
 Stages (cached in --root, so a killed run continues):
-  play      --chains random 4-element play chains, segmented into snippets (<root>/play: GCBC's demos)
+  play      --chains random 4-element play chains, segmented into snippets (<root>/play: GCBC's demos), or
+            --play-store DIR: snippets imported from real play data (`polytask import-demos --kitchen-play`)
   collect   --episodes-per-task noisy-teacher episodes per task, labelled with the clean teacher action
   teachers  the scripted teachers on the evaluation episodes (the experts' row)
   polytask  one-hot student distilled from every task's labelled store
@@ -132,9 +133,13 @@ class KitchenTable:
         return {"scores": scores, "successes": successes, "effective": float(sum(scores.values()))}
 
     # --- stages ------------------------------------------------------------------------------------------
+    @property
+    def play_store(self) -> Path:
+        return Path(self.args.play_store) if self.args.play_store else self.root / "play"
+
     def play(self) -> None:
-        store = EpisodeStore(self.root / "play")
-        done = int(self.results.get("play_chains", 0))
+        store = EpisodeStore(self.play_store)
+        done = self.args.chains if self.args.play_store else int(self.results.get("play_chains", 0))
         for i in range(done, self.args.chains):
             eps = record_play_snippets(1, store, seed=self.args.seed * 1000 + i, init_noise=0.1)
             self.results["play_chains"] = i + 1
@@ -206,7 +211,7 @@ class KitchenTable:
     def gcbc(self) -> None:
         if "gcbc" in self.results:
             return
-        store = EpisodeStore(self.root / "play", create=False)
+        store = EpisodeStore(self.play_store, create=False)
         n = min(sum(1 for ep in store.episodes(t) if ep.episode_success) for t in self.tasks)
         if n == 0:
             raise SystemExit(f"{store.root}: a task has no play snippet; record more chains (--chains)")
@@ -258,6 +263,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", nargs="*", default=["kitchen/*"], help="patterns over the six Kitchen tasks")
     p.add_argument("--stages", nargs="*", default=list(STAGES), choices=STAGES)
     p.add_argument("--chains", type=int, default=12, help="play chains (4 elements each) for GCBC's snippets")
+    p.add_argument(
+        "--play-store",
+        default="",
+        help="snippets imported with `polytask import-demos --kitchen-play` "
+        "(e.g. from the relay-policy-learning demos) instead of --chains recorded here",
+    )
     p.add_argument("--episodes-per-task", type=int, default=12, help="noisy-teacher episodes per task (280 steps)")
     p.add_argument("--collect-init-noise", type=float, default=0.1, help="arm start noise (rad) when collecting")
     p.add_argument("--steps", type=int, default=8000, help="PolyTask distillation steps")
