@@ -228,13 +228,32 @@ def train_loop(section: str, k: int, obs: str, toy: bool, device: str, scratch: 
     wheels come with the job), the update in one CUDA graph on the GPU and its tasks in env workers. The dry run
     lets this process see Meta-World (the rest of the suite runs without it)."""
     js = scratch / f"loop_{section}_{obs}_{k}.json"
-    cmd = [sys.executable, str(Path(__file__).with_name("bench_train_loop.py")), "--section", section, "--device",
-           device, "--size", "toy" if toy else "paper", "--obs", obs, "--k", str(k), "--tasks", "metaworld/*",
-           "--episodes", "1" if toy else "3", "--agent-compile", "graph" if device.startswith("cuda") else "none",
-           "--json", str(js)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).with_name("bench_train_loop.py")),
+        "--section",
+        section,
+        "--device",
+        device,
+        "--size",
+        "toy" if toy else "paper",
+        "--obs",
+        obs,
+        "--k",
+        str(k),
+        "--tasks",
+        "metaworld/*",
+        "--episodes",
+        "1" if toy else "3",
+        "--agent-compile",
+        "graph" if device.startswith("cuda") else "none",
+        "--json",
+        str(js),
+    ]
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
-                                        if p and "gpu-suite-hide-" not in p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and "gpu-suite-hide-" not in p
+    )
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"bench_train_loop.py --section {section} failed: {done.stderr[-2000:]}")

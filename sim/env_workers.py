@@ -10,9 +10,9 @@ step inside `step_async`) and remote ones.
 A worker is started with the `spawn` method (no forked copy of the learner's threads, CUDA context or OpenGL
 state), imports only the simulator side and makes its tasks through the registry, so an episode played through a
 worker is the episode played in process for the same seeds (tests/test_env_workers.py). Rendering in a worker uses
-the machine's backend (`sim/mujoco_render.choose_gl_backend`: EGL off-screen, on the GPU where there is one, else
-Mesa's llvmpipe on the CPU) and the `render_quality` asked for; `worker_env` sets how many llvmpipe threads each
-worker may use so that N workers do not oversubscribe the cores.
+the machine's settings (`sim/mujoco_render.worker_render_env`: EGL off-screen, on the GPU where there is one, else
+Mesa's llvmpipe on the CPU with each worker's share of the cores) and the `render_quality` asked for ("fast" by
+default: no shadows, reflections or multisampling).
 
 Errors: an exception inside the worker comes back as `EnvWorkerError` with the worker's traceback; a worker that
 dies (killed, segfault in the simulator) is noticed within `poll_s` and named with its exit code. `close()` asks
@@ -29,21 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from polytask.sim.mujoco_render import worker_render_env
 from polytask.sim.task import Step, Task, TaskSpec
 
 
 class EnvWorkerError(RuntimeError):
     """An environment worker failed: an exception in its simulator, or the process died."""
-
-
-def worker_env(workers: int, cpus: int | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment variables a worker starts with: the parent's, plus a share of the cores for llvmpipe's
-    render threads (LP_NUM_THREADS) unless the user set it. A GPU renderer ignores the variable."""
-    env = dict(os.environ if environ is None else environ)
-    if "LP_NUM_THREADS" not in env:
-        cores = cpus or os.cpu_count() or 1
-        env["LP_NUM_THREADS"] = str(max(1, cores // max(1, workers)))
-    return env
 
 
 def _serve(conn: Any, names: Sequence[str], render: bool, quality: str, env: Mapping[str, str]) -> None:
@@ -247,7 +238,7 @@ def start_workers(names: Sequence[str], workers: int, render: bool, quality: str
     """`names` spread round-robin over `min(workers, len(names))` worker processes, started in parallel."""
     n = max(1, min(workers, len(names)))
     groups = [list(names[i::n]) for i in range(n)]
-    env = worker_env(n)
+    env = worker_render_env(n)
     started: list[EnvWorker] = []
     try:
         for group in groups:

@@ -117,3 +117,14 @@ def test_trainer_with_env_workers_plays_the_in_process_episodes(tmp_path):
     for k in w0:
         assert torch.equal(w0[k], w1[k]), k
     assert s0["eval_final_row"]["return"] == s1["eval_final_row"]["return"]
+
+
+def test_render_workers_share_the_cores_on_a_cpu():
+    from polytask.sim.mujoco_render import worker_render_env
+
+    env = worker_render_env(2, environ={"PATH": "/bin"}, cpus=4)
+    assert env["MUJOCO_GL"] == "egl" and env["PYOPENGL_PLATFORM"] == "egl"
+    if not os.path.exists("/dev/nvidia0"):  # llvmpipe: each of 2 workers gets 2 of the 4 cores
+        assert env["LP_NUM_THREADS"] == "2"
+        assert worker_render_env(8, environ={}, cpus=2)["LP_NUM_THREADS"] == "1"
+    assert worker_render_env(2, environ={"LP_NUM_THREADS": "3"}, cpus=4)["LP_NUM_THREADS"] == "3"  # the user's
