@@ -284,10 +284,10 @@ class BatchedExperts:
         out["eps_next"], out["eps_pi"] = ((k, n, a), torch.float32), ((k, n, a), torch.float32)
         return out
 
-    def _prepare(self, arrays: Mapping[str, np.ndarray]) -> None:
+    def _prepare(self, arrays: Mapping[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
         dev = self.device
-        t = {key: torch.empty(v.shape, dtype=torch.from_numpy(v[:0]).dtype, device=dev) for key, v in arrays.items()}
-        n, nb = arrays["obs"].shape[1], arrays["demo_obs"].shape[1] if "demo_obs" in arrays else 0
+        t = {key: torch.empty(shape, dtype=dtype, device=dev) for key, (shape, dtype) in arrays.items()}
+        n, nb = arrays["obs"][0][1], arrays["demo_obs"][0][1] if "demo_obs" in arrays else 0
         for key, (shape, dtype) in self.noise_shapes(n, nb).items():
             t[key] = torch.zeros(shape, dtype=dtype, device=dev)
         t["std"] = torch.zeros(self.k, dtype=torch.float32, device=dev)
@@ -332,11 +332,15 @@ class BatchedExperts:
             input_arrays(b, d if use_bc else None)
             for b, d in zip(batches, demos if demos is not None else [None] * self.k, strict=True)
         ]
-        arrays = {key: np.stack([p[key] for p in per]) for key in per[0]}
+        # (K, ...) shapes; each expert's arrays go straight into its slice of the static buffers (no stacked copy)
+        arrays = {key: ((self.k, *v.shape), torch.from_numpy(v[:0]).dtype) for key, v in per[0].items()}
+        for k, p in enumerate(per[1:], 1):
+            if any(p[key].shape != per[0][key].shape for key in per[0]):
+                raise ValueError(f"batched experts: expert {k}'s batch shapes differ from expert 0's")
         if (
             self.static is None
             or self.use_bc != use_bc
-            or any(self.static[key].shape != v.shape for key, v in arrays.items())
+            or any(tuple(self.static[key].shape) != shape for key, (shape, _) in arrays.items())
         ):
             if self.static is not None and self.mode == "graph":
                 raise ValueError("batched experts: a captured update keeps its batch shapes and BC setting")
@@ -344,8 +348,9 @@ class BatchedExperts:
             self._prepare(arrays)
         t = self.static
         assert t is not None
-        for key, v in arrays.items():
-            t[key].copy_(torch.from_numpy(v))
+        for key in arrays:
+            for k, p in enumerate(per):
+                t[key][k].copy_(torch.from_numpy(p[key]))
         ks = [steps] * self.k if isinstance(steps, int) else list(steps)
         t["std"].copy_(torch.tensor([self.agents[0].stddev(s) for s in ks], dtype=torch.float32))
         noise = {key: v for key, v in t.items() if key.startswith(("shift_", "eps_"))}
