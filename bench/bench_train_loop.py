@@ -49,7 +49,19 @@ def sig(x: float, digits: int = 3) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def config(task: str, args: argparse.Namespace, root: Path, workers: int) -> ExpertConfig:
+def lockstep_tasks(pattern: str, k: int) -> list[str]:
+    """K tasks of `pattern` that share one episode length (lockstep), the commonest length first; when fewer
+    than K share it, they repeat (each expert then differs by its seed and run folder)."""
+    names = registry.names(pattern)
+    if not names:
+        raise SystemExit(f"--tasks {pattern} matches no task")
+    lengths = [(registry.spec(t).horizon, registry.spec(t).action_repeat) for t in names]
+    common = max(set(lengths), key=lengths.count)
+    same = [t for t, n in zip(names, lengths, strict=True) if n == common]
+    return [same[i % len(same)] for i in range(k)]
+
+
+def config(task: str, args: argparse.Namespace, root: Path, workers: int, index: int = 0) -> ExpertConfig:
     probe = registry.make(task, render=False)  # one episode of seed frames: replay before the first update
     spec = probe.spec
     probe.close()
@@ -73,6 +85,8 @@ def config(task: str, args: argparse.Namespace, root: Path, workers: int) -> Exp
         "train.seed_frames": spec.horizon * spec.action_repeat,
         "train.env_workers": workers,
         "train.steps": 10**9,
+        "train.seed": 1 + index,
+        "train.name": f"{index:02d}-{task.replace('/', '-')}",
         "replay.capacity": 100000,
     }
     return load_config(ExpertConfig, None, ov)
@@ -139,15 +153,16 @@ def bench_one(args: argparse.Namespace, root: Path) -> dict:
 
 
 def bench_batched(args: argparse.Namespace, root: Path) -> dict:
-    tasks = registry.names(args.tasks)[: args.k]
-    if len(tasks) < args.k:
-        raise SystemExit(f"--tasks {args.tasks} matches {len(tasks)} tasks, fewer than --k {args.k}")
+    tasks = lockstep_tasks(args.tasks, args.k)
     driver = BatchedExpertRun(
-        [lambda t=t: ExpertTrainer(config(t, args, root / "batched", args.batched_workers)) for t in tasks],
+        [
+            lambda i=i, t=t: ExpertTrainer(config(t, args, root / "batched", args.batched_workers, i))
+            for i, t in enumerate(tasks)
+        ],
         mode="graph" if args.agent_compile == "graph" else "none",
     )
     eager = argparse.Namespace(**{**vars(args), "agent_compile": "none"})  # the baseline: one eager expert at a time
-    seq = [ExpertTrainer(config(t, eager, root / "sequential", 0)) for t in tasks]
+    seq = [ExpertTrainer(config(t, eager, root / "sequential", 0, i)) for i, t in enumerate(tasks)]
     try:
         driver.begin()
         for r in seq:

@@ -33,7 +33,7 @@ TASKS = ("xarm/peg-green", "xarm/peg-yellow", "xarm/peg-blue")  # 30 steps per e
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("peg_demos")
-    for t in TASKS:
+    for t in (*TASKS, "xarm/reach"):
         assert record_demos(t, 2, out, render=False, progress=False).kept == 2
     return out
 
@@ -157,6 +157,7 @@ def test_cli_train_experts_batched(demos, tmp_path):
         "train-experts",
         "--tasks",
         "xarm/peg-*",
+        "xarm/reach",  # the pegs (30 steps per episode) form one batch, reach (50 steps) another
         "--demos",
         str(demos),
         "--batched",
@@ -181,10 +182,14 @@ def test_cli_train_experts_batched(demos, tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "batched in this process" in out.stdout
+    assert "batched: 3 experts (30 steps x 1 per episode)" in out.stdout
+    assert "batched: 1 experts (50 steps x 1 per episode)" in out.stdout
     sweep = next(tmp_path.glob("*-experts"))
-    for t in TASKS:
+    for t in (*TASKS, "xarm/reach"):
         run = sweep / t.replace("/", "-")
         assert (run / "checkpoints" / "expert.safetensors").exists()
         assert load_policy(run / "checkpoints" / "expert.safetensors", task=t) is not None
-    assert len((sweep / "summary.csv").read_text().splitlines()) == 4
-    assert sorted(j["task"] for j in json.loads((sweep / "jobs.json").read_text())["jobs"]) == sorted(TASKS)
+    assert len((sweep / "summary.csv").read_text().splitlines()) == 5
+    assert sorted(j["task"] for j in json.loads((sweep / "jobs.json").read_text())["jobs"]) == sorted(
+        (*TASKS, "xarm/reach")
+    )

@@ -64,8 +64,9 @@ def check_lockstep(runs: Sequence[ExpertTrainer]) -> None:
         raise ValueError("batched experts: no runs")
     first = runs[0]
     names = [r.names[0] for r in runs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"batched experts: tasks repeat: {names}")
+    folders = [str(r.run_dir) for r in runs]
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"batched experts: runs share a run folder: {folders}")
     for r in runs[1:]:
         what = r.names[0]
         for key in LOCKSTEP_KEYS:
