@@ -189,9 +189,8 @@ class BatchedExpertRun:
                                 "(a run without replay yet); batched runs update together"
                             )
                         self._update()
-                    for k in range(len(self.runs)):
-                        with self._as(k) as r:
-                            r.receive_step()
+                    for r in self.runs:  # draws nothing: no RNG swap
+                        r.receive_step()
                 self.batched.write_back()  # the Adam moments, for the checkpoints that land here
                 for k in range(len(self.runs)):
                     with self._as(k) as r:
@@ -215,10 +214,8 @@ class BatchedExpertRun:
 
     def _update(self) -> None:
         assert self.batched is not None
-        samples = []
-        for k in range(len(self.runs)):
-            with self._as(k) as r:
-                samples.append(r.learner.sample(r.data, r.names[0]))  # type: ignore[attr-defined]
+        # each replay buffer samples with its own generator (no RNG swap needed)
+        samples = [r.learner.sample(r.data, r.names[0]) for r in self.runs]  # type: ignore[attr-defined]
         demos = [d for _, d in samples]
         pad = self.runs[0].cfg.agent.aug_pad
 
