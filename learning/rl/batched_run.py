@@ -10,8 +10,9 @@ tensors (`share_weights`), so acting, the OT reward's encoder, evaluation and ch
 weights without copies; the stacked Adam moments are written back before each episode's end (where checkpoints
 land).
 
-RNG: each run keeps its own torch / numpy / Python RNG state, swapped in whenever the driver works on that run
-(`_as(k)`), and the batched update draws expert k's augmentation shifts and action noise inside run k's state.
+RNG: each run keeps its own torch / numpy / Python RNG state, swapped in whenever the driver does something of that
+run's that draws (`_as(k)`: acting, BC pretraining, episode ends), and the batched update draws expert k's
+augmentation shifts and action noise inside run k's state.
 Every random number of a run is therefore the one its single-expert run draws: the batched run equals K single
 runs up to the summation order of the batched kernels (tests/test_batched_run.py), and each run's checkpoint
 holds its own RNG state, so a killed batched run resumes exactly (every run from its own checkpoint).
