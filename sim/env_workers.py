@@ -14,6 +14,9 @@ the machine's settings (`sim/mujoco_render.worker_render_env`: EGL off-screen, o
 Mesa's llvmpipe on the CPU with each worker's share of the cores) and the `render_quality` asked for ("fast" by
 default: no shadows, reflections or multisampling).
 
+A spawned worker re-imports the parent's main module, so the program must be a file or a module (`polytask ...`,
+`python script.py`, pytest), not code piped into `python -`.
+
 Errors: an exception inside the worker comes back as `EnvWorkerError` with the worker's traceback; a worker that
 dies (killed, segfault in the simulator) is noticed within `poll_s` and named with its exit code. `close()` asks
 the worker to close its tasks and exit, then terminates it if it does not within `join_s`.

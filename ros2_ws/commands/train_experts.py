@@ -18,7 +18,7 @@ one update costs about the launches of one expert's); same run folders, checkpoi
       --backend ray --cpus-per-job 2
   polytask train-experts --resume runs/20260101-120000-experts --backend ray
   polytask train-experts --tasks 'metaworld/*' --demos data/demos --batched --set train.device=cuda \
-      --set agent.compile=graph --set train.env_workers=16
+      agent.compile=graph train.env_workers=1
 """
 
 from __future__ import annotations
