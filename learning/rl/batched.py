@@ -53,8 +53,9 @@ def _check(agents: Sequence[ExpertAgent]) -> None:
 class BatchedExperts:
     """The stacked state of K agents and their batched update (mode "none": eager; "graph": one CUDA graph)."""
 
-    def __init__(self, agents: Sequence[ExpertAgent], mode: str = "none", seed: int = 0,
-                 share_weights: bool = False) -> None:
+    def __init__(
+        self, agents: Sequence[ExpertAgent], mode: str = "none", seed: int = 0, share_weights: bool = False
+    ) -> None:
         _check(agents)
         if mode not in ("none", "graph"):
             raise ValueError(f"batched experts: mode is {mode!r}, expected 'none' or 'graph'")

@@ -257,17 +257,27 @@ def run_batched(sweep: Sweep, out: Callable[[str], None] = print) -> list[JobRes
             if driver.runs[0].cfg.agent.compile == "graph":
                 driver.mode = "graph"
             resumed_from = driver.runs[0].state.step
-            out(f"batched: {len(jobs)} experts ({horizon} steps x {repeat} per episode) in one process, "
-                f"from step {resumed_from}")
+            out(
+                f"batched: {len(jobs)} experts ({horizon} steps x {repeat} per episode) in one process, "
+                f"from step {resumed_from}"
+            )
             summaries = driver.run()
         finally:
             driver.close()
         for job, run, summary in zip(jobs, driver.runs, summaries, strict=True):
             final = summary.get("eval_final_row") or {}
             done[job.task] = JobResult(
-                task=job.task, run_dir=job.run_dir, status="done", step=int(summary["step"]),
-                total=int(run.cfg.train.steps), success_rate=final.get("success_rate"), score=final.get("score"),
-                wall_s=round(time.time() - start, 1), attempts=1, resumed_from=resumed_from)
+                task=job.task,
+                run_dir=job.run_dir,
+                status="done",
+                step=int(summary["step"]),
+                total=int(run.cfg.train.steps),
+                success_rate=final.get("success_rate"),
+                score=final.get("score"),
+                wall_s=round(time.time() - start, 1),
+                attempts=1,
+                resumed_from=resumed_from,
+            )
     results = [done[j.task] for j in sweep.jobs]
     write_summary(results, sweep.root / SUMMARY)
     return results
