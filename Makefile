@@ -56,6 +56,9 @@ bench: setup
 	$(PY) bench/bench_fast.py --threads 1 --json $(BENCH_OUT)/fast.json
 	$(PY) bench/bench_ot.py --threads 1 --json $(BENCH_OUT)/ot.json
 	$(PY) bench/bench_distill.py --steps 400 --json $(BENCH_OUT)/distill.json
+	$(PY) bench/bench_train_loop.py --section batched --obs state --k 3 --episodes 3 --threads 1 \
+		--json $(BENCH_OUT)/loop_batched_state.json
+	$(PY) bench/bench_train_loop.py --section one --obs pixels --episodes 2 --threads 1 --json $(BENCH_OUT)/loop_one.json
 
 # The GPU job (bench/gpu_suite.sh): run on the GPU machine with the tree, .whl and .gl carried. No venv there:
 # it uses that machine's python3. OUT is the job's output folder there; elsewhere runs/gpu-suite.

@@ -97,3 +97,18 @@ def quiet_failed_renderer_cleanup() -> None:
         previous(unraisable)
 
     sys.unraisablehook = hook
+
+
+def worker_render_env(workers: int, environ: dict[str, str] | None = None, cpus: int | None = None) -> dict[str, str]:
+    """The environment a render worker process starts with (sim/env_workers.py): the parent's with the backend
+    chosen as above (EGL without a display), and, where EGL renders on the CPU (Mesa's llvmpipe: no GPU device
+    node), each of the `workers` processes given its share of the cores for llvmpipe's threads (LP_NUM_THREADS;
+    llvmpipe otherwise starts a thread per core in every process, and N workers then fight for the same cores).
+    On a GPU machine EGL renders on the card and the variable is left alone. A value the user set is kept."""
+    env = dict(os.environ if environ is None else environ)
+    choose_gl_backend(env)
+    on_gpu = os.path.exists("/dev/nvidia0") or bool(env.get("MUJOCO_EGL_DEVICE_ID"))
+    if env.get("MUJOCO_GL") == "egl" and not on_gpu and "LP_NUM_THREADS" not in env:
+        cores = cpus or os.cpu_count() or 1
+        env["LP_NUM_THREADS"] = str(max(1, cores // max(1, workers)))
+    return env

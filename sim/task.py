@@ -8,6 +8,7 @@ scoring rule; action repeat, frame rendering and episode book-keeping live here,
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,12 @@ class Task(abc.ABC):
         truncated = not terminal and self._t >= self.spec.horizon
         return Step(state=np.asarray(state, dtype=np.float32), pixels=self._frame(), reward=reward,
                     success=success, terminal=terminal, truncated=truncated, goal=self.goal, info=info)
+
+    def step_async(self, action: np.ndarray) -> Callable[[], Step]:
+        """Start a step; the returned call gives its `Step`. Here the step is done at once; a task in an
+        environment worker (sim/env_workers.py) steps while the caller does other work (the learner's update)."""
+        step = self.step(action)
+        return lambda: step
 
     @property
     def t(self) -> int:

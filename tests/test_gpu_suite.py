@@ -33,7 +33,14 @@ def test_gpu_suite_dry_run(tmp_path):
         assert sections[name]["status"] == "ok", (name, sections[name].get("error"), sections[name].get("trace"))
     assert sections["ot"]["ours_equal_within_1e6"]
     assert sections["env_render"]["status"] == "skipped" and "Meta-World" in sections["env_render"]["why"]
+    # the training loop end to end runs in a process that sees Meta-World (its wheels come with the GPU job)
+    for name in ("loop_one_pixel", "loop_batched_pixel", "loop_batched_state"):
+        assert sections[name]["status"] == "ok", (name, sections[name].get("error"), sections[name].get("trace"))
+    one, batched = sections["loop_one_pixel"], sections["loop_batched_state"]
+    assert one["in_process"]["env_frames"] == one["env_worker"]["env_frames"] > 0 and one["ratio_env_frames"] > 0
+    assert batched["batched"]["updates"] == batched["one_after_another_eager"]["updates"] > 0
     # what a GPU job returns is its output folder, a handful of files at most: the job writes only these there
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["gpu_suite.json", "gpu_suite.log", "rows.md"]
     table = (tmp_path / "rows.md").read_text()
     assert "K=3 state experts" in table and "distillation samples/s" in table and table in done.stdout
+    assert "K=2 state experts (Meta-World states standing in for DMC), batched + env workers" in table

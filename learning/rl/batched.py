@@ -16,7 +16,7 @@ update is overridden (PCGrad, Distral), torch.compile.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,9 @@ def _check(agents: Sequence[ExpertAgent]) -> None:
 class BatchedExperts:
     """The stacked state of K agents and their batched update (mode "none": eager; "graph": one CUDA graph)."""
 
-    def __init__(self, agents: Sequence[ExpertAgent], mode: str = "none", seed: int = 0) -> None:
+    def __init__(
+        self, agents: Sequence[ExpertAgent], mode: str = "none", seed: int = 0, share_weights: bool = False
+    ) -> None:
         _check(agents)
         if mode not in ("none", "graph"):
             raise ValueError(f"batched experts: mode is {mode!r}, expected 'none' or 'graph'")
@@ -76,6 +78,8 @@ class BatchedExperts:
             self.base[g] = copy.deepcopy(mods[0]).to("meta")
         for p in self.params["critic_target"].values():
             p.requires_grad_(False)
+        if share_weights:
+            self._share()
         self.goal = None if a0.goal is None else torch.stack([a.goal for a in self.agents])  # (K, 1, ...)
         self.critic_opt = torch.optim.Adam(
             [*self.params["critic"].values(), *self.params["encoder"].values()], lr=self.cfg.lr
@@ -116,6 +120,18 @@ class BatchedExperts:
                     "exp_avg": torch.stack([s["exp_avg"] for s in per]).contiguous(),
                     "exp_avg_sq": torch.stack([s["exp_avg_sq"] for s in per]).contiguous(),
                 }
+
+    @torch.no_grad()
+    def _share(self) -> None:
+        """Point every agent's parameters and buffers at its slice of the stacked tensors: the agents then act,
+        evaluate and save with the weights the batched update keeps changing in place, and nothing is copied."""
+        for k, agent in enumerate(self.agents):
+            for g in GROUPS:
+                mod = _module(agent, g)
+                for name, p in mod.named_parameters():
+                    p.data = self.params[g][name][k].detach()
+                for name, b in mod.named_buffers():
+                    b.data = self.buffers[g][name][k].detach()
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -241,10 +257,10 @@ class BatchedExperts:
         out["eps_next"], out["eps_pi"] = ((k, n, a), torch.float32), ((k, n, a), torch.float32)
         return out
 
-    def _prepare(self, arrays: Mapping[str, np.ndarray]) -> None:
+    def _prepare(self, arrays: Mapping[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
         dev = self.device
-        t = {key: torch.empty(v.shape, dtype=torch.from_numpy(v[:0]).dtype, device=dev) for key, v in arrays.items()}
-        n, nb = arrays["obs"].shape[1], arrays["demo_obs"].shape[1] if "demo_obs" in arrays else 0
+        t = {key: torch.empty(shape, dtype=dtype, device=dev) for key, (shape, dtype) in arrays.items()}
+        n, nb = arrays["obs"][0][1], arrays["demo_obs"][0][1] if "demo_obs" in arrays else 0
         for key, (shape, dtype) in self.noise_shapes(n, nb).items():
             t[key] = torch.zeros(shape, dtype=dtype, device=dev)
         t["std"] = torch.zeros(self.k, dtype=torch.float32, device=dev)
@@ -268,9 +284,15 @@ class BatchedExperts:
         batches: Sequence[Mapping[str, np.ndarray]],
         demos: Sequence[Mapping[str, np.ndarray]] | None,
         steps: int | Sequence[int],
+        draw: Callable[[int, dict[str, Tensor]], None] | None = None,
     ) -> Tensor:
         """One update of every expert: batch k (and demo batch k) for expert k; returns metrics (K, len(METRICS))
-        on the device, columns as `METRICS` (bc_loss 0 without demos)."""
+        on the device, columns as `METRICS` (bc_loss 0 without demos).
+
+        The random draws come from this object's generator, for all K at once, unless `draw(k, buffers)` is given:
+        it then fills expert k's slice of every noise buffer (in `fast_update.noise_shapes` order, i.e. the order
+        `ExpertAgent.update` draws them), e.g. from expert k's own RNG, so that each expert's update uses the
+        numbers its single-expert run would have drawn (rl/batched_run.py)."""
         if len(batches) != self.k or (demos is not None and len(demos) != self.k):
             raise ValueError(
                 f"batched experts: {self.k} agents, got {len(batches)} batches and "
@@ -283,11 +305,15 @@ class BatchedExperts:
             input_arrays(b, d if use_bc else None)
             for b, d in zip(batches, demos if demos is not None else [None] * self.k, strict=True)
         ]
-        arrays = {key: np.stack([p[key] for p in per]) for key in per[0]}
+        # (K, ...) shapes; each expert's arrays go straight into its slice of the static buffers (no stacked copy)
+        arrays = {key: ((self.k, *v.shape), torch.from_numpy(v[:0]).dtype) for key, v in per[0].items()}
+        for k, p in enumerate(per[1:], 1):
+            if any(p[key].shape != per[0][key].shape for key in per[0]):
+                raise ValueError(f"batched experts: expert {k}'s batch shapes differ from expert 0's")
         if (
             self.static is None
             or self.use_bc != use_bc
-            or any(self.static[key].shape != v.shape for key, v in arrays.items())
+            or any(tuple(self.static[key].shape) != shape for key, (shape, _) in arrays.items())
         ):
             if self.static is not None and self.mode == "graph":
                 raise ValueError("batched experts: a captured update keeps its batch shapes and BC setting")
@@ -295,13 +321,17 @@ class BatchedExperts:
             self._prepare(arrays)
         t = self.static
         assert t is not None
-        for key, v in arrays.items():
-            t[key].copy_(torch.from_numpy(v))
+        for key in arrays:
+            for k, p in enumerate(per):
+                t[key][k].copy_(torch.from_numpy(p[key]))
         ks = [steps] * self.k if isinstance(steps, int) else list(steps)
         t["std"].copy_(torch.tensor([self.agents[0].stddev(s) for s in ks], dtype=torch.float32))
-        draw_noise(
-            {key: v for key, v in t.items() if key.startswith(("shift_", "eps_"))}, self.cfg.aug_pad, self.generator
-        )
+        noise = {key: v for key, v in t.items() if key.startswith(("shift_", "eps_"))}
+        if draw is None:
+            draw_noise(noise, self.cfg.aug_pad, self.generator)
+        else:
+            for k in range(self.k):
+                draw(k, {key: v[k] for key, v in noise.items()})
         return self.step_fn().clone()
 
 

@@ -126,7 +126,7 @@ class ExpertTrainer(OnlineRL):
             check_from_scratch(cfg)
         device = prepare_torch(tc.device, tc.threads, tc.seed)
         pixels = observes_pixels(nc, tc.task)
-        tasks = make_tasks([tc.task], pixels, tc.render_quality, make_task)
+        tasks = make_tasks([tc.task], pixels, tc.render_quality, make_task, tc.env_workers)
         try:
             ts = tasks[tc.task].spec
             demos = load_demos(tc.demos, [tc.task], tc.max_demos) if tc.demos else {}

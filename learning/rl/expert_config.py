@@ -114,10 +114,15 @@ class RunConfig:
     runs_dir: str = "runs"
     name: str = ""  # run folder is <runs_dir>/<date>-<name>; default: the task and reward (expert), method (multi)
     render_quality: RenderQuality = "fast"
+    # 0: the training tasks step in this process; N: in N worker processes (sim/env_workers.py), each task's step
+    # running while the learner updates (same episodes for the same seeds)
+    env_workers: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_choices(self, "train")
+        if self.env_workers < 0:
+            raise ValueError(f"train.env_workers is {self.env_workers}, expected 0 (in process) or a worker count")
         if self.steps < 1 or self.eval_episodes < 1:
             raise ValueError(f"train.steps ({self.steps}) and train.eval_episodes ({self.eval_episodes}) must be >= 1")
 

@@ -73,14 +73,17 @@ class AgentLearner:
         return self.agent.act(obs, step, eval_mode=False)
 
     def update(self, data: TaskReplay, task: str, step: int) -> dict[str, float]:
+        return self.agent.update(*self.sample(data, task), step)
+
+    def sample(self, data: TaskReplay, task: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """One update's batch and demo batch (None without the BC term); a batched driver (rl/batched_run.py)
+        samples each expert's through this and updates them all at once."""
         ac = self.cfg.agent
         demo_batch = self.cfg.replay.demo_batch_size or ac.batch_size
         use_bc = self.use_demos and ac.bc_regularize
         if self.shared:
-            demo = data.sample_bc(demo_batch) if use_bc else None
-            return self.agent.update(data.sample(ac.batch_size), demo, step)
-        demo = data.demos[task].sample_bc(demo_batch) if use_bc else None
-        return self.agent.update(data.replay[task].sample(ac.batch_size), demo, step)
+            return data.sample(ac.batch_size), data.sample_bc(demo_batch) if use_bc else None
+        return data.replay[task].sample(ac.batch_size), data.demos[task].sample_bc(demo_batch) if use_bc else None
 
     def pretrain(self, data: TaskReplay) -> list[float]:
         bc = self.cfg.bc

@@ -20,13 +20,10 @@ resumed run therefore repeats the uninterrupted one bit for bit (tests/test_trai
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
-import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +33,6 @@ from polytask.learning.config import dump_yaml, load_config, to_dict
 from polytask.learning.data.atomic import write_text
 from polytask.learning.data.checkpoint import (
     config_hash,
-    load_checkpoint,
-    prefixed,
-    restore_rng,
-    rng_tensors,
-    save_checkpoint,
-    unprefixed,
 )
 from polytask.learning.data.episodes import Episode, EpisodeStore
 from polytask.learning.data.frames import FrameStacker
@@ -52,32 +43,35 @@ from polytask.learning.policies.multitask import MultiTaskPolicy
 from polytask.learning.reporting.report import per_task_rows, table
 from polytask.learning.reporting.run_logging import Progress, RunLogger, open_run_dir
 from polytask.learning.rl.parts import RunParts
+from polytask.learning.rl.run_state import (  # LATEST, STATE_KIND, latest_checkpoint: the loop's names too
+    LATEST,
+    STATE_KIND,  # noqa: F401
+    RunState,
+    latest_checkpoint,
+    load_run_state,
+    save_run_state,
+)
 from polytask.sim import registry
-from polytask.sim.task import Task
+from polytask.sim.task import Step, Task
 
 log = logging.getLogger(__name__)
 
 EVAL_SEED = 1_000_000  # evaluation placements never coincide with training ones
-LATEST = "latest.safetensors"  # the full training state in <run>/checkpoints/
-STATE_KIND = "rl-state"  # not a policy: `polytask eval` refuses it by kind
 RESET_SEED_STRIDE = 1_000_003  # episode e is reset with seed*stride + e
 
 
 @dataclass
-class RunState:
-    """The run's counters, saved in the full checkpoint's header."""
+class _Playing:
+    """The episode being played: its task, last step, stacked observation, recorder and the step in flight."""
 
-    step: int = 0  # agent steps over all tasks
-    episode: int = 0
-    updates: int = 0
-    pretrained: bool = False  # BC pretraining done (or none to do)
-    started: bool = False  # the evaluation at step 0 done
-    last_eval: int = 0
-    last_save: int = 0
-    episodes_stored: dict[str, int] = field(default_factory=dict)  # per task: replay episodes in its store
-    wall_s: float = 0.0  # training seconds before the last (re)start, so wall_s columns run on after a resume
-    bc_loss_first: float | None = None
-    bc_loss_last: float | None = None
+    name: str
+    task: Task
+    step: Step
+    x: np.ndarray
+    rec: EpisodeRecorder
+    action: np.ndarray | None = None
+    pending: Callable[[], Step] | None = None
+    updated: bool = False  # an update ran at the step in flight
 
 
 class OnlineRL:
@@ -92,11 +86,9 @@ class OnlineRL:
         self.cfg, self.parts, self.method = cfg, parts, parts.method
         self.tasks, self.names = parts.tasks, list(parts.tasks)
         self.spec, self.goals, self.learner, self.reward = parts.spec, parts.goals, parts.learner, parts.reward
-        self.device = parts.device
-        self.pixels = self.spec.obs_modality == "pixels"
+        self.device, self.pixels = parts.device, self.spec.obs_modality == "pixels"
         self.action_repeat = self.tasks[self.names[0]].spec.action_repeat
-        self.run_dir = open_run_dir(run_dir, tc.runs_dir, tc.name or parts.run_name)
-        self.resumed = resume
+        self.run_dir, self.resumed = open_run_dir(run_dir, tc.runs_dir, tc.name or parts.run_name), resume
         if not resume:
             write_text(self.run_dir / "config.yaml", dump_yaml(cfg))
 
@@ -110,9 +102,8 @@ class OnlineRL:
                                 seed=tc.seed + 10 * i + 1)
 
         self.data = TaskReplay(self.names, self.goals, buffer, demo_buffer, seed=tc.seed)
-        for t, episodes in parts.demos.items():
-            for ep in episodes:
-                self.data.demos[t].add(ep, persist=False)
+        for t, ep in ((t, ep) for t, episodes in parts.demos.items() for ep in episodes):
+            self.data.demos[t].add(ep, persist=False)
         self.state = RunState()
         self.hash = config_hash(to_dict(cfg))
         self.last_metrics: dict[str, float] = {}
@@ -122,6 +113,8 @@ class OnlineRL:
         self._eval_tasks: dict[str, Task] = {}
         self._logger: RunLogger | None = None
         self._progress: Progress | None = None
+        self._stacker = FrameStacker(self.spec.frame_stack, self.pixels)
+        self._ep: _Playing
         self._start = time.time()
 
     # --- where things are ----------------------------------------------------------------------------------
@@ -188,29 +181,7 @@ class OnlineRL:
         return cls(cfg, run_dir, **kwargs)
 
     def _load(self, path: Path) -> None:
-        where = str(path)
-        tensors, header = load_checkpoint(path, expect={"kind": STATE_KIND, "method": self.method,
-                                                        "network": self.spec, "tasks": self.names}, device="cpu")
-        names = {f.name for f in dataclasses.fields(RunState)}
-        self.state = RunState(**{k: v for k, v in header["run_state"].items() if k in names})
-        self.learner.load_state_tensors(tensors, header["learner"], where)
-        self.reward.load_state_tensors(unprefixed("reward", tensors), header.get("reward", {}), where)
-        # Episodes the killed process stored after this checkpoint are not part of the resumed history.
-        for t, buf in self.data.replay.items():
-            keep = int(self.state.episodes_stored.get(t, 0))
-            orphans = EpisodeStore(self.replay_dir(t)).paths()[keep:]
-            if orphans:
-                dest = self.run_dir / "replay-orphans" / self.parts.replay_dirs[t]
-                dest.mkdir(parents=True, exist_ok=True)
-                for p in orphans:
-                    shutil.move(str(p), dest / p.name)
-                log.info("%s: moved %d episodes stored after the checkpoint to %s", t, len(orphans), dest)
-            buf.store = EpisodeStore(self.replay_dir(t))
-            buf.reload(keep)
-        self.data.load_state(header["replay"], where)
-        self.last_metrics = dict(header.get("last_metrics", {}))
-        self.last_eval = header.get("last_eval")
-        restore_rng(tensors, header["rng"])
+        load_run_state(self, path)
         self._start = time.time()
         self._logger = RunLogger(self.run_dir, self.names, resume_step=self.state.step)  # drops rows past the step
         log.info("resumed %s at step %d (episode %d)", self.run_dir, self.state.step, self.state.episode)
@@ -218,19 +189,8 @@ class OnlineRL:
     def save(self) -> Path:
         """The full training state (checkpoints/latest.safetensors) and the policy checkpoint; returns the latter."""
         st = self.state
-        st.episodes_stored = {t: b.episodes_added for t, b in self.data.replay.items()}
-        st.wall_s, self._start, st.last_save = round(self._wall_s(), 2), time.time(), st.step
-        tensors, learner_meta = self.learner.state_tensors()
-        reward_t, reward_meta = self.reward.state_tensors()
-        tensors.update(prefixed("reward", reward_t))
-        rng_t, rng_meta = rng_tensors()
-        tensors.update(rng_t)
-        save_checkpoint(self.checkpoint_dir / LATEST, tensors, {
-            "kind": STATE_KIND, "method": self.method, "network": self.spec.to_dict(), "tasks": self.names,
-            "step": st.step, "frames": st.step * self.action_repeat, "config_hash": self.hash,
-            "config": to_dict(self.cfg), "run_state": dataclasses.asdict(st), "learner": learner_meta,
-            "reward": reward_meta, "rng": rng_meta, "replay": self.data.state(),
-            "last_metrics": _finite(self.last_metrics), "last_eval": _finite(self.last_eval or {}) or None})
+        st.wall_s, self._start = round(self._wall_s(), 2), time.time()
+        save_run_state(self, self.checkpoint_dir / LATEST)
         return self.parts.write_policy(self, self.policy_path)
 
     # --- evaluation ------------------------------------------------------------------------------------------
@@ -275,23 +235,34 @@ class OnlineRL:
     def run(self) -> dict[str, Any]:
         """Pretraining, the evaluation at step 0, `train.steps` steps, the final evaluation and checkpoint; a resumed
         run skips what its checkpoint says is done."""
-        st = self.state
-        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "method": self.method}
         try:
-            summary.update(self.pretrain())
-            if not st.started:
-                summary["eval_start"] = self.scores(self.evaluate())
-                st.started = True
+            summary = self.begin()
             self.train()
-            final = self.last_eval if st.last_eval == st.step and self.last_eval else self.evaluate()
-            if st.last_save != st.step or not self.policy_path.exists():
-                self.save()
-            scores = self.scores(final)
-            table(per_task_rows({self.method: scores}, self.names), self.run_dir / "eval_table",
-                  title=f"{self.method}: score per task after {st.step} steps")
+            return self.conclude(summary)
         finally:
             self.logger.plot_curves()
             self.logger.flush()
+
+    def begin(self) -> dict[str, Any]:
+        """What comes before the RL loop: BC pretraining and the evaluation at step 0 (unless done)."""
+        st = self.state
+        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "method": self.method}
+        summary.update(self.pretrain())
+        if not st.started:
+            summary["eval_start"] = self.scores(self.evaluate())
+            st.started = True
+        return summary
+
+    def conclude(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """What comes after it: the final evaluation (unless the last one was at this step), the checkpoint, the
+        table of scores; returns `summary` completed."""
+        st = self.state
+        final = self.last_eval if st.last_eval == st.step and self.last_eval else self.evaluate()
+        if st.last_save != st.step or not self.policy_path.exists():
+            self.save()
+        scores = self.scores(final)
+        table(per_task_rows({self.method: scores}, self.names), self.run_dir / "eval_table",
+              title=f"{self.method}: score per task after {st.step} steps")
         summary.update(step=st.step, updates=st.updates, wall_s=round(self._wall_s(), 1),
                        effective_tasks=float(final["effective_tasks"]), eval_final=scores, eval_final_row=final)
         return summary
@@ -315,46 +286,86 @@ class OnlineRL:
         return {"bc_loss_first": st.bc_loss_first, "bc_loss_last": st.bc_loss_last}
 
     def train(self) -> None:
-        """The RL loop alone: on to `train.steps` agent steps, with the periodic evaluations and checkpoints."""
-        cfg, tc, st = self.cfg, self.cfg.train, self.state
-        seed_steps = tc.seed_frames // self.action_repeat
-        every = cfg.agent.update_every_steps
-        stacker = FrameStacker(self.spec.frame_stack, self.pixels)
-        self._progress = Progress(tc.steps, st.step, self.action_repeat, enabled=tc.progress,
-                                  desc=f"train {self.parts.run_name}")
+        """The RL loop alone: on to `train.steps` agent steps, with the periodic evaluations and checkpoints.
+
+        A step is sent to the task (`send_step`: act, start the simulator step), the update due at it runs while
+        the step is in flight (a task in an environment worker steps meanwhile; an in-process one has stepped
+        already), then the step is received (`receive_step`). The pieces are public so that a driver of several
+        runs in lockstep (rl/batched_run.py) steps them with one batched update in place of `update_due`."""
+        self.begin_training()
         try:
-            while st.step < tc.steps:
-                name = self.names[st.episode % len(self.names)]
-                task = self.tasks[name]
-                step = task.reset(seed=tc.seed * RESET_SEED_STRIDE + st.episode)
-                x = stacker.reset(self._obs(step))
-                rec = EpisodeRecorder(step)
-                while not step.done and st.step < tc.steps:
-                    self.reward.before_step(st.step)
-                    action = self.learner.act(name, x, st.step)
-                    step = task.step(action)
-                    x = stacker.push(self._obs(step))
-                    rec.add(action, step)
-                    st.step += 1
-                    update = st.step >= seed_steps and st.step % every == 0 and len(self.data) > 0
-                    if update:
-                        self._update(name)
-                    self._progress.advance(1, int(update))
-                episode = self._finish_episode(name, task, rec)
-                self._log_episode(name, episode)
-                if tc.eval_every > 0 and st.step - st.last_eval >= tc.eval_every:
-                    self.evaluate()
-                if tc.save_every > 0 and st.step - st.last_save >= tc.save_every:
-                    self.save()
+            while not self.finished:
+                self.start_episode()
+                while self.playing:
+                    if self.send_step():
+                        self.record_update(self.learner.update(self.data, self._ep.name, self.state.step))
+                    self.receive_step()
+                self.end_episode()
         finally:
+            self.end_training()
+
+    def begin_training(self) -> None:
+        self._stacker = FrameStacker(self.spec.frame_stack, self.pixels)
+        self._progress = Progress(self.cfg.train.steps, self.state.step, self.action_repeat,
+                                  enabled=self.cfg.train.progress, desc=f"train {self.parts.run_name}")
+
+    def end_training(self) -> None:
+        if self._progress is not None:
             self._progress.close()
+
+    @property
+    def finished(self) -> bool:
+        return self.state.step >= self.cfg.train.steps
+
+    @property
+    def playing(self) -> bool:
+        """The episode goes on: not done, and steps left."""
+        return not self._ep.step.done and not self.finished
+
+    def start_episode(self) -> None:
+        """Reset the task of the next episode (episodes cycle over the tasks) with the episode's seed."""
+        st = self.state
+        name = self.names[st.episode % len(self.names)]
+        task = self.tasks[name]
+        step = task.reset(seed=self.cfg.train.seed * RESET_SEED_STRIDE + st.episode)
+        self._ep = _Playing(name, task, step, self._stacker.reset(self._obs(step)), EpisodeRecorder(step))
+
+    def send_step(self) -> bool:
+        """Act and start the step; True when an update is due now (none before `train.seed_frames`, then one
+        every `agent.update_every_steps`, once there is replay)."""
+        ep, st = self._ep, self.state
+        self.reward.before_step(st.step)
+        ep.action = self.learner.act(ep.name, ep.x, st.step)
+        ep.pending = ep.task.step_async(ep.action)
+        st.step += 1
+        ep.updated = (st.step >= self.cfg.train.seed_frames // self.action_repeat
+                      and st.step % self.cfg.agent.update_every_steps == 0 and len(self.data) > 0)
+        return ep.updated
+
+    def receive_step(self) -> None:
+        ep = self._ep
+        assert ep.pending is not None and ep.action is not None
+        ep.step = ep.pending()
+        ep.x = self._stacker.push(self._obs(ep.step))
+        ep.rec.add(ep.action, ep.step)
+        if self._progress is not None:
+            self._progress.advance(1, int(ep.updated))
+
+    def end_episode(self) -> None:
+        """The episode into replay and the log; the evaluation and checkpoint when due."""
+        tc, st, ep = self.cfg.train, self.state, self._ep
+        self._log_episode(ep.name, self._finish_episode(ep.name, ep.task, ep.rec))
+        if tc.eval_every > 0 and st.step - st.last_eval >= tc.eval_every:
+            self.evaluate()
+        if tc.save_every > 0 and st.step - st.last_save >= tc.save_every:
+            self.save()
 
     def _obs(self, step: Any) -> np.ndarray:
         return step.pixels if self.pixels else step.state
 
-    def _update(self, task: str) -> None:
+    def record_update(self, metrics: dict[str, float]) -> None:
+        """The counters and hooks of one update done at this step."""
         st = self.state
-        metrics = self.learner.update(self.data, task, st.step)
         if self.first_update_metrics is None:
             self.first_update_metrics = dict(metrics, step=st.step)
         self.last_metrics = metrics
@@ -387,14 +398,3 @@ class OnlineRL:
             t.close()
         if self._logger is not None:
             self._logger.close()
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The full training state of a run folder, when it has one (what a resume continues from)."""
-    path = Path(run_dir) / "checkpoints" / LATEST
-    return path if path.exists() else None
-
-
-def _finite(row: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN: non-finite numbers become None."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}

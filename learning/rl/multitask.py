@@ -74,7 +74,7 @@ class MultiTaskRLTrainer(OnlineRL):
         for t in tc.tasks:
             registry.entry(t)  # unknown names fail here, before any simulator starts
         pixels = observes_pixels(nc, tc.tasks[0])
-        tasks = make_tasks(tc.tasks, pixels, tc.render_quality)
+        tasks = make_tasks(tc.tasks, pixels, tc.render_quality, workers=tc.env_workers)
         try:
             names = list(tc.tasks)
             specs = [tasks[t].spec for t in names]

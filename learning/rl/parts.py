@@ -19,6 +19,7 @@ from polytask.learning.rl.expert_config import NetworkConfig
 from polytask.learning.rl.learners import Learner
 from polytask.learning.rl.rewards import RewardHook
 from polytask.sim import registry
+from polytask.sim.env_workers import start_workers
 from polytask.sim.task import Task, TaskSpec
 
 PolicyWriter = Callable[[Any, Path], Path]  # (the run, the policy file) -> the file written
@@ -52,9 +53,15 @@ def observes_pixels(nc: NetworkConfig, task: str) -> bool:
 
 
 def make_tasks(names: Sequence[str], pixels: bool, quality: str,
-               make: Callable[[str, bool], Task] | None = None) -> dict[str, Task]:
+               make: Callable[[str, bool], Task] | None = None, workers: int = 0) -> dict[str, Task]:
     """The training tasks (rendered when the agent observes pixels); `make(name, render)` replaces the registry's
-    factory (the online trainer node drives a task through ROS topics). A failure closes what was made."""
+    factory (the online trainer node drives a task through ROS topics); `workers` > 0 steps the tasks in that many
+    environment worker processes (train.env_workers). A failure closes what was made."""
+    if workers > 0:
+        if make is not None:
+            raise ConfigError("train.env_workers > 0 runs registry tasks in worker processes; this trainer makes its "
+                              "own task (e.g. through ROS topics): set train.env_workers=0")
+        return dict(start_workers(names, workers, pixels, quality))
     tasks: dict[str, Task] = {}
     try:
         for name in names:

@@ -228,3 +228,56 @@ def run_sweep(
             results = run_locally(sweep.jobs, retries=retries, workers=workers, log=out)
     write_summary(results, sweep.root / SUMMARY)
     return results
+
+
+def run_batched(sweep: Sweep, out: Callable[[str], None] = print) -> list[JobResult]:
+    """The jobs of `sweep` in this process as lockstep runs with one batched update each (rl/batched_run.py): the
+    jobs whose tasks share an episode length form one batch (Meta-World's bin-picking, 88 steps, trains apart
+    from the 63-step tasks), batches one after another. Same run folders, checkpoints and resume as the other
+    backends; no retries (a crash stops the batch; the command again with `--resume` continues every run from
+    its checkpoint). `agent.compile: graph` captures each batched update in one CUDA graph on a GPU."""
+    from polytask.learning.config import load_config
+    from polytask.learning.rl.batched_run import BatchedExpertRun
+    from polytask.learning.rl.expert import ExpertTrainer
+    from polytask.learning.rl.expert_config import ExpertConfig
+    from polytask.sim import registry
+
+    def builder(job: ExpertJob) -> Callable[[], ExpertTrainer]:
+        return lambda: ExpertTrainer.open(load_config(ExpertConfig, job.config, dict(job.overrides)), job.run_dir)
+
+    groups: dict[tuple[int, int], list[ExpertJob]] = {}
+    for job in sweep.jobs:
+        spec = registry.spec(job.task)
+        groups.setdefault((spec.horizon, spec.action_repeat), []).append(job)
+    done: dict[str, JobResult] = {}
+    for (horizon, repeat), jobs in groups.items():
+        start = time.time()
+        driver = BatchedExpertRun([builder(j) for j in jobs])
+        try:
+            if driver.runs[0].cfg.agent.compile == "graph":
+                driver.mode = "graph"
+            resumed_from = driver.runs[0].state.step
+            out(
+                f"batched: {len(jobs)} experts ({horizon} steps x {repeat} per episode) in one process, "
+                f"from step {resumed_from}"
+            )
+            summaries = driver.run()
+        finally:
+            driver.close()
+        for job, run, summary in zip(jobs, driver.runs, summaries, strict=True):
+            final = summary.get("eval_final_row") or {}
+            done[job.task] = JobResult(
+                task=job.task,
+                run_dir=job.run_dir,
+                status="done",
+                step=int(summary["step"]),
+                total=int(run.cfg.train.steps),
+                success_rate=final.get("success_rate"),
+                score=final.get("score"),
+                wall_s=round(time.time() - start, 1),
+                attempts=1,
+                resumed_from=resumed_from,
+            )
+    results = [done[j.task] for j in sweep.jobs]
+    write_summary(results, sweep.root / SUMMARY)
+    return results

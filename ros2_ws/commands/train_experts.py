@@ -9,12 +9,16 @@ again from its latest checkpoint (--retries times); `--resume SWEEP` continues a
 Backends: `local` runs the jobs one after another in this process (or --workers N at once in processes);
 `ray` runs each job as a Ray task with --cpus-per-job / --gpus-per-job (a fraction shares one card), on a local
 Ray instance, or on the cluster at RAY_ADDRESS. Ray is an optional extra (see docs/scaling.md).
+`--batched` runs all the jobs in this process in lockstep with ONE batched update of the K experts (the GPU's way:
+one update costs about the launches of one expert's); same run folders, checkpoints and --resume.
 
   polytask train-experts --tasks 'metaworld/*' --demos data/demos --steps 100000
   polytask train-experts --tasks 'metaworld/*' --demos data/demos --backend ray --gpus-per-job 0.25
   RAY_ADDRESS=head:6379 polytask train-experts --tasks 'dmc/*' --bc-steps 0 --set agent.bc_regularize=false \
       --backend ray --cpus-per-job 2
   polytask train-experts --resume runs/20260101-120000-experts --backend ray
+  polytask train-experts --tasks 'metaworld/*' --demos data/demos --batched --set train.device=cuda \
+      agent.compile=graph train.env_workers=1
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="local backend: jobs at once, each in its own process (1: one after another, here)",
     )
+    p.add_argument("--batched", action="store_true",
+                   help="all jobs in this process in lockstep, with one batched update of the K experts (tasks "
+                   "of one episode length; --cpus-per-job is then the process's torch threads)")
     p.add_argument("--cpus-per-job", type=float, default=1.0, help="CPU cores per job (its torch threads)")
     p.add_argument(
         "--gpus-per-job",
@@ -98,9 +105,11 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from polytask.learning.scale.sweep import Sweep, plan_sweep, run_sweep, summary_table
+    from polytask.learning.scale.sweep import Sweep, plan_sweep, run_batched, run_sweep, summary_table
     from polytask.sim import registry
 
+    if args.batched and (args.backend != "local" or args.workers != 1):
+        raise ValueError("--batched runs every job in this process: give no --backend ray or --workers")
     if args.backend == "ray":
         from polytask.learning.scale.ray_backend import RayMissing, import_ray
 
@@ -128,7 +137,12 @@ def run(args: argparse.Namespace) -> int:
             args.cpus_per_job,
             args.gpus_per_job,
         )
-    print(f"sweep folder: {sweep.root} ({len(sweep.jobs)} jobs, backend {args.backend})", flush=True)
+    how = "batched in this process" if args.batched else f"backend {args.backend}"
+    print(f"sweep folder: {sweep.root} ({len(sweep.jobs)} jobs, {how})", flush=True)
+    if args.batched:
+        results = run_batched(sweep, out=lambda s: print(s, flush=True))
+        print(summary_table(results))
+        return 0
     results = run_sweep(
         sweep,
         args.backend,
