@@ -213,3 +213,24 @@ def test_progress_lines_show_each_running_job_and_its_retry(tmp_path):
     assert head == "[0:01:05] 3 jobs: 1 done, 1 running, 1 waiting"
     assert len(rows) == 1 and rows[0].split()[:3] == [TASKS[0], "running", "130/300"]
     assert "try 2 (resumed from 126) success 0.50" in rows[0]
+
+
+def test_progress_file_names_the_phase_from_the_run_state(tmp_path):
+    """The progress writer reads the trainer's own RunState: `bc` before pretraining is done, `rl` after."""
+    import json
+    from types import SimpleNamespace
+
+    from polytask.learning.rl.run_state import RunState
+    from polytask.learning.scale.jobs import _Reporter
+
+    state = RunState(step=40)
+    trainer = SimpleNamespace(state=state, cfg=SimpleNamespace(train=SimpleNamespace(steps=100)), last_eval=None)
+    reporter = _Reporter(tmp_path / "progress.json", {"task": "xarm/reach"})
+    reporter.trainer = trainer
+    reporter.write("training")
+    first = json.loads((tmp_path / "progress.json").read_text())
+    state.pretrained, state.step = True, 60
+    reporter.write("training")
+    second = json.loads((tmp_path / "progress.json").read_text())
+    assert (first["phase"], first["step"], first["total"]) == ("bc", 40, 100)
+    assert (second["phase"], second["step"]) == ("rl", 60)

@@ -128,7 +128,7 @@ class _Reporter:
                 step=int(t.state.step),
                 total=int(t.cfg.train.steps),
                 eval=t.last_eval,
-                phase="bc" if not t.state.bc_done else "rl",
+                phase="bc" if not t.state.pretrained else "rl",
             )
         try:
             write_json(self.path, data)
