@@ -50,7 +50,7 @@ class Profile:
     hidden: int = 1024  # Table IV
     feature_dim: int = 512
     batch: int = 256
-    bc_steps: int = 4000  # BC pretraining on the 1 demo (Table IV: 10000; the job has minutes)
+    bc_steps: int = 2000  # BC pretraining on the 1 demo (Table IV: 10000; the job has minutes)
     seed_frames: int = 4000  # frames before the first update (Table IV 12000; after BC the actor explores well)
     max_rl_steps: int = 100_000  # agent steps; the deadline usually ends a run first
     eval_every: int = 5000
@@ -197,6 +197,7 @@ class Report:
     profile: Profile
     info: dict[str, Any]
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     started: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def save(self) -> None:
@@ -211,6 +212,7 @@ class Report:
                 "profile": asdict(self.profile),
                 "machine": self.info,
                 "runs": self.runs,
+                "notes": self.notes,
             },
             indent=1,
             default=str,
@@ -227,6 +229,7 @@ class Report:
                 lines += [f"**{res.get('status')}**: {res.get('error', '')}", ""]
                 continue
             lines += [*render[name](res), ""]
+        lines += [f"note: {n}" for n in self.notes]
         text = "\n".join(lines)
         from polytask.learning.data.atomic import write_text
 
@@ -386,6 +389,8 @@ class Job:
         self.report = Report(Path(args.out), args.command, self.p, machine(self.p.device))
         auto = max(1, min(8, (os.cpu_count() or 1) // 2)) if self.p.device.startswith("cuda") else 1
         self.threads = self.p.threads or auto
+        self.student_compile = self.p.compile  # "none" once the fast step failed on this machine
+        self.notes = self.report.notes  # what went differently from the plan (in the JSON and the rows)
         self.env_fps = 60.0  # one process's rendered agent steps/s, re-measured by every collection
         self._eval_tasks: dict[str, Any] = {}
 

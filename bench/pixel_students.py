@@ -76,7 +76,7 @@ def student_overrides(job: Job, goal: str) -> dict[str, Any]:
         "lr_schedule": "cosine",
         "batch_size": p.student_batch,
         "device": p.device,
-        "compile": p.compile,
+        "compile": job.student_compile,
         "threads": job.threads,
         "checkpoint_every": 10**9,
         "student.hidden": p.student_hidden,
@@ -108,8 +108,15 @@ def step_rate(job: Job, data: Any, goals: dict[str, np.ndarray], goal: str) -> f
     from polytask.learning.distill.distill import distill
 
     n = 10 if job.p.name == "toy" else 40
-    cfg = config(job, goal, 5 + n)
-    distiller, _ = distill([data], {data.task: goals[data.task]}, cfg, steps=5, resume=False)
+    try:
+        distiller, _ = distill([data], {data.task: goals[data.task]}, config(job, goal, 5 + n), steps=5, resume=False)
+    except Exception as err:  # the CUDA-graph step on a card it never ran on: the job's students go eager
+        if job.student_compile == "none":
+            raise
+        job.log(f"students: compile {job.student_compile} failed ({type(err).__name__}: {err}); eager from here")
+        job.notes.append(f"distillation compile {job.student_compile} failed: {type(err).__name__}: {err}")
+        job.student_compile = "none"
+        return step_rate(job, data, goals, goal)
     t0 = time.perf_counter()
     distiller.train(5 + n)
     return n / (time.perf_counter() - t0)
