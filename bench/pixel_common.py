@@ -1,14 +1,14 @@
 """What the pixel runs (bench/pixel_runs.py) share: sizes per machine, the time budget, the report, the pools.
 
 - `Profile`: every size of the runs, one set per machine: `gpu` (the paper's networks on the GPU machine, one job of
-  at most 9 minutes), `cpu` (run 5 on the 2-core CPU, about 20 minutes) and `toy` (the tests). A run never reads a
-  size from anywhere else, so the toy test runs the GPU job's code with small numbers.
+  at most 9 minutes), `cpu` (run 5 on the 2-core CPU, about 20 minutes), `toy` (the end-to-end test) and `ci` (the
+  pixel BC learning test). A run never reads a size from anywhere else, so the tests run the GPU job's code.
 - `Budget`: the job's wall clock. Every run gets a share of what is left when it starts; stages inside a run size
   themselves from rates measured in the same process (steps = rate x seconds), and RL runs stop at their deadline.
 - `Report`: the job's results, written after every stage (OUT/pixel_runs.json, atomic), and the docs rows
   (OUT/rows.md): card, date, command, per-task tables.
-- `expert_job`: one pixel expert (BC pretraining, then DrQ-v2 + the BC term) in its own process, stopped at its
-  deadline; `pool_map` runs such jobs side by side (one process each, spawn: no forked torch/MuJoCo state).
+- `Job`: one invocation (profile, work folder, budget, report, the evaluation tasks it reuses).
+- `pool_map`: jobs side by side, one process each (spawn: no forked torch/MuJoCo state); experts and store filling.
 """
 
 from __future__ import annotations
@@ -17,13 +17,22 @@ import argparse
 import datetime as dt
 import os
 import platform
+import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+# The toy job (bench/pixel_runs.sh --toy) hides from Python what the GPU machine lacks even with the brought
+# Meta-World wheels (dm_control, POT, gymnasium-robotics, rclpy), in this process and in every process it spawns
+# (they inherit the variable), so that a GPU job cannot come to depend on them unnoticed.
+HIDE_ENV = "POLYTASK_HIDE_MODULES"
+if os.environ.get(HIDE_ENV):
+    from gpu_suite import _Absent  # the GPU suite's dry-run finder: an import of a hidden module raises
+
+    sys.meta_path.insert(0, _Absent(tuple(os.environ[HIDE_ENV].split(","))))
 
 EVAL_SEED = 1_000_000  # = learning/rl/loop.py's: experts and students face the same placements
 EASY4 = ("metaworld/button-press-topdown", "metaworld/drawer-close", "metaworld/plate-slide", "metaworld/coffee-button")
@@ -255,106 +264,6 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
         "|" + "---|" * len(header),
         *["| " + " | ".join(cell(v) for v in r) + " |" for r in rows],
     ]
-
-
-# --- pixel experts in processes ----------------------------------------------------------------------------------
-def expert_overrides(p: Profile, task: str, demos: Path, reward: str, seed: int, threads: int) -> dict[str, Any]:
-    """The expert config of runs 1 and 2 (Table IV apart from these keys): pixels, image goal, 1 demo."""
-    return {
-        "train.task": task,
-        "train.demos": str(demos),
-        "train.max_demos": 1,
-        "train.seed": seed,
-        "train.device": p.device,
-        "train.threads": threads,
-        "train.steps": p.max_rl_steps,
-        "train.seed_frames": p.seed_frames,
-        "train.eval_every": p.eval_every,
-        "train.eval_episodes": p.eval_episodes,
-        "train.eval_video": False,
-        "train.save_every": 0,
-        "train.progress": False,
-        "network.obs": "pixels",
-        "network.goal_modality": "image",
-        "network.hidden": p.hidden,
-        "network.feature_dim": p.feature_dim,
-        "agent.batch_size": p.batch,
-        "agent.compile": p.compile,
-        "agent.stddev_schedule": 0.1,
-        "agent.num_expl_steps": 0,
-        "bc.pretrain_steps": p.bc_steps,
-        "bc.batch_size": p.batch,
-        "reward.kind": reward,
-    }
-
-
-def expert_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One expert run in this process until `job["deadline"]` (epoch s): BC, RL, the final evaluation.
-
-    The deadline ends RL at the next update after it (the loop reads `train.steps` at every step, so lowering it
-    to the current step ends the run there, with its final evaluation and checkpoint as at any other end)."""
-    from polytask.learning.config import load_config
-    from polytask.learning.data.episodes import EpisodeStore
-    from polytask.learning.rl.expert import ExpertTrainer
-    from polytask.learning.rl.expert_config import ExpertConfig
-
-    t0 = time.time()
-    out: dict[str, Any] = {
-        "task": job["task"],
-        "seed": job["overrides"]["train.seed"],
-        "reward": job["overrides"]["reward.kind"],
-        "compile": job["overrides"]["agent.compile"],
-    }
-    try:
-        trainer = ExpertTrainer(load_config(ExpertConfig, None, dict(job["overrides"])), job["run_dir"])
-    except Exception as err:
-        return {**out, "status": "error", "error": f"{type(err).__name__}: {err}"}
-    stopped = {"by_deadline": False}
-
-    def stop_at_deadline(step: int, _metrics: dict[str, float]) -> None:
-        if time.time() >= job["deadline"] and trainer.cfg.train.steps > step:
-            trainer.cfg.train.steps = step
-            stopped["by_deadline"] = True
-
-    trainer.on_update = stop_at_deadline
-    try:
-        summary = trainer.run()
-        replay = EpisodeStore(trainer.replay_dir(trainer.names[0]), create=False)
-        paths = replay.paths()
-        out.update(
-            status="ok",
-            run_dir=str(trainer.run_dir),
-            checkpoint=str(trainer.policy_path),
-            replay=str(replay.root),
-            replay_episodes=len(paths),
-            replay_transitions=sum(int(p.stem.rsplit("_", 1)[-1]) for p in paths),
-            replay_bytes=sum(p.stat().st_size for p in paths),
-            stopped_by_deadline=stopped["by_deadline"],
-            steps=int(summary["step"]),
-            updates=int(summary["updates"]),
-            bc_loss_first=summary.get("bc_loss_first"),
-            bc_loss_last=summary.get("bc_loss_last"),
-            bc_start=summary.get("eval_start", {}).get(job["task"]),
-            success=float(summary["eval_final_row"]["success_rate"]),
-            curve=eval_curve(trainer.run_dir),
-        )
-    except Exception as err:
-        out.update(status="error", error=f"{type(err).__name__}: {err}", trace=traceback.format_exc()[-2000:])
-    finally:
-        trainer.close()
-    out["wall_s"] = round(time.time() - t0, 1)
-    return out
-
-
-def eval_curve(run_dir: Path) -> list[list[float]]:
-    """(step, success rate) of every evaluation of a run, from its eval CSV."""
-    import csv
-
-    path = Path(run_dir) / "eval.csv"
-    if not path.exists():
-        return []
-    with path.open() as fh:
-        return [[int(float(r["step"])), float(r["success_rate"])] for r in csv.DictReader(fh)]
 
 
 def pool_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:

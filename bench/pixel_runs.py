@@ -29,107 +29,25 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np
 import pixel_common as pc
+import pixel_experts as pe
 import pixel_students as ps
-from pixel_common import Job, slug
+from pixel_common import Job
 
 RUNS = ("experts", "ot", "table1", "distil", "curve")
 WEIGHTS = {"rl": 4.0, "table1": 4.0, "distil": 1.5, "curve": 1.0}  # shares of the budget when runs share a job
 
 
-# --- runs 1 and 2: pixel experts ----------------------------------------------------------------------------------
-def rl(job: Job, which: Sequence[str], share: float) -> dict[str, dict[str, Any]]:
-    p = job.p
-    specs = (
-        [("experts", t, 1, "env", job.work / "experts" / slug(t)) for t in p.expert_tasks] if "experts" in which else []
-    )
-    if "ot" in which:
-        specs += [("ot", p.ot_task, s, "ot", job.work / "ot" / f"{slug(p.ot_task)}-seed{s}") for s in p.ot_seeds]
-    demos = job.demos(sorted({t for _, t, *_ in specs}))
-    end = job.budget.deadline(share)
-    threads = max(1, (os.cpu_count() or 1) // len(specs)) if p.device.startswith("cuda") else 1
-    jobs = []
-    for _, task, seed, reward, run_dir in specs:
-        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: its replay store holds this run's episodes only
-        jobs.append(
-            {
-                "task": task,
-                "run_dir": str(run_dir),
-                "deadline": end - p.eval_reserve_s,
-                "overrides": pc.expert_overrides(p, task, demos, reward, seed, threads),
-            }
-        )
-    workers = len(jobs) if p.device.startswith("cuda") else p.workers
-    job.log(f"rl: {len(jobs)} expert runs side by side until {end - job.budget.start:.0f} s")
-    results = pc.pool_map(pc.expert_job, jobs, workers)
-    # a CUDA-graph failure on a card it never ran on must not cost the run: the failed ones again, eagerly
-    again = [i for i, r in enumerate(results) if r["status"] != "ok" and r["compile"] == "graph"]
-    if again and end - time.time() > 3 * p.eval_reserve_s:
-        job.log(f"rl: {len(again)} runs failed with agent.compile=graph; again with compile none")
-        for i in again:
-            shutil.rmtree(jobs[i]["run_dir"], ignore_errors=True)
-            jobs[i]["overrides"] = {**jobs[i]["overrides"], "agent.compile": "none"}
-        retried = pc.pool_map(pc.expert_job, [jobs[i] for i in again], workers)
-        for i, r in zip(again, retried, strict=True):
-            results[i] = {**r, "graph_error": results[i].get("error")}
-    out: dict[str, dict[str, Any]] = {}
-    for (run, *_), r in zip(specs, results, strict=True):
-        out.setdefault(run, {"runs": []})["runs"].append(r)
-    for run, res in out.items():
-        ok = [r["success"] for r in res["runs"] if r["status"] == "ok"]
-        res["mean_success"] = float(np.mean(ok)) if ok else None
-        res["bar"] = ">= 0.8 on every task" if run == "experts" else ">= 0.7"
-        res["bar_met"] = bool(ok) and len(ok) == len(res["runs"]) and min(ok) >= (0.8 if run == "experts" else 0.7)
-    return out
-
-
-def expert_rows(res: dict[str, Any]) -> list[str]:
-    rows = [
-        (
-            r["task"].split("/")[-1],
-            r["seed"],
-            r.get("bc_start", "-"),
-            r.get("success", r.get("error", "-")),
-            r.get("steps", "-"),
-            r.get("updates", "-"),
-            r.get("replay_episodes", "-"),
-            r.get("wall_s", "-"),
-        )
-        for r in res["runs"]
-    ]
-    return [
-        *pc.table(
-            [
-                "task",
-                "seed",
-                "BC start (10 eps)",
-                "final success (10 eps)",
-                "agent steps",
-                "updates",
-                "replay episodes",
-                "wall s",
-            ],
-            rows,
-        ),
-        "",
-        f"mean success {res['mean_success']}; bar {res['bar']}: {'met' if res['bar_met'] else 'not met'}",
-    ]
-
-
-RENDER = {"experts": expert_rows, "ot": expert_rows, **ps.RENDER}
+RENDER = {**pe.RENDER, **ps.RENDER}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             if group == "rl":
-                results = rl(job, names, share)
+                results = pe.rl(job, names, share)
             elif group == "distil":
                 results = {"distil": ps.distil(job, share)}
             else:

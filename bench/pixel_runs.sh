@@ -8,7 +8,7 @@
 # policy checkpoints (experts.tar); stores, replay and run folders stay in WORK (default /tmp/pixel-work).
 #
 # --toy (first flag after OUTDIR): the same runs at toy sizes on this CPU with the project's venv, nothing
-# installed (tests/test_pixel_runs.py).
+# installed, and what the GPU machine lacks besides the brought wheels hidden from Python (tests/test_pixel_runs.py).
 set -uo pipefail
 out=${1:?usage: bench/pixel_runs.sh OUTDIR [--toy] RUN [RUN...] [-- flags]}
 shift
@@ -20,6 +20,7 @@ if [ "${1:-}" = "--toy" ]; then
   shift
   py=${PYTHON:-$root/.venv/bin/python}
   export PYTHONUNBUFFERED=1 MUJOCO_GL=${MUJOCO_GL:-egl} PYOPENGL_PLATFORM=${PYOPENGL_PLATFORM:-egl}
+  export POLYTASK_HIDE_MODULES=dm_control,ot,gymnasium_robotics,rclpy  # absent on the GPU machine
   flags=(--profile toy --budget-s "${JOB_S:-300}")
 else
   # shellcheck source=bench/gpu_env.sh
