@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pixel_common as pc
+import pixel_distil as pd
 import pixel_experts as pe
 import pixel_students as ps
 from pixel_common import Job
@@ -47,7 +48,7 @@ RUNS = ("experts", "ot", "table1", "distil", "curve")
 WEIGHTS = {"rl": 4.0, "table1": 4.0, "distil": 1.5, "curve": 1.0}  # shares of the budget when runs share a job
 
 
-RENDER = {**pe.RENDER, **ps.RENDER}
+RENDER = {**pe.RENDER, **ps.RENDER, **pd.RENDER}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             if group == "rl":
                 results = pe.rl(job, names, share)
             elif group == "distil":
-                results = {"distil": ps.distil(job, share)}
+                results = {"distil": pd.distil(job, share)}
             else:
                 results = {group: ps.students(job, group, share)}
             for name in names:

@@ -5,7 +5,6 @@
   else by its scripted teacher on the privileged state; then one pixel student for all tasks (one-hot goals, and
   image goals for Table I) and pixel GCBC from 1 demo per task, same network, same evaluation. Steps are sized
   from the student's step rate measured on this machine; `curve` also evaluates during training.
-- `distil(job, share)`: `polytask distill`'s job (`run_distillation`) over run 1's experts and their replay stores.
 """
 
 from __future__ import annotations
@@ -256,11 +255,44 @@ def students(job: Job, name: str, share: float) -> dict[str, Any]:
     if p.gcbc_max_steps > 0:
         gcbc_data = list(demo_datasets(EpisodeStore(demos, create=False), tasks, 1, pixels=True).values())
         res["gcbc_onehot"] = train_student(job, "gcbc-onehot", gcbc_data, goal_sets["onehot"], "onehot", steps["gcbc"])
-    if not curve:
+    if curve:
+        res["curve_png"] = str(curve_plot(res, job.report.out / "curve.png"))
+    else:
         s, g = res["polytask_onehot"]["effective"], res["gcbc_onehot"]["effective"]
         res["bar"] = "student >= 14.6 of 16 (one-hot); GCBC <= half of the student; image goals reported"
         res["bar_met"] = bool(s >= 14.6 and g <= s / 2)
     return res
+
+
+def curve_plot(res: dict[str, Any], path: Path) -> Path:
+    """Run 5's figure: effective tasks of the one-hot student over its steps (GCBC's final figure beside it) and
+    the training loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from polytask.learning.data.atomic import atomic_path
+
+    curve = np.asarray(res["polytask_onehot"]["curve"], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+    ax.plot(curve[:, 0], curve[:, 1], marker="o", label="PolyTask pixel student (one-hot)")
+    if "gcbc_onehot" in res:
+        ax.axhline(res["gcbc_onehot"]["effective"], color="gray", ls="--", label="pixel GCBC, 1 demo (final)")
+    ax.set_ylim(-0.1, len(res["tasks"]) + 0.1)
+    ax.set_xlabel("distillation step")
+    ax.set_ylabel(f"effective tasks (of {len(res['tasks'])})")
+    loss = ax.twinx()
+    loss.plot(curve[1:, 0], curve[1:, 2], color="tab:red", alpha=0.5, marker=".", label="loss (right)")
+    loss.set_ylabel("MSE to the teacher")
+    lines = ax.get_legend_handles_labels()
+    more = loss.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+    ax.set_title("Meta-World from 84x84 frames, relabelled noisy stores", fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
 
 
 def student_rows(res: dict[str, Any]) -> list[str]:
@@ -305,75 +337,4 @@ def student_rows(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def distil(job: Job, share: float) -> dict[str, Any]:
-    """Run 4: `polytask distill`'s job over run 1's experts and their replay stores (pixels, one-hot goals)."""
-    from polytask.learning.distill.data import load_task
-    from polytask.learning.distill.pipeline import DistillJob, run_distillation
-
-    p = job.p
-    experts = {t: c for t in p.expert_tasks if (c := job.expert_checkpoint(t)) is not None}
-    if not experts:
-        raise RuntimeError(f"distil needs run 1's experts in {job.work}/experts (run `experts` first, same job)")
-    end = job.budget.deadline(share)
-    replay = {t: job.work / "experts" / slug(t) / "replay" for t in experts}
-    out = job.work / "distil"
-    shutil.rmtree(out, ignore_errors=True)
-    res: dict[str, Any] = {"relabel": relabel(job, replay, {t: str(c) for t, c in experts.items()}, out / "relabelled")}
-    from polytask.learning import goals as G
-
-    first = next(iter(experts))
-    rate = step_rate(
-        job,
-        load_task(out / "relabelled" / slug(first), first, pixels=True),
-        G.task_goals("onehot", list(experts), 16),
-        "onehot",
-    )
-    train_s = max(0.0, end - time.time() - 1.5 * eval_seconds(job, list(experts), p.eval_episodes) - 10)
-    steps = int(np.clip(rate * train_s, p.student_min_steps, p.student_max_steps))
-    outcome = run_distillation(
-        DistillJob(
-            experts=[str(c) for c in experts.values()],
-            stores=[str(r) for r in replay.values()],
-            out=out,
-            overrides={**student_overrides(job, "onehot"), "warmup_steps": min(500, steps // 10)},
-            steps=steps,
-            eval_episodes=p.eval_episodes,
-            eval_seed=EVAL_SEED,
-            resume=False,
-        ),
-        log=job.log,
-    )
-    rl_runs = job.report.runs.get("experts", {}).get("runs", [])
-    expert_scores = {r["task"]: r["success"] for r in rl_runs if r.get("status") == "ok"}
-    mean_expert = float(np.mean([expert_scores[t] for t in experts])) if set(experts) <= set(expert_scores) else None
-    mean_student = float(np.mean([outcome.scores[t] for t in experts]))
-    res.update(
-        tasks=list(experts),
-        scores=outcome.scores,
-        experts=expert_scores,
-        steps=outcome.step,
-        student_mean=mean_student,
-        experts_mean=mean_expert,
-        parameters=outcome.parameters,
-        loss_last=outcome.result.final_loss if outcome.result else None,
-        bar="student mean >= experts' mean - 0.05",
-        bar_met=None if mean_expert is None else bool(mean_student >= mean_expert - 0.05),
-    )
-    return res
-
-
-def distil_rows(res: dict[str, Any]) -> list[str]:
-    rows = [
-        (t.split("/")[-1], res["relabel"][t]["transitions"], res["experts"].get(t, "-"), res["scores"][t])
-        for t in res["tasks"]
-    ]
-    rows.append(("**mean**", "", res["experts_mean"] if res["experts_mean"] is not None else "-", res["student_mean"]))
-    return [
-        *pc.table(["task", "replay transitions relabelled", "expert (run 1)", "PolyTask student"], rows),
-        "",
-        f"{res['steps']} distillation steps; bar {res['bar']}: "
-        f"{'met' if res['bar_met'] else 'not met' if res['bar_met'] is not None else 'no expert scores'}",
-    ]
-
-
-RENDER = {"table1": student_rows, "curve": student_rows, "distil": distil_rows}
+RENDER = {"table1": student_rows, "curve": student_rows}

@@ -32,3 +32,4 @@ def test_pixel_bc_loss_falls_and_success_rises(tmp_path):
     assert final == student["effective"] and start == sum(student["start_scores"].values())
     assert final >= start + 0.4, curve  # 5 episodes: at least 2 more successes than the untrained student
     assert "gcbc_onehot" not in res and "learning curve" in (out / "rows.md").read_text()
+    assert (out / "curve.png").read_bytes()[:4] == b"\x89PNG"
