@@ -161,6 +161,7 @@ def rl(job: Job, which: Sequence[str], share: float) -> dict[str, dict[str, Any]
     for run, res in out.items():
         ok = [r["success"] for r in res["runs"] if r["status"] == "ok"]
         res["mean_success"] = float(np.mean(ok)) if ok else None
+        res["eval_episodes"] = p.eval_episodes
         res["bar"] = ">= 0.8 on every task" if run == "experts" else ">= 0.7"
         res["bar_met"] = bool(ok) and len(ok) == len(res["runs"]) and min(ok) >= (0.8 if run == "experts" else 0.7)
     return out
@@ -177,6 +178,7 @@ def expert_rows(res: dict[str, Any]) -> list[str]:
             r.get("updates", "-"),
             r.get("replay_episodes", "-"),
             r.get("wall_s", "-"),
+            " ".join(f"{c[1]:.1f}@{c[0]}" for c in r.get("curve", [])) or "-",
         )
         for r in res["runs"]
     ]
@@ -185,12 +187,13 @@ def expert_rows(res: dict[str, Any]) -> list[str]:
             [
                 "task",
                 "seed",
-                "BC start (10 eps)",
-                "final success (10 eps)",
+                f"BC start ({res['eval_episodes']} eps)",
+                f"final success ({res['eval_episodes']} eps)",
                 "agent steps",
                 "updates",
                 "replay episodes",
                 "wall s",
+                "success@step during training",
             ],
             rows,
         ),
