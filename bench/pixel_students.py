@@ -238,7 +238,8 @@ def students(job: Job, name: str, share: float) -> dict[str, Any]:
         "image": {t: G.goal_image_from_store(EpisodeStore(demos, create=False), t) for t in tasks},
     }
     rates = {k: step_rate(job, data[0], goal_sets[k], k) for k in kinds}
-    n_eval = len(kinds) + 1 + (p.curve_points * p.curve_episodes / p.eval_episodes if curve else 0)
+    # evaluations still to come, in full evaluations: each student's, GCBC's, and the curve's start and points
+    n_eval = len(kinds) + 1 + (1 + p.curve_points * p.curve_episodes / p.eval_episodes if curve else 0)
     train_s = max(0.0, end - time.time() - n_eval * eval_seconds(job, tasks, p.eval_episodes))
     # the students' shares of the training time; GCBC fits 1 demo per task and needs few steps
     split = {"onehot": 0.85, "gcbc": 0.15} if curve else {"onehot": 0.5, "image": 0.4, "gcbc": 0.1}
