@@ -112,7 +112,7 @@ PROFILES: dict[str, Profile] = {
             "toy",
             device="cpu",
             compile="none",
-            workers=2,
+            workers=4,  # the 4 expert runs of runs 1 and 2 at once, as on the GPU
             expert_tasks=("metaworld/button-press-topdown", "metaworld/drawer-close"),
             hidden=32,
             feature_dim=16,

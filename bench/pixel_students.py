@@ -219,7 +219,9 @@ def students(job: Job, name: str, share: float) -> dict[str, Any]:
     p, curve = job.p, name == "curve"
     tasks = list(dict.fromkeys(t for g in p.table_tasks for t in registry.names(g)))
     end = job.budget.deadline(share)
-    demos = job.demos(tasks)
+    kinds = ["onehot"] if curve else ["onehot", "image"]
+    # the 1 demo per task: GCBC's data and the image goals
+    demos = job.demos(tasks) if "image" in kinds or p.gcbc_max_steps > 0 else None
     start = time.time()
     res: dict[str, Any] = {
         "tasks": tasks,
@@ -232,11 +234,9 @@ def students(job: Job, name: str, share: float) -> dict[str, Any]:
     shutil.rmtree(rel, ignore_errors=True)
     res["relabel"] = relabel(job, stores, teachers, rel)
     data = [load_task(rel / slug(t), t, pixels=True, frame_stack=3) for t in tasks]
-    kinds = ["onehot"] if curve else ["onehot", "image"]
-    goal_sets = {
-        "onehot": G.task_goals("onehot", tasks, 16),
-        "image": {t: G.goal_image_from_store(EpisodeStore(demos, create=False), t) for t in tasks},
-    }
+    goal_sets = {"onehot": G.task_goals("onehot", tasks, 16)}
+    if "image" in kinds:
+        goal_sets["image"] = {t: G.goal_image_from_store(EpisodeStore(demos, create=False), t) for t in tasks}
     rates = {k: step_rate(job, data[0], goal_sets[k], k) for k in kinds}
     # evaluations still to come, in full evaluations: each student's, GCBC's, and the curve's start and points
     n_eval = len(kinds) + 1 + (1 + p.curve_points * p.curve_episodes / p.eval_episodes if curve else 0)
