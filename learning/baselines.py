@@ -34,7 +34,7 @@ import numpy as np
 
 from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.config import DistillConfig
-from polytask.learning.distill.data import TaskData
+from polytask.learning.distill.data import TaskData, stack_indices
 from polytask.learning.distill.distill import Distiller, DistillResult, distill
 from polytask.learning.distill.lifelong import add_task
 from polytask.learning.distill.progressive import add_task_progressive
@@ -52,11 +52,13 @@ class Baseline:
     runner: Callable[..., Any]
 
 
-def demo_datasets(store: EpisodeStore, tasks: Sequence[str], demos_per_task: int = 1) -> dict[str, TaskData]:
-    """The first `demos_per_task` demos of each task as (state, demo action) rows for GCBC.
+def demo_datasets(store: EpisodeStore, tasks: Sequence[str], demos_per_task: int = 1, pixels: bool = False,
+                  frame_stack: int = 3) -> dict[str, TaskData]:
+    """The first `demos_per_task` demos of each task as (observation, demo action) rows for GCBC.
 
     Only successful demos count where the suite has a success rule; DMC (scored by return) takes the expert's
-    rollouts as they are, as its demos were recorded.
+    rollouts as they are, as its demos were recorded. `pixels`: the rows also index the demos' frames, stacked as
+    a pixel student sees them (the demos must have been recorded with pixels).
     """
     out = {}
     for task in tasks:
@@ -66,10 +68,20 @@ def demo_datasets(store: EpisodeStore, tasks: Sequence[str], demos_per_task: int
         if len(eps) < demos_per_task:
             kind = "successful demos" if need_success else "demos"
             raise ValueError(f"demo store {store.root}: {len(eps)} {kind} of {task!r}, need {demos_per_task}")
+        frames = stacks = None
+        if pixels:
+            if any(ep.pixels is None for ep in eps):
+                raise ValueError(f"demo store {store.root}: the demos of {task!r} have no pixels; a pixel GCBC "
+                                 "needs demos recorded with pixels")
+            offsets = np.cumsum([0] + [len(ep.pixels) for ep in eps])
+            frames = np.concatenate([ep.pixels for ep in eps])
+            # each demo's T actions pair with its first T observations (the last frame has no action)
+            stacks = np.concatenate([stack_indices(len(ep.pixels), int(o), frame_stack)[:-1]
+                                     for ep, o in zip(eps, offsets, strict=False)])
         out[task] = TaskData(task=task, task_id=eps[0].task_id,
                              states=np.concatenate([ep.state[:-1] for ep in eps]),
                              actions=np.concatenate([ep.action for ep in eps]), episodes=len(eps),
-                             goal_pixels=eps[-1].goal_pixels)
+                             frames=frames, stack_idx=stacks, goal_pixels=eps[-1].goal_pixels)
     return out
 
 

@@ -64,3 +64,27 @@ def test_gcbc_fits_the_demo_actions(store, tmp_path):
     trained, _ = gcbc(data, goals, cfg, run_dir=tmp_path / "gcbc", steps=400)
     after = action_error(trained.student, goals, list(data.values()))[MW]
     assert after < 0.2 * before, (before, after)
+
+
+def test_pixel_demo_rows_pair_each_action_with_its_frames(tmp_path):
+    """Pixel GCBC's rows: action t of a demo pairs with the stack of frames t-2..t (the first frame repeated at the
+    start), never with the frame after the last action, and the sampler cuts (B, 9, 84, 84) batches from them."""
+    from polytask.learning.distill.data import MemorySampler
+
+    assert record_demos(MW, 2, tmp_path, render=True, progress=False).kept == 2
+    demos = EpisodeStore(tmp_path).episodes(MW)
+    data = demo_datasets(EpisodeStore(tmp_path), [MW], 2, pixels=True, frame_stack=3)[MW]
+    lengths = [len(ep.action) for ep in demos]
+    assert len(data) == sum(lengths) and data.stack_idx.shape == (sum(lengths), 3)
+    assert data.frames.shape == (sum(lengths) + 2, 84, 84, 3)  # T+1 frames per demo
+    second = lengths[0] + 1  # the second demo's first frame
+    assert data.stack_idx[0].tolist() == [0, 0, 0] and data.stack_idx[2].tolist() == [0, 1, 2]
+    assert data.stack_idx[lengths[0] - 1].tolist() == [lengths[0] - 3, lengths[0] - 2, lengths[0] - 1]
+    assert data.stack_idx[lengths[0]].tolist() == [second] * 3
+    np.testing.assert_array_equal(data.frames[data.stack_idx[-1, -1]], demos[1].pixels[-2])
+    np.testing.assert_array_equal(data.actions[-1], demos[1].action[-1])
+    obs, act = MemorySampler([data]).sample(0, 4)
+    assert obs.shape == (4, 9, 84, 84) and act.shape == (4, 4)
+    with pytest.raises(ValueError, match="no pixels"):
+        record_demos(MW, 1, tmp_path / "states", render=False, progress=False)
+        demo_datasets(EpisodeStore(tmp_path / "states"), [MW], 1, pixels=True)

@@ -34,9 +34,11 @@ class CollectReport:
 
 
 def collect_noisy_store(task_name: str, out_root: str | Path, transitions: int, seed: int = 0,
-                        noise_levels: Sequence[float] = DEFAULT_NOISE,
+                        noise_levels: Sequence[float] = DEFAULT_NOISE, render: bool = False, quality: str = "fast",
                         progress: Callable[[int, int], None] | None = None) -> CollectReport:
-    """Fill `out_root` with episodes of the task's scripted expert under per-episode Gaussian action noise."""
+    """Fill `out_root` with episodes of the task's scripted expert under per-episode Gaussian action noise.
+
+    `render` keeps the camera frames too (the stores of pixel students); the teacher still acts on the state."""
     if transitions < 1:
         raise ValueError(f"collect {task_name}: transitions must be >= 1, got {transitions}")
     if not noise_levels or any(n < 0 for n in noise_levels):
@@ -46,14 +48,14 @@ def collect_noisy_store(task_name: str, out_root: str | Path, transitions: int, 
     store.clean_temp_files()
     have = sum(int(p.stem.rsplit("_", 1)[-1]) for p in store.paths())
     index = len(store.paths())
-    task = registry.make(task_name, render=False)
+    task = registry.make(task_name, render=render, quality=quality)
     rng = np.random.default_rng([seed, task.spec.task_id, index])
     policy = ScriptedPolicy(task, rng=rng)
     successes = []
     try:
         while have < transitions:
             policy.noise_std = float(noise_levels[index % len(noise_levels)])
-            ep = rollout(task, policy, seed=seed * 100_000 + index, source="replay", keep_pixels=False)
+            ep = rollout(task, policy, seed=seed * 100_000 + index, source="replay", keep_pixels=render)
             ep.extra["noise_std"] = policy.noise_std
             store.append(ep)
             have += len(ep)

@@ -42,7 +42,9 @@ class TaskData:
         return int(self.states.shape[0])
 
 
-def _stack_indices(length: int, offset: int, frame_stack: int) -> np.ndarray:
+def stack_indices(length: int, offset: int, frame_stack: int) -> np.ndarray:
+    """Rows of a frame array forming each of an episode's `length` observations: the last `frame_stack` frames,
+    the first frame repeated at the start (an episode never sees its predecessor's frames)."""
     t = np.arange(length)[:, None] + np.arange(-frame_stack + 1, 1)[None, :]
     return offset + np.clip(t, 0, None)
 
@@ -82,7 +84,7 @@ def load_task(store_root: str | Path, task: str, cap: int = 30000, pixels: bool 
             if ep.pixels is None:
                 raise EpisodeError(f"{path}: pixel student needs 'pixels' in the relabelled store")
             frames.append(ep.pixels)
-            stacks.append(_stack_indices(ep.pixels.shape[0], offset, frame_stack))
+            stacks.append(stack_indices(ep.pixels.shape[0], offset, frame_stack))
             offset += ep.pixels.shape[0]
     return TaskData(task=task, task_id=task_id, states=np.concatenate(states), actions=np.concatenate(actions),
                     episodes=len(keep), frames=np.concatenate(frames) if pixels else None,
