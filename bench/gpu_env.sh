@@ -1,4 +1,4 @@
-# Sourced by a GPU job's wrapper (bench/pixel_runs.sh): make this tree runnable on the GPU machine.
+# Sourced by a GPU job's wrapper (bench/gpu_suite.sh, bench/pixel_runs.sh): make this tree runnable on the GPU machine.
 #
 # That machine has Python 3.12 + PyTorch (and numpy, OpenCV, matplotlib, tqdm, PyYAML, safetensors) but no
 # simulators and no package index. `make wheels-gpu` fetched here what it lacks: the Meta-World wheels into .whl/

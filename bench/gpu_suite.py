@@ -110,6 +110,7 @@ def check_batched(device: str, toy: bool) -> dict:
 
     from polytask.learning.rl import fast_update as eu
     from polytask.learning.rl.batched import BatchedExperts
+    from polytask.learning.rl.synthetic import random_batches
 
     out = {}
     for kind in ("state", "pixel"):
@@ -119,7 +120,7 @@ def check_batched(device: str, toy: bool) -> dict:
         batched = BatchedExperts(agents, mode="graph" if device.startswith("cuda") else "none")
         rng, worst = np.random.default_rng(0), 0.0
         for i in range(3):
-            data = [bf.batches(spec, n, rng) for _ in range(3)]
+            data = [random_batches(spec, n, rng) for _ in range(3)]
             got = batched.update([b for b, _ in data], [d for _, d in data], i)
             noise = {k: v for k, v in batched.static.items() if k.startswith(("shift_", "eps_"))}
             for k, ref in enumerate(refs):

@@ -22,24 +22,8 @@ if [ "$dry" = 1 ]; then
   py=${PYTHON:-$root/.venv/bin/python}
   flags=(--dry-run --budget-s "${JOB_S:-300}")
 else
-  py=${PYTHON:-python3}
-  if compgen -G "$root/.gl/*.deb" >/dev/null; then
-    for f in "$root"/.gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-  fi
-  egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
-  [ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
-  if compgen -G "$root/.whl/*.whl" >/dev/null; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-      "$root"/.whl/*.whl || { echo "gpu_suite: installing the brought wheels failed" >&2; exit 3; }
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-  fi
-  # polytask's folders map into one namespace (setup.py); links give the same layout without an install.
-  src=/tmp/polytask-src
-  rm -rf "$src" && mkdir -p "$src/polytask"
-  for f in "$root"/ros2_ws/*; do ln -s "$f" "$src/polytask/"; done
-  for d in learning sim launch; do ln -s "$root/$d" "$src/polytask/$d"; done
-  export PYTHONPATH=$src${PYTHONPATH:+:$PYTHONPATH}
+  # the brought wheels, EGL and the package links (one copy, shared with bench/pixel_runs.sh)
+  source "$root/bench/gpu_env.sh" || exit 3
   left=$(( ${JOB_S:-520} - ($(date +%s) - start) ))
   flags=(--budget-s "$left")
 fi

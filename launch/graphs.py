@@ -15,8 +15,7 @@ Declared once: a launch argument that only passes a node's parameter on takes th
 in the node's PARAMS (and its config/<node>.yaml, which a test keeps equal) and nowhere else.
 
 Nodes of other ROS packages (rviz2, joy, robot_state_publisher, tf2_ros) start only where the ament index has
-their package; elsewhere the graph logs one line naming what it skipped and starts the rest.
-"""
+their package; elsewhere the graph logs one line naming what it skipped and starts the rest."""
 
 from __future__ import annotations
 
@@ -60,11 +59,10 @@ CAMERA_ARG = LaunchArg("camera_device", NodeDefault("camera_node", "device"),
 RATE_ARG = LaunchArg("rate", NodeDefault("sim_bridge_node", "rate"), "camera / control rate in Hz")
 
 # The xArm's URDF (generated from the MuJoCo model by polytask.robot.urdf; a test keeps it current) and where its
-# base sits: in the simulated scene the MJCF's link_base pose in the world (a test checks it against the model),
+# base sits: in the simulated scene the MJCF's link_base pose in the world (a test checks it against the model);
 # on the real arm the world frame is the arm's base frame.
 XARM_URDF = "urdf/xarm7.urdf"
-SIM_XARM_BASE_XYZ = ("1.09", "0.28", "0.655")
-REAL_XARM_BASE_XYZ = ("0.0", "0.0", "0.0")
+SIM_XARM_BASE_XYZ, REAL_XARM_BASE_XYZ = ("1.09", "0.28", "0.655"), ("0.0", "0.0", "0.0")
 
 
 def world_to_base(name: str, xyz: tuple[str, str, str], when: tuple[str, tuple[str, ...]] | None) -> NodeSpec:
@@ -154,9 +152,8 @@ TELEOP_RECORD = Graph(
         world_to_base("world_to_base", SIM_XARM_BASE_XYZ, ("robot", ("sim",))),
         world_to_base("world_to_base", REAL_XARM_BASE_XYZ, ("robot", ("xarm",))),
         state_publisher(None),
-        NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml",
-                 parameters=(("task", Arg("task")), ("bag", Arg("bag", string=True)), *XARM_DESCRIPTION_PARAMS),
-                 description=MONITOR_DESCRIPTION),
+        NodeSpec("monitor", "monitor_node", params_file="config/monitor.yaml", description=MONITOR_DESCRIPTION,
+                 parameters=(("task", Arg("task")), ("bag", Arg("bag", string=True)), *XARM_DESCRIPTION_PARAMS)),
     ),
 )
 
