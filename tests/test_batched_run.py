@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_inputs import scripted_demos, tiny_expert_overrides
 
 from polytask.learning.config import load_config
-from polytask.learning.policies.demos import record_demos
 from polytask.learning.policies.evaluate import evaluate
 from polytask.learning.policies.expert import load_policy
 from polytask.learning.rl.batched_run import BatchedExpertRun, train_batched_experts
@@ -32,37 +32,14 @@ TASKS = ("xarm/peg-green", "xarm/peg-yellow", "xarm/peg-blue")  # 30 steps per e
 
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("peg_demos")
-    for t in (*TASKS, "xarm/reach"):
-        assert record_demos(t, 2, out, render=False, progress=False).kept == 2
-    return out
+    return scripted_demos(tmp_path_factory.mktemp("peg_demos"), (*TASKS, "xarm/reach"), 2)
 
 
 def _cfg(task: str, demos: Path, runs: Path, **extra) -> ExpertConfig:
-    ov = {
-        "train.task": task,
-        "train.demos": str(demos),
-        "train.runs_dir": str(runs),
-        "train.threads": 1,
-        "train.progress": False,
-        "train.eval_video": False,
-        "network.obs": "state",
-        "network.hidden": 32,
-        "network.actor_layers": 2,
-        "agent.batch_size": 32,
-        "bc.pretrain_steps": 5,
-        "bc.batch_size": 16,
-        "train.seed_frames": 30,
-        "agent.num_expl_steps": 30,
-        "train.eval_episodes": 1,
-        "train.eval_every": 60,
-        "train.save_every": 60,
-        "agent.stddev_schedule": "0.3",
-        "train.steps": 180,
-        "train.name": task.split("/")[1],
-    }
-    ov.update(extra)
-    return load_config(ExpertConfig, None, ov)
+    """The tests' tiny state expert, with evaluations and saves inside the 180 steps and exploration noise on."""
+    ov = {"bc.pretrain_steps": 5, "bc.batch_size": 16, "train.seed_frames": 30, "agent.num_expl_steps": 30,
+          "train.eval_every": 60, "train.save_every": 60, "train.steps": 180, "train.name": task.split("/")[1]}
+    return load_config(ExpertConfig, None, tiny_expert_overrides(task, demos, runs, **{**ov, **extra}))
 
 
 def _weights(trainer: ExpertTrainer) -> dict[str, torch.Tensor]:
