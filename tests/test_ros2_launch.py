@@ -231,10 +231,12 @@ def test_deploy_streams_actions_and_the_monitor_summary_shows_them(workspaces, l
         diagnostics = probe.subscribe("diagnostics")
         markers = probe.subscribe("markers")
         assert probe.spin_until(lambda: len(actions) >= 30, 120), f"no actions; log:\n{launch.text()[-4000:]}"
-        # the monitor may start after the others: once it draws markers, 30 more actions for its summary
+        # the monitor may start after the others: once it draws markers and discovery shows it subscribed to the
+        # actions, 30 more actions for its summary
         assert probe.spin_until(lambda: len(markers) >= 1, 60), f"no markers; log:\n{launch.text()[-4000:]}"
+        assert probe.wait_for_subscriber_node("action", "monitor", 60), f"monitor off actions:\n{launch.text()[-4000:]}"
         seen_before = len(actions)
-        probe.spin_until(lambda: len(actions) >= seen_before + 30, 60)
+        assert probe.spin_until(lambda: len(actions) >= seen_before + 30, 60), "the action stream stopped"
         probe.spin_until(lambda: len(diagnostics) >= 2, 10)
     finally:
         probe.close()

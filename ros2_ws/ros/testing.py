@@ -228,6 +228,14 @@ class Probe:
         topic_name = "/" + (name or topics.topic(key).name).lstrip("/")
         return self.spin_until(lambda: self.node.count_publishers(topic_name) >= count, timeout)
 
+    def wait_for_subscriber_node(self, key: str, node: str, timeout: float = 10.0, name: str | None = None) -> bool:
+        """Until discovery shows a node called `node` subscribed to the topic: a node's other topics flowing (its
+        markers arriving, say) do not mean its subscriptions have matched yet on a busy machine."""
+        topic_name = "/" + (name or topics.topic(key).name).lstrip("/")
+        return self.spin_until(
+            lambda: any(i.node_name == node for i in self.node.get_subscriptions_info_by_topic(topic_name)), timeout
+        )
+
     def wait_for_messages(self, key: str, count: int = 1, timeout: float = 10.0, name: str | None = None,
                           where: Callable[[Any], bool] | None = None) -> list[Any]:
         store = self.subscribe(key, name)
