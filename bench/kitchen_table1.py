@@ -12,12 +12,23 @@ the teacher with Gaussian action noise and records, at every visited state, the 
 `expert_action` (what relabelling writes for a stateless teacher). The noisy actions taken are the episode's
 `action`, as in an RL replay buffer.
 
+Why the student then drives (DAgger rounds, `--dagger-rounds`): a student distilled from the teacher's own
+(noisy) visits drifts, over a 280-step closed loop, into states the teacher never showed it (it closes the
+gripper a few cm early, and its own closed fingers then tell it to keep them closed). Each round rolls the
+current student out from the task's own start (the teacher's clean action executed instead at a step with
+probability beta, halved each round, none in the last), the teacher running alongside on the true simulator state
+and labelling every state the student visits; the labelled episodes join the store and the same student trains on
+all of it. The teacher's waypoint machine advances on what the hand reaches, so its labels are the corrections it
+would make from there, until a waypoint's step budget runs out short of it: the episode is stored up to that
+step only (`before_teacher_gave_up`).
+
 Stages (cached in --root, so a killed run continues):
   play      --chains random 4-element play chains, segmented into snippets (<root>/play: GCBC's demos), or
             --play-store DIR: snippets imported from real play data (`polytask import-demos --kitchen-play`)
   collect   --episodes-per-task noisy-teacher episodes per task, labelled with the clean teacher action
   teachers  the scripted teachers on the evaluation episodes (the experts' row)
-  polytask  one-hot student distilled from every task's labelled store
+  polytask  one-hot student distilled from every task's labelled store, then --dagger-rounds rounds of
+            student-driven, teacher-labelled episodes (added to the store) and further distillation
   gcbc      the same student network on every play snippet of the six tasks
   report    <root>/table.md and <root>/results.json
 
@@ -49,13 +60,17 @@ from polytask.learning.data.kitchen_import import record_play_snippets
 from polytask.learning.distill.config import DistillConfig
 from polytask.learning.distill.data import load_task, normalizer
 from polytask.learning.distill.distill import distill, new_student
+from polytask.learning.distill.online_labels import (
+    DaggerPolicy,
+    LabellingTeacher,
+    before_teacher_gave_up,
+    labelled_rollout,
+)
 from polytask.learning.policies.base import ScriptedPolicy
 from polytask.learning.policies.evaluate import evaluate
-from polytask.learning.policies.rollout import rollout
 from polytask.learning.policies.student import StudentPolicy
 from polytask.learning.rl.loop import EVAL_SEED
 from polytask.sim import registry
-from polytask.sim.task import Step, Task
 
 STAGES = ("play", "collect", "teachers", "polytask", "gcbc", "report")
 PAPER = {"experts": 4.8, "polytask": 4.5, "gcbc": 1.7}
@@ -64,23 +79,6 @@ NOISE = (0.0, 0.1, 0.2, 0.3)
 
 def slug(task: str) -> str:
     return task.replace("/", "_")
-
-
-class LabellingTeacher(ScriptedPolicy):
-    """The scripted teacher acting with noise, remembering its clean action at every state it is asked about."""
-
-    def __init__(self, task: Task, noise_std: float, rng: np.random.Generator) -> None:
-        super().__init__(task, noise_std=noise_std, rng=rng)
-        self.labels: list[np.ndarray] = []
-
-    def reset(self, step: Step) -> None:
-        self.labels = []
-
-    def act(self, step: Step) -> np.ndarray:
-        clean = np.clip(np.asarray(self.task.scripted_action(step), np.float32), -1.0, 1.0)
-        self.labels.append(clean)
-        noisy = clean + self.rng.normal(0.0, self.noise_std, size=clean.shape).astype(np.float32)
-        return np.clip(noisy, -1.0, 1.0) if self.noise_std > 0 else clean
 
 
 class KitchenTable:
@@ -158,19 +156,7 @@ class KitchenTable:
             try:
                 for i in range(len(store.paths()), a.episodes_per_task):
                     teacher = LabellingTeacher(task, NOISE[i % len(NOISE)], rng)
-                    ep = rollout(task, teacher, seed=a.seed * 100_000 + i, source="relabelled", keep_pixels=False)
-                    teacher.act(
-                        Step(
-                            state=ep.state[-1],
-                            pixels=None,
-                            reward=0.0,
-                            success=False,
-                            terminal=False,
-                            truncated=False,
-                            goal=task.goal,
-                        )
-                    )  # the label of the final state
-                    ep.expert_action = np.stack(teacher.labels).astype(np.float32)
+                    ep = labelled_rollout(task, teacher, a.seed * 100_000 + i)
                     ep.extra.update(noise_std=teacher.noise_std, teacher="scripted, labelled online")
                     store.append(ep)
                     self.log(
@@ -197,27 +183,83 @@ class KitchenTable:
     def polytask(self) -> None:
         if "polytask" in self.results:
             return
-        data = [load_task(self.root / "labelled" / slug(t), t) for t in self.tasks]
         start = time.time()
         cfg = self.cfg(self.args.steps)
-        distiller, res = distill(
-            data,
-            self.goals,
-            cfg,
-            run_dir=self.root / "polytask",
-            student=self.student(cfg, data),
-            header_extra={"method": "polytask"},
-        )
-        distiller.save_student()
-        row = self.evaluate(lambda task: StudentPolicy(distiller.student, self.goals))
+        data = self.labelled_data()
+        student = self.student(cfg, data)
+        rounds: list[dict[str, Any]] = self.results.setdefault("dagger", [])
+        distiller = None
+        if rounds:  # a killed run: the student of the last finished round carries on
+            student = load_student_round(self.root, len(rounds) - 1)
+        else:
+            distiller, res = distill(
+                data,
+                self.goals,
+                cfg,
+                run_dir=self.root / "polytask" / "round0",
+                student=student,
+                header_extra={"method": "polytask", "round": 0},
+            )
+            distiller.save_student()
+            rounds.append({"round": 0, "rows": {d.task: len(d) for d in data}, "final_loss": res.final_loss})
+            self.save()
+        for r in range(len(rounds), self.args.dagger_rounds + 1):
+            beta = 0.0 if r == self.args.dagger_rounds else self.args.dagger_beta * 0.5 ** (r - 1)
+            on_policy = self.dagger_collect(r, beta, StudentPolicy(student, self.goals))
+            data = self.labelled_data()
+            distiller, res = distill(
+                data,
+                self.goals,
+                self.cfg(self.args.dagger_steps),
+                run_dir=self.root / "polytask" / f"round{r}",
+                student=student,
+                header_extra={"method": "polytask", "round": r},
+            )
+            distiller.save_student()
+            rounds.append(
+                {
+                    "round": r,
+                    "beta": beta,
+                    "rollout_success": on_policy,
+                    "final_loss": res.final_loss,
+                    "rows": {d.task: len(d) for d in data},
+                }
+            )
+            self.save()
+            self.log(f"dagger round {r}: beta {beta:.3f}, rollout success {on_policy}, loss {res.final_loss:.4f}")
+        row = self.evaluate(lambda task: StudentPolicy(student, self.goals))
         self.results["polytask"] = {
             **row,
-            "rows": {d.task: len(d) for d in data},
-            "final_loss": res.final_loss,
+            "rows": rounds[-1]["rows"],
+            "final_loss": rounds[-1]["final_loss"],
             "train_seconds": round(time.time() - start, 1),
-            "steps": res.step,
+            "dagger_rounds": len(rounds) - 1,
         }
         self.save()
+
+    def labelled_data(self) -> list[Any]:
+        return [load_task(self.root / "labelled" / slug(t), t, cap=10**6) for t in self.tasks]
+
+    def dagger_collect(self, r: int, beta: float, policy: StudentPolicy) -> dict[str, int]:
+        """--dagger-episodes student-driven, teacher-labelled episodes per task for round `r` (a killed round
+        keeps the episodes it stored); returns each task's successes among this round's episodes."""
+        a, successes = self.args, {}
+        for t in self.tasks:
+            store = EpisodeStore(self.root / "labelled" / slug(t))
+            mine = [ep for ep in store.episodes(t) if ep.extra.get("dagger_round") == r]
+            task = registry.make(t, render=False, init_noise=a.dagger_init_noise)
+            rng = np.random.default_rng([a.seed, task.spec.task_id, r])
+            try:
+                for i in range(len(mine), a.dagger_episodes):
+                    ep = labelled_rollout(task, DaggerPolicy(task, policy, beta, rng), (a.seed + r) * 100_000 + i)
+                    ep = before_teacher_gave_up(ep, task)
+                    ep.extra.update(dagger_round=r, beta=beta, teacher="scripted, labelled online")
+                    store.append(ep)
+                    mine.append(ep)
+            finally:
+                task.close()
+            successes[t] = sum(1 for ep in mine if ep.episode_success)
+        return successes
 
     def gcbc(self) -> None:
         if "gcbc" in self.results:
@@ -276,6 +318,13 @@ class KitchenTable:
         self.save()
 
 
+def load_student_round(root: Path, r: int) -> Any:
+    from polytask.learning.distill.distill import STUDENT_FILE
+    from polytask.learning.policies.student import load_student
+
+    return load_student(root / "polytask" / f"round{r}" / STUDENT_FILE)[0]
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="/tmp/kitchen-table1")
@@ -291,6 +340,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--episodes-per-task", type=int, default=12, help="noisy-teacher episodes per task (280 steps)")
     p.add_argument("--collect-init-noise", type=float, default=0.1, help="arm start noise (rad) when collecting")
     p.add_argument("--steps", type=int, default=8000, help="PolyTask distillation steps")
+    p.add_argument("--dagger-rounds", type=int, default=8, help="student-driven, teacher-labelled rounds (0: none)")
+    p.add_argument("--dagger-episodes", type=int, default=6, help="episodes per task per DAgger round")
+    p.add_argument(
+        "--dagger-beta", type=float, default=0.5, help="round 1's chance of the teacher acting (halved each round)"
+    )
+    p.add_argument(
+        "--dagger-init-noise",
+        type=float,
+        default=0.0,
+        help="arm start noise (rad) of the DAgger rollouts (0: the task's own fixed start)",
+    )
+    p.add_argument("--dagger-steps", type=int, default=3000, help="distillation steps after each DAgger round")
     p.add_argument("--gcbc-steps", type=int, default=4000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--std-floor", type=float, default=0.01, help="floor of the student's input std (state units)")

@@ -139,6 +139,11 @@ class KitchenTask(Task):
         """The target was completed (under `threshold`) at some step; side effects lower the score, not this."""
         return self.element in self.completed
 
+    @property
+    def scripted_expert(self):
+        """This episode's scripted expert (a `WaypointExpert`), None before its first action."""
+        return self._expert
+
     def scripted_action(self, step: Step) -> np.ndarray:
         if self._expert is None:
             self._expert = make_expert(self.element, self)

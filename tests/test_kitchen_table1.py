@@ -64,3 +64,44 @@ def test_import_demos_cuts_kitchen_play_files_into_snippets(tmp_path, one_torch_
                 str(tmp_path / "x"),
             ]
         )
+
+
+class StandStill:
+    """A 'student' that never moves the arm: the teacher's first waypoint runs out of steps."""
+
+    def __init__(self, spec) -> None:
+        from polytask.learning.policies.base import PolicyInputs
+
+        self.inputs = PolicyInputs(action_dim=spec.action_dim, state_dim=spec.state_dim)
+
+    def reset(self, step) -> None:
+        pass
+
+    def act(self, step) -> np.ndarray:
+        return np.zeros(self.inputs.action_dim, np.float32)
+
+
+def test_dagger_labels_what_the_student_visits_and_stops_where_the_teacher_gave_up(one_torch_thread):
+    """The student acts, the teacher labels every visited state; once the teacher's plan runs out of steps short
+    of a waypoint (the hand never got there) the episode is cut: later labels would follow the plan on time."""
+    from polytask.sim import registry
+
+    kt = bench()
+    task = registry.make("kitchen/slide-cabinet", render=False)
+    try:
+        policy = kt.DaggerPolicy(task, StandStill(task.spec), beta=0.0, rng=np.random.default_rng(0))
+        ep = kt.labelled_rollout(task, policy, seed=0)
+        assert len(ep) == task.spec.horizon and np.all(ep.action == 0.0)  # the student's actions were played
+        assert ep.expert_action.shape == (len(ep) + 1, 9) and np.abs(ep.expert_action[:-1]).max() > 0.1
+        first_budget = task.scripted_expert.waypoints[0].max_steps
+        assert task.scripted_expert.gave_up_at == first_budget  # the approach was never reached
+        cut = kt.before_teacher_gave_up(ep, task)
+        assert len(cut) == first_budget - 1 and cut.extra["steps_played"] == task.spec.horizon
+        assert cut.state.shape[0] == cut.expert_action.shape[0] == first_budget
+        cut.validate("cut episode")
+        # the teacher itself, acting, reaches every waypoint of its plan: nothing to cut
+        ep = kt.labelled_rollout(task, kt.LabellingTeacher(task, 0.0, np.random.default_rng(0)), seed=0)
+        assert task.scripted_expert.gave_up_at is None and kt.before_teacher_gave_up(ep, task) is ep
+        assert ep.episode_success
+    finally:
+        task.close()
