@@ -100,6 +100,7 @@ WRITER = textwrap.dedent("""
     from test_episode_store import make_episode
     from polytask.learning.data.episodes import EpisodeStore
     store = EpisodeStore({root!r})
+    print("ready", flush=True)
     i = 0
     while True:
         store.append(make_episode(t=40 + i % 7, seed=i))
@@ -111,8 +112,9 @@ def _kill_storm(root: Path, kills: int, seed: int) -> int:
     rng = random.Random(seed)
     code = WRITER.format(tests=str(Path(__file__).parent), root=str(root))
     for _ in range(kills):
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.6, 1.4))  # start-up ~0.5 s, then a few episodes; kill lands mid-write often
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"  # imports done (seconds on a busy machine), writing now
+        time.sleep(rng.uniform(0.1, 0.9))  # a few episodes; the kill lands mid-write often
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     leftovers = len(list(root.glob(".tmp-*")))  # writes cut by a kill: must never be listed as episodes
