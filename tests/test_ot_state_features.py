@@ -34,7 +34,8 @@ def _rewarder(demo: np.ndarray, **kw: object) -> OTRewarder:
     return OTRewarder(enc, [demo], frame_stack=1, pixels=False, scale=1.0, **kw)  # type: ignore[arg-type]
 
 
-def test_relative_features_make_the_same_motion_elsewhere_as_good_as_the_demo():
+@pytest.mark.parametrize("cost,standardise", [("euclidean", False), ("sqeuclidean", True)])
+def test_relative_features_make_the_same_motion_elsewhere_as_good_as_the_demo(cost: str, standardise: bool):
     demo = _xarm_demo(np.array([0.1, 0.05, 0.0]))
     moved = _xarm_demo(np.array([-0.05, -0.1, 0.0]))  # the same task at another placement
     wrong = moved.copy()
@@ -42,10 +43,10 @@ def test_relative_features_make_the_same_motion_elsewhere_as_good_as_the_demo():
     wrong[:, 0:3] = demo[:, 0:3]
     assert np.allclose(xarm_relative(torch.tensor(moved)).numpy(), xarm_relative(torch.tensor(demo)).numpy(),
                        atol=1e-6)
-    rel = _rewarder(demo, features="xarm_relative", cost="sqeuclidean", standardise=True)
+    rel = _rewarder(demo, features="xarm_relative", cost=cost, standardise=standardise)
     self_r, moved_r, wrong_r = (rel.episode_rewards(x).sum() for x in (demo, moved, wrong))
     assert moved_r == pytest.approx(self_r, abs=1e-6)
-    assert wrong_r < moved_r - 0.5  # copying the demo's absolute motion is now what is punished
+    assert wrong_r < moved_r - (0.5 if standardise else 0.05)  # copying the demo's absolute motion is punished
     # the raw state with the cosine (the default) prefers the demo's absolute motion to the right one
     raw = _rewarder(demo)
     assert raw.episode_rewards(wrong).sum() > raw.episode_rewards(moved).sum()
@@ -58,6 +59,8 @@ def test_squared_distance_counts_lengths_where_the_cosine_does_not():
     r_cos, _, _ = ot_rewards_torch(torch.tensor(longer), [torch.tensor(demo)])
     r_sq, _, _ = ot_rewards_torch(torch.tensor(longer), [torch.tensor(demo)], cost_kind="sqeuclidean")
     r_self, _, _ = ot_rewards_torch(torch.tensor(demo), [torch.tensor(demo)], cost_kind="sqeuclidean")
+    r_eu, _, _ = ot_rewards_torch(torch.tensor(longer), [torch.tensor(demo)], cost_kind="euclidean")
+    assert r_eu.sum() < -0.5
     assert abs(r_cos.sum()) < 0.05  # the cosine sees no difference
     assert r_sq.sum() < r_self.sum() - 0.5
     # the torch path and the POT path agree on the new cost

@@ -92,8 +92,9 @@ class RewardConfig:
     auto_scale: bool = True  # set the scale so the first episode's return is -scale_factor
     scale_factor: float = 10.0
     scale: float = 1.0  # the scale itself when auto_scale is off
-    # The OT cost between features (rl/ot_rewards.py COSTS): "cosine" (authors) or "sqeuclidean" (lengths count)
-    cost: Literal["cosine", "sqeuclidean"] = "cosine"
+    # The OT cost between features (rl/ot_rewards.py COSTS): "cosine" (authors), "sqeuclidean" or "euclidean"
+    # (lengths count)
+    cost: Literal["cosine", "sqeuclidean", "euclidean"] = "cosine"
     # What the cost compares (FEATURE_MAPS): "encoder" (the target encoder's output, authors) or "xarm_relative"
     # ([ee - achieved, tool, achieved - goal] of the xArm's 10-D state: placement-free)
     features: Literal["encoder", "xarm_relative"] = "encoder"

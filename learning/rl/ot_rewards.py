@@ -14,11 +14,11 @@ batch. They agree to ~1e-12.
 The cost and the features are declared options (`RewardConfig.cost`, `.features`, `.standardise`; one registry
 each, COSTS and FEATURE_MAPS): the authors' cosine on the target encoder's output is the default. On raw states the
 cosine ignores vector lengths and compares absolute positions, whose goal slots differ between a demo's placement
-and an episode's; `sqeuclidean` compares lengths, `xarm_relative` maps the xArm's 10-D state to placement-free
-relative positions, and `standardise` centres every feature on the demos' mean and divides it by their std
-(recomputed whenever the target encoder is). A cost other than the cosine is not bounded by 2, so its Sinkhorn plan
-is computed on the cost scaled so that its largest entry is 2 (exp(-C/reg) stays inside float64, and the plan is
-as sharp as the cosine's), while the rewards use the cost itself.
+and an episode's; `sqeuclidean` and `euclidean` compare lengths, `xarm_relative` maps the xArm's 10-D state to
+placement-free relative positions, and `standardise` centres every feature on the demos' mean and divides it by
+their std (recomputed whenever the target encoder is). A cost other than the cosine is not bounded by 2, so its
+Sinkhorn plan is computed on the cost scaled so that its largest entry is 2 (exp(-C/reg) stays inside float64,
+and the plan is as sharp as the cosine's), while the rewards use the cost itself.
 
 The features come from a *target* copy of the encoder, refreshed from the online encoder every
 `target_update_steps` (Table IV: 20000) so rewards do not drift with every update; the scale is set once, from the
@@ -51,7 +51,16 @@ def sqeuclidean_cost(x: Tensor, y: Tensor) -> Tensor:
     return ((x[..., :, None, :] - y[..., None, :, :]) ** 2).sum(-1)
 
 
-COSTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"cosine": cosine_cost, "sqeuclidean": sqeuclidean_cost}
+def euclidean_cost(x: Tensor, y: Tensor) -> Tensor:
+    """Euclidean distance between rows: grows linearly, so one far-off episode does not dominate the returns."""
+    return sqeuclidean_cost(x, y).clamp_min(0.0).sqrt()
+
+
+COSTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "cosine": cosine_cost,
+    "sqeuclidean": sqeuclidean_cost,
+    "euclidean": euclidean_cost,
+}
 
 
 def xarm_relative(states: Tensor) -> Tensor:
