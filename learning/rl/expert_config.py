@@ -62,8 +62,8 @@ class NetworkConfig:
     actor_layers: int = 4
     critic_layers: int = 2
     critic_action_tile: int = 0  # 0 = the authors' rule: 200 for pixels, (obs+goal)//action_dim for states
-    # states: "identity" (authors: raw state), "mlp" (Linear-LayerNorm-Tanh trunk), "standardise" (mean/std of the
-    # demos' states, frozen; the OT features then compare standardised states too)
+    # states: "identity" (authors: raw state), "mlp" (Linear-LayerNorm-Tanh trunk), "standardise" (experts only:
+    # the demos' mean/std, frozen; "encoder" OT features then compare standardised states too)
     state_encoder: Literal["identity", "mlp", "standardise"] = "identity"
 
     def __post_init__(self) -> None:
