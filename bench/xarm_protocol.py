@@ -173,6 +173,8 @@ class Protocol:
             "network.hidden": a.expert_hidden,
             "bc.pretrain_steps": a.bc_pretrain_steps,
         }
+        if self.pixels:  # the yaml's OT features read the state; pixel experts match their encoder's (the paper's)
+            over.update({"reward.features": "encoder", "reward.cost": "cosine"})
         if a.expert_batch:
             over.update({"agent.batch_size": a.expert_batch, "bc.batch_size": a.expert_batch})
         for item in a.set:

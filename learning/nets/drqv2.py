@@ -5,7 +5,10 @@ Shapes follow the authors' code (DrQ-v2 as modified for ROT/PolyTask), because t
   (84x84 -> 32x35x35 = 39200 features), then a trunk Linear -> LayerNorm -> Tanh to `feature_dim` (512).
   The authors put the trunk inside the encoder (not in each head as DrQ-v2 did), so actor and critic share it
   and a goal image goes through the very same encoder.
-- State inputs skip the conv stack: identity by default (the authors feed the raw state), an MLP trunk optional.
+- State inputs skip the conv stack: identity by default (the authors feed the raw state), an MLP trunk optional,
+  or `standardise`: (x - mean) / std with frozen buffers set once from the demos (`Encoder.set_normalizer`), so
+  centimetre-scale positions reach the actor (and the OT features) at unit scale; the buffers travel in every
+  checkpoint with the encoder, so loading, evaluation, relabelling and serving see the same inputs.
 - Goal conditioning: `image` -> the goal frame through the same encoder (tiled `frame_stack` times along
   channels so the conv sees the layout it was built for); `onehot` / `sinusoid` / `language` -> a given vector of
   `goal_dim` concatenated as is; `none` -> nothing.
@@ -32,7 +35,9 @@ from torch import Tensor, nn
 
 OBS_MODALITIES = ("pixels", "state")
 GOAL_MODALITIES = ("image", "onehot", "sinusoid", "language", "none")
-STATE_ENCODERS = ("identity", "mlp")
+STATE_ENCODERS = ("identity", "mlp", "standardise")
+STD_FLOOR = 1e-2  # the student's floor (nets/student.py): a constant slot is not blown up
+NORM_CLIP = 10.0
 PIXEL_CHANNELS = 3
 S = TypeVar("S")
 
@@ -195,7 +200,8 @@ def mlp(in_dim: int, hidden: int, layers: int, out_dim: int) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    """Observation -> features. Pixels: conv stack + LayerNorm-Tanh trunk. States: identity or an MLP trunk."""
+    """Observation -> features. Pixels: conv stack + LayerNorm-Tanh trunk. States: identity, an MLP trunk, or
+    standardised (frozen mean/std buffers)."""
 
     def __init__(self, spec: NetworkSpec) -> None:
         super().__init__()
@@ -217,7 +223,25 @@ class Encoder(nn.Module):
         elif spec.state_encoder == "mlp":
             in_dim = spec.obs_shape[0] * spec.frame_stack
             self.trunk = nn.Sequential(nn.Linear(in_dim, spec.feature_dim), nn.LayerNorm(spec.feature_dim), nn.Tanh())
+        elif spec.state_encoder == "standardise":
+            in_dim = spec.obs_shape[0] * spec.frame_stack
+            self.register_buffer("obs_mean", torch.zeros(in_dim))
+            self.register_buffer("obs_std", torch.ones(in_dim))
         self.apply(weight_init)
+
+    @property
+    def standardises(self) -> bool:
+        return self.spec.obs_modality == "state" and self.spec.state_encoder == "standardise"
+
+    def set_normalizer(self, states: Tensor | Any) -> None:
+        """Freeze the standardisation to the mean/std of `states` (N, D) (std floored at STD_FLOOR)."""
+        if not self.standardises:
+            raise ValueError(f"set_normalizer: the encoder is {self.spec.state_encoder!r}, not 'standardise'")
+        x = torch.as_tensor(states, dtype=torch.float32).reshape(-1, self.obs_mean.shape[0])
+        if x.shape[0] < 1 or not bool(torch.isfinite(x).all()):
+            raise ValueError(f"set_normalizer: needs finite (N, {self.obs_mean.shape[0]}) states, got {tuple(x.shape)}")
+        self.obs_mean.copy_(x.mean(0))
+        self.obs_std.copy_(x.std(0, unbiased=False).clamp_min(STD_FLOOR))
 
     def forward(self, obs: Tensor) -> Tensor:
         if self.convnet is not None:
@@ -225,6 +249,8 @@ class Encoder(nn.Module):
             h = self.convnet(x)
             return self.trunk(h.flatten(1))
         x = obs.float()
+        if self.standardises:
+            return torch.clamp((x - self.obs_mean) / self.obs_std, -NORM_CLIP, NORM_CLIP)
         return self.trunk(x) if self.trunk is not None else x
 
 

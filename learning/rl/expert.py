@@ -138,6 +138,11 @@ class ExpertTrainer(OnlineRL):
                 goal = goal_lib.vector_goals(goal_mod, [ts], nc.goal_dim)[tc.task]
             spec = network_spec(nc, ts, pixels, goal_mod, 0 if goal is None or goal_mod == "image" else len(goal))
             agent = ExpertAgent(spec, cfg.agent, device, goal)
+            if agent.nets.encoder.standardises:  # frozen to the demos' states (a resumed run reloads its own)
+                if not demos.get(tc.task):
+                    raise ConfigError("network.state_encoder 'standardise' takes its mean/std from the demos; "
+                                      "train.demos has none for this task")
+                agent.nets.encoder.set_normalizer(np.concatenate([d.state for d in demos[tc.task]]))
             if tc.init_from and not _resume:
                 warm_start(agent, tc.init_from)
             learner = AgentLearner(agent, {tc.task: goal}, cfg, use_demos=True, shared=False)

@@ -62,7 +62,9 @@ class NetworkConfig:
     actor_layers: int = 4
     critic_layers: int = 2
     critic_action_tile: int = 0  # 0 = the authors' rule: 200 for pixels, (obs+goal)//action_dim for states
-    state_encoder: Literal["identity", "mlp"] = "identity"
+    # states: "identity" (authors: raw state), "mlp" (Linear-LayerNorm-Tanh trunk), "standardise" (experts only:
+    # the demos' mean/std, frozen; "encoder" OT features then compare standardised states too)
+    state_encoder: Literal["identity", "mlp", "standardise"] = "identity"
 
     def __post_init__(self) -> None:
         check_choices(self, "network")
@@ -90,6 +92,13 @@ class RewardConfig:
     auto_scale: bool = True  # set the scale so the first episode's return is -scale_factor
     scale_factor: float = 10.0
     scale: float = 1.0  # the scale itself when auto_scale is off
+    # The OT cost between features (rl/ot_rewards.py COSTS): "cosine" (authors), "sqeuclidean" or "euclidean"
+    # (lengths count)
+    cost: Literal["cosine", "sqeuclidean", "euclidean"] = "cosine"
+    # What the cost compares (FEATURE_MAPS): "encoder" (the target encoder's output, authors) or "xarm_relative"
+    # ([ee - achieved, tool, achieved - goal] of the xArm's 10-D state: placement-free)
+    features: Literal["encoder", "xarm_relative"] = "encoder"
+    standardise: bool = False  # divide each feature by the demos' std (centred on their mean) before the cost
 
     def __post_init__(self) -> None:
         check_choices(self, "reward")

@@ -70,6 +70,8 @@ class MultiTaskRLTrainer(OnlineRL):
         if tc.demos and not method.uses_demos:
             raise ConfigError(f"train.method {tc.method!r} learns without demos, but train.demos is "
                               f"{tc.demos!r}; use --method mtrl-demo, or drop --demos")
+        if nc.state_encoder == "standardise":  # its statistics come from one task's demos (rl/expert.py)
+            raise ConfigError("network.state_encoder 'standardise' is for per-task experts; use identity or mlp")
         device = prepare_torch(tc.device, tc.threads, tc.seed)
         for t in tc.tasks:
             registry.entry(t)  # unknown names fail here, before any simulator starts

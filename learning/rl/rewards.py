@@ -61,7 +61,8 @@ class OTReward:
         self.cfg, self.encoder, self.pixels = cfg, encoder, pixels
         self.rewarder = OTRewarder(encoder, [episode_obs(d, pixels) for d in demos], frame_stack, pixels,
                                    cfg.sinkhorn_reg, cfg.sinkhorn_iters, scale=None if cfg.auto_scale else cfg.scale,
-                                   scale_factor=cfg.scale_factor, device=device)
+                                   scale_factor=cfg.scale_factor, device=device, cost=cfg.cost,
+                                   features=cfg.features, standardise=cfg.standardise)
 
     def before_step(self, step: int) -> None:
         if step % self.cfg.target_update_steps == 0:
