@@ -33,8 +33,11 @@ setup:
 demo: setup
 	$(VENV)/bin/polytask demo
 
+# TEST_WORKERS pytest-xdist processes, each taking whole test files (module fixtures are built once); ROS tests
+# reserve their own domain ids, so files never share a graph. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile tests
 
 test-all: setup
 	$(PY) -m pytest -q tests
