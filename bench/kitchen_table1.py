@@ -340,7 +340,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--episodes-per-task", type=int, default=12, help="noisy-teacher episodes per task (280 steps)")
     p.add_argument("--collect-init-noise", type=float, default=0.1, help="arm start noise (rad) when collecting")
     p.add_argument("--steps", type=int, default=8000, help="PolyTask distillation steps")
-    p.add_argument("--dagger-rounds", type=int, default=8, help="student-driven, teacher-labelled rounds (0: none)")
+    p.add_argument("--dagger-rounds", type=int, default=10, help="student-driven, teacher-labelled rounds (0: none)")
     p.add_argument("--dagger-episodes", type=int, default=6, help="episodes per task per DAgger round")
     p.add_argument(
         "--dagger-beta", type=float, default=0.5, help="round 1's chance of the teacher acting (halved each round)"
