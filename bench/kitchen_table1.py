@@ -185,13 +185,12 @@ class KitchenTable:
             return
         start = time.time()
         cfg = self.cfg(self.args.steps)
-        data = self.labelled_data()
-        student = self.student(cfg, data)
         rounds: list[dict[str, Any]] = self.results.setdefault("dagger", [])
-        distiller = None
         if rounds:  # a killed run: the student of the last finished round carries on
             student = load_student_round(self.root, len(rounds) - 1)
         else:
+            data = self.labelled_data()
+            student = self.student(cfg, data)
             distiller, res = distill(
                 data,
                 self.goals,

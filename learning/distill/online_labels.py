@@ -26,6 +26,13 @@ from polytask.learning.policies.rollout import rollout
 from polytask.sim.task import Step, Task
 
 
+def teacher_label(task: Task, step: Step, labels: list[np.ndarray]) -> np.ndarray:
+    """The task's scripted action for `step`, clipped to the action box, appended to `labels`."""
+    clean = np.clip(np.asarray(task.scripted_action(step), np.float32), -1.0, 1.0)
+    labels.append(clean)
+    return clean
+
+
 class LabellingTeacher(ScriptedPolicy):
     """The scripted teacher acting with noise, remembering its clean action at every state it is asked about."""
 
@@ -36,9 +43,11 @@ class LabellingTeacher(ScriptedPolicy):
     def reset(self, step: Step) -> None:
         self.labels = []
 
+    def label(self, step: Step) -> np.ndarray:
+        return teacher_label(self.task, step, self.labels)
+
     def act(self, step: Step) -> np.ndarray:
-        clean = np.clip(np.asarray(self.task.scripted_action(step), np.float32), -1.0, 1.0)
-        self.labels.append(clean)
+        clean = self.label(step)
         noisy = clean + self.rng.normal(0.0, self.noise_std, size=clean.shape).astype(np.float32)
         return np.clip(noisy, -1.0, 1.0) if self.noise_std > 0 else clean
 
@@ -57,9 +66,7 @@ class DaggerPolicy:
         self.student.reset(step)
 
     def label(self, step: Step) -> np.ndarray:
-        clean = np.clip(np.asarray(self.task.scripted_action(step), np.float32), -1.0, 1.0)
-        self.labels.append(clean)
-        return clean
+        return teacher_label(self.task, step, self.labels)
 
     def act(self, step: Step) -> np.ndarray:
         clean = self.label(step)
@@ -89,9 +96,6 @@ def labelled_rollout(task: Task, policy: LabellingTeacher | DaggerPolicy, seed: 
     last = Step(
         state=ep.state[-1], pixels=None, reward=0.0, success=False, terminal=False, truncated=False, goal=task.goal
     )
-    if isinstance(policy, DaggerPolicy):
-        policy.label(last)
-    else:
-        policy.act(last)
+    policy.label(last)
     ep.expert_action = np.stack(policy.labels).astype(np.float32)
     return ep
