@@ -126,6 +126,8 @@ def test_scripted_joystick_records_two_successful_demos(task, tmp_path):
         assert ep.state.shape == (len(ep) + 1, spec.state_dim) == (len(ep) + 1, 10)
         assert ep.pixels.shape == (len(ep) + 1, spec.image_size, spec.image_size, 3)
         assert len(ep) > SUCCESS_TICKS
+        # one placement per episode: the goal stays put, from the first observation (sent after the reset) on
+        assert np.allclose(ep.state[:, 7:10], ep.state[0, 7:10], atol=0.02), ep.state[:3, 7:10]
     # two different initialisations (the driver's reset draws the next seed): the goals differ
     goals = [ep.state[0, 7:10] for ep in episodes]
     assert (
@@ -149,8 +151,6 @@ def _same_layout_as_scripted_and_loads_as_demos(task: str, teleop: list, tmp_pat
     for key in ("state", "pixels", "action"):
         assert getattr(rec, key).shape[1:] == getattr(scripted, key).shape[1:], key
         assert getattr(rec, key).dtype == getattr(scripted, key).dtype, key
-    # the state layout is the task's: the achieved point and the goal decode like the scripted episode's
-    assert np.allclose(rec.state[:, 7:10], rec.state[0, 7:10], atol=0.02)  # the goal stays put during the episode
     demos = load_demos(str(tmp_path / "demos"), [task], 2)
     assert len(demos[task]) == DEMOS
     for pixels in (False, True):

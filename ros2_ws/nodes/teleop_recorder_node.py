@@ -106,6 +106,7 @@ class TeleopRecorderNode(Node):
         self._joy_time = -1e9
         self._prev_buttons: list[int] = []
         self._image: np.ndarray | None = None
+        self._awaiting_first = False  # a reset just finished: nothing recorded until the robot's next observation
         self._image_time = -1e9
         self._state: np.ndarray | None = None
         self._state_time = -1e9
@@ -225,6 +226,10 @@ class TeleopRecorderNode(Node):
             self._reset_future = None
             result = fut.result()
             if result is not None and result.success:
+                # what arrived before the reset shows the previous episode (another placement): the episode's first
+                # observation must be one the robot sent after resetting
+                self._image = self._state = None
+                self._awaiting_first = True
                 self.session.reset_finished(True)
                 self._publish_status()
             else:
@@ -272,11 +277,14 @@ class TeleopRecorderNode(Node):
         action = self._action()
         if self.state == RECORDING:
             obs = self._observation()
-            if obs is None:
+            if obs is None and self._awaiting_first:
+                action = np.zeros(4, dtype=np.float32)  # the first observation after the reset is not in yet: hold
+            elif obs is None:
                 self.counters["skipped_steps"] += 1
                 self._warn("obs", "no fresh image and task state: step not recorded, arm held")
                 action = np.zeros(4, dtype=np.float32)
             else:
+                self._awaiting_first = False
                 self.session.record(obs.frame, obs.state, action, obs.success)
         elif self.state in (RESETTING, SAVING):
             action = np.zeros(4, dtype=np.float32)  # the episode is over or not begun: hold the arm
