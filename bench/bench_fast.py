@@ -163,7 +163,7 @@ def bench_batched(kind: str, k: int, toy: bool, device: str, iters: int) -> dict
         replay = interleaved(
             {
                 "sequential_graph": lambda s: [a._fast.steps[p]() for a, p in zip(graphs, plans)],
-                "batched": lambda s: stacked.step_fn(),
+                "batched": lambda s: stacked.step_fn[True](),
             },
             iters,
             device,

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import fnmatch
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +114,19 @@ class Protocol:
     def done(self, section: str, task: str) -> dict[str, Any] | None:
         return self.results.get(section, {}).get(task)
 
+    def merge(self, mutate: Callable[[dict[str, Any]], Any]) -> Any:
+        """Apply `mutate` to results.json as it is on disk, under a lock, and save: processes given disjoint
+        --tasks may share a root (e.g. one expert stage per core), each adding its rows without dropping others'."""
+        with open(self.root / ".results.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.exists():
+                self.results = json.loads(self.path.read_text())
+            out = mutate(self.results)
+            self.save()
+        return out
+
     def record(self, section: str, task: str, value: dict[str, Any]) -> None:
-        self.results.setdefault(section, {})[task] = value
-        self.save()
+        self.merge(lambda r: r.setdefault(section, {}).__setitem__(task, value))
 
     def expert_dir(self, task: str) -> Path:
         return self.root / "experts" / slug(task)
@@ -265,7 +277,7 @@ class Protocol:
         outcome = run_distillation(self.job(name, lifelong), log=self.log)
         if set(outcome.scores) != set(self.tasks):
             raise RuntimeError(f"{name}: evaluated {sorted(outcome.scores)}, expected {self.tasks}")
-        self.results[name] = {
+        row: dict[str, Any] = {
             "tasks": self.tasks,
             "scores": outcome.scores,
             "effective": outcome.effective_tasks,
@@ -275,9 +287,9 @@ class Protocol:
         }
         if lifelong:
             hist = json.loads((self.root / name / "lifelong" / "polytask" / "history.json").read_text())
-            self.results[name]["effective_per_stage"] = [s["effective"] for s in hist]
-            self.results[name]["parameters_per_stage"] = [s["parameters"] for s in hist]
-        self.save()
+            row["effective_per_stage"] = [s["effective"] for s in hist]
+            row["parameters_per_stage"] = [s["parameters"] for s in hist]
+        self.merge(lambda r: r.__setitem__(name, row))
         self.log(f"{name}: effective tasks {outcome.effective_tasks:.2f} / {len(self.tasks)}")
 
     def multitask(self) -> None:
@@ -313,22 +325,28 @@ class Protocol:
         bars = bar_verdicts(totals, len(self.tasks))
         text = "\n".join(lines) + "\n\n" + "\n".join(f"- {b}" for b in bars) + "\n"
         write_text(self.root / "table.md", text)
-        self.results["report"] = {"effective": totals, "bars": bars, "tasks": self.tasks}
-        self.save()
+        self.merge(lambda r: r.__setitem__("report", {"effective": totals, "bars": bars, "tasks": self.tasks}))
         print(text, flush=True)
 
     def main(self) -> None:
         torch.set_num_threads(1)
-        self.results.setdefault("runs", []).append({"args": vars(self.args), "started": time.strftime("%F %T")})
-        self.save()
+        run = {"args": vars(self.args), "started": time.strftime("%F %T"), "pid": os.getpid()}
+        self.merge(lambda r: r.setdefault("runs", []).append(run))
         for name in STAGES:
             if name in self.args.stages:
                 start = time.time()
                 self.log(f"stage {name} ...")
                 getattr(self, name)()
                 self.log(f"stage {name}: done in {time.time() - start:.0f}s")
-        self.results["runs"][-1]["seconds"] = round(time.time() - self.t0, 1)
-        self.save()
+        seconds = round(time.time() - self.t0, 1)
+        mine = (run["pid"], run["started"])
+
+        def finish(r: dict[str, Any]) -> None:
+            for x in r["runs"]:
+                if (x.get("pid"), x.get("started")) == mine:
+                    x["seconds"] = seconds
+
+        self.merge(finish)
 
 
 def ot_returns(run_dir: Path, k: int = 5) -> dict[str, float]:

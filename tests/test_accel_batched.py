@@ -104,6 +104,33 @@ def test_batched_update_equals_k_separate_updates(pixels, tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
+def test_batched_critic_warm_up_holds_every_actor_until_its_start_step():
+    """With agent.actor_start_step the stacked update trains the critics only before that step (each actor keeps
+    its weights, as a single expert's warm-up does), then the actors too; steps straddling it are refused."""
+    spec, goals = _setup(False)
+    agents = []
+    for k in range(K):
+        torch.manual_seed(k)
+        agents.append(ExpertAgent(spec, AgentConfig(batch_size=16, actor_start_step=2), goal=goals[k]))
+    batched = BatchedExperts(agents, seed=3)
+    actor0 = {n: v.clone() for n, v in batched.params["actor"].items()}
+    critic0 = {n: v.clone() for n, v in batched.params["critic"].items()}
+    rng = np.random.default_rng(0)
+
+    def update(steps):
+        data = [random_batches(spec, 16, rng) for _ in range(K)]
+        return batched.update([b for b, _ in data], [d for _, d in data], steps)
+
+    update(0)
+    update([1, 1, 1])
+    assert all(torch.equal(v, actor0[n]) for n, v in batched.params["actor"].items())
+    assert any(not torch.equal(v, critic0[n]) for n, v in batched.params["critic"].items())
+    with pytest.raises(ValueError, match="straddle"):
+        update([1, 2, 2])
+    update(2)
+    assert all(not torch.equal(v, actor0[n]) for n, v in batched.params["actor"].items())
+
+
 def test_batched_experts_refuse_agents_they_cannot_stack():
     spec, goals = _setup(False)
     agents = _agents(spec, goals)

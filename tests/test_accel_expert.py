@@ -36,9 +36,9 @@ def _spec_goal(pixels: bool) -> tuple[NetworkSpec, np.ndarray]:
     ).astype(np.float32)
 
 
-def _pair(pixels: bool, mode: str) -> tuple[ExpertAgent, ExpertAgent, NetworkSpec]:
+def _pair(pixels: bool, mode: str, **extra) -> tuple[ExpertAgent, ExpertAgent, NetworkSpec]:
     spec, goal = _spec_goal(pixels)
-    cfg = dict(batch_size=16, num_expl_steps=0, stddev_schedule="linear(1.0,0.1,100)")
+    cfg = dict(batch_size=16, num_expl_steps=0, stddev_schedule="linear(1.0,0.1,100)", **extra)
     torch.manual_seed(0)
     eager = ExpertAgent(spec, AgentConfig(**cfg), goal=goal)
     torch.manual_seed(0)
@@ -83,6 +83,38 @@ def test_graph_path_step_equals_the_eager_update_bit_for_bit(pixels):
         for k in m_eager:
             assert m_fast[k] == pytest.approx(m_eager[k], rel=1e-6, abs=1e-7), k
     assert any("bc_loss" not in m for m, _ in metrics) and any("bc_loss" in m for m, _ in metrics)
+
+
+def _weights(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_critic_warm_up_holds_the_actor_until_its_start_step_on_both_paths():
+    """agent.actor_start_step = 6: updates at steps 0-5 train the critic only (the actor keeps its BC weights, its
+    losses are still reported), from step 6 the actor learns too; the graph path does the same bit for bit."""
+    eager, fast, spec = _pair(False, "graph", actor_start_step=6)
+    rng = np.random.default_rng(0)
+    actor0, critic0 = _weights(eager.nets.actor), _weights(eager.nets.critic)
+    for i in range(10):
+        batch, demo = random_batches(spec, 16, rng)
+        state = torch.get_rng_state()
+        m_eager = eager.update(batch, demo, i)
+        torch.set_rng_state(state)
+        m_fast = dict(fast.update(batch, demo, i))
+        assert set(m_fast) == set(m_eager) and {"actor_loss", "bc_loss"} <= set(m_eager)
+        assert m_fast["actor_loss"] == pytest.approx(m_eager["actor_loss"], rel=1e-6, abs=1e-7)
+        if i == 5:  # the last warm-up update
+            assert _same(_weights(eager.nets.actor), actor0) and _same(_weights(fast.nets.actor), actor0)
+            assert not _same(_weights(eager.nets.critic), critic0)
+    assert not _same(_weights(eager.nets.actor), actor0)
+    assert _same(_weights(eager.nets.actor), _weights(fast.nets.actor))
+    assert _same(_weights(eager.nets.critic), _weights(fast.nets.critic))
+    with pytest.raises(ValueError, match="actor_start_step"):
+        AgentConfig(actor_start_step=-1)
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def _rewarder(demo: np.ndarray, **kw: object) -> OTRewarder:
     return OTRewarder(enc, [demo], frame_stack=1, pixels=False, scale=1.0, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("cost,standardise", [("euclidean", False), ("sqeuclidean", True)])
+@pytest.mark.parametrize("cost,standardise", [("euclidean", False), ("sqeuclidean", True), ("saturating", False)])
 def test_relative_features_make_the_same_motion_elsewhere_as_good_as_the_demo(cost: str, standardise: bool):
     demo = _xarm_demo(np.array([0.1, 0.05, 0.0]))
     moved = _xarm_demo(np.array([-0.05, -0.1, 0.0]))  # the same task at another placement
@@ -66,6 +66,28 @@ def test_squared_distance_counts_lengths_where_the_cosine_does_not():
     # the torch path and the POT path agree on the new cost
     r_pot, _, _ = ot_rewards_pot(longer, [demo], cost_kind="sqeuclidean")
     assert np.abs(r_pot - r_sq).max() < 1e-5
+
+
+def test_saturating_cost_is_linear_near_a_match_and_bounded_far_from_one():
+    """d / (d + 5 cm): a 2 mm miss costs twice a 1 mm one, as with the Euclidean distance, but a feature 1 m off
+    (a grain on the floor moves the pour's centroid that far) costs barely more than one 30 cm off."""
+    demo = _xarm_demo(np.array([0.1, 0.05, 0.0]))
+
+    def off(metres: float) -> np.ndarray:
+        ep = demo.copy()
+        ep[:, 4] += metres  # the achieved point off along x (so are ee - achieved and achieved - goal)
+        return ep
+
+    def total(cost: str, ep: np.ndarray) -> float:
+        return float(_rewarder(demo, features="xarm_relative", cost=cost).episode_rewards(ep).sum())
+
+    assert total("saturating", off(0.002)) / total("saturating", off(0.001)) == pytest.approx(2.0, rel=0.05)
+    assert total("euclidean", off(1.0)) / total("euclidean", off(0.3)) == pytest.approx(1.0 / 0.3, rel=0.05)
+    assert 1.0 < total("saturating", off(1.0)) / total("saturating", off(0.3)) < 1.2
+    assert total("saturating", off(1.0)) > -demo.shape[0]  # each step's cost is below 1
+    r_pot, _, _ = ot_rewards_pot(off(0.1), [demo], cost_kind="saturating")
+    r_torch, _, _ = ot_rewards_torch(torch.tensor(off(0.1)), [torch.tensor(demo)], cost_kind="saturating")
+    assert np.abs(r_pot - r_torch).max() < 1e-5
 
 
 def test_plan_of_a_large_cost_is_finite_and_scale_free():

@@ -106,3 +106,23 @@ def demo_eps(root: Path, task: str) -> list:
     eps = EpisodeStore(root / "demos", create=False).episodes(task)
     assert len(eps) == 2 and all(ep.episode_success for ep in eps)
     return eps
+
+
+def test_processes_with_disjoint_tasks_share_one_root(tmp_path):
+    """Two protocol processes on one root (one expert stage per core): each loaded results.json before the other
+    wrote, yet after both record their rows every row is there, and each run's entry keeps its own wall time."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("xarm_protocol", ROOT / "bench" / "xarm_protocol.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    a = bench.Protocol(bench.parse(["--root", str(tmp_path), "--tasks", TASKS[0], "--stages"]))
+    b = bench.Protocol(bench.parse(["--root", str(tmp_path), "--tasks", TASKS[1], "--stages"]))
+    a.main()
+    b.main()  # both runs' entries, though b loaded results.json before a's entry existed
+    a.record("experts", TASKS[0], {"score": 0.5})
+    b.record("experts", TASKS[1], {"score": 0.7})  # b's in-memory copy is stale: the merge reloads it
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["experts"] == {TASKS[0]: {"score": 0.5}, TASKS[1]: {"score": 0.7}}
+    assert [r["args"]["tasks"] for r in saved["runs"]] == [[TASKS[0]], [TASKS[1]]]
+    assert all("seconds" in r for r in saved["runs"])

@@ -238,7 +238,11 @@ class ExpertAgent:
 
         metrics = self.update_critic(obs_f, goal_f, action, reward, discount, next_f, step)
         bc_args = (obs_bc_f, goal_bc_f, act_bc) if use_bc else None
-        metrics.update(self.update_actor(obs_f.detach(), goal_f, bc_args, step))
+        if step >= self.cfg.actor_start_step:
+            metrics.update(self.update_actor(obs_f.detach(), goal_f, bc_args, step))
+        else:  # the critic's warm-up: the actor's losses are reported, the actor is left as it is
+            with torch.no_grad():
+                metrics.update(self.actor_loss(obs_f.detach(), goal_f, bc_args, step)[1])
         soft_update(self.nets.critic, self.critic_target, self.cfg.critic_tau)
         metrics["batch_reward"] = float(reward.mean())
         return metrics

@@ -88,7 +88,7 @@ class BatchedExperts:
         self._stack_optimizer_state()
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.static: dict[str, Tensor] | None = None
-        self.step_fn: Any = None
+        self.step_fn: dict[bool, Callable[[], Tensor]] = {}
         self.use_bc: bool | None = None
         if mode == "graph" and self.device.type == "cuda":
             make_capturable([self.critic_opt, self.actor_opt])
@@ -224,17 +224,19 @@ class BatchedExperts:
                 x["demo_goal"] = shift(self.goal.expand(self.k, nb, *self.goal.shape[2:]), "shift_demo_goal")
         return x
 
-    def _core(self, t: Mapping[str, Tensor]) -> Tensor:
+    def _core(self, t: Mapping[str, Tensor], train_actor: bool = True) -> Tensor:
         p = self._params()
         x = self._augmented(t)
         closs, feats = vmap(self._critic_one, in_dims=(0, 0))(p, x)
         self.critic_opt.zero_grad(set_to_none=True)
         closs.sum().backward()  # experts share nothing: the gradient of the sum is each expert's own
         self.critic_opt.step()
-        aloss, rl, bc = vmap(self._actor_one, in_dims=(0, 0, 0))(p, x, feats)
-        self.actor_opt.zero_grad(set_to_none=True)
-        aloss.sum().backward(inputs=list(self.params["actor"].values()))
-        self.actor_opt.step()
+        with torch.set_grad_enabled(train_actor):  # off: the critic's warm-up (agent.actor_start_step)
+            aloss, rl, bc = vmap(self._actor_one, in_dims=(0, 0, 0))(p, x, feats)
+        if train_actor:
+            self.actor_opt.zero_grad(set_to_none=True)
+            aloss.sum().backward(inputs=list(self.params["actor"].values()))
+            self.actor_opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(
                 list(self.params["critic_target"].values()), list(self.params["critic"].values()), self.cfg.critic_tau
@@ -265,19 +267,27 @@ class BatchedExperts:
             t[key] = torch.zeros(shape, dtype=dtype, device=dev)
         t["std"] = torch.zeros(self.k, dtype=torch.float32, device=dev)
         self.static = t
-        tensors = [
-            *[v for g in GROUPS for v in self.params[g].values()],
-            *[v for g in GROUPS for v in self.buffers[g].values()],
-        ]
+        self.step_fn = {}
 
-        def step() -> Tensor:
-            return self._core(t)
+    def _step_fn(self, train_actor: bool) -> Callable[[], Tensor]:
+        """The update on the static buffers, with or without the actor's step (one capture each in graph mode)."""
+        if train_actor not in self.step_fn:
+            t = self.static
+            assert t is not None
+            tensors = [
+                *[v for g in GROUPS for v in self.params[g].values()],
+                *[v for g in GROUPS for v in self.buffers[g].values()],
+            ]
 
-        self.step_fn = (
-            CapturedStep(step, [_Holder(tensors)], [self.critic_opt, self.actor_opt], dev)
-            if self.mode == "graph"
-            else step
-        )
+            def step() -> Tensor:
+                return self._core(t, train_actor)
+
+            self.step_fn[train_actor] = (
+                CapturedStep(step, [_Holder(tensors)], [self.critic_opt, self.actor_opt], self.device)
+                if self.mode == "graph"
+                else step
+            )
+        return self.step_fn[train_actor]
 
     def update(
         self,
@@ -325,6 +335,10 @@ class BatchedExperts:
             for k, p in enumerate(per):
                 t[key][k].copy_(torch.from_numpy(p[key]))
         ks = [steps] * self.k if isinstance(steps, int) else list(steps)
+        warm = {s >= self.cfg.actor_start_step for s in ks}
+        if len(warm) > 1:
+            raise ValueError(f"batched experts: steps {ks} straddle agent.actor_start_step "
+                             f"{self.cfg.actor_start_step} (the actor would train for some experts only)")
         t["std"].copy_(torch.tensor([self.agents[0].stddev(s) for s in ks], dtype=torch.float32))
         noise = {key: v for key, v in t.items() if key.startswith(("shift_", "eps_"))}
         if draw is None:
@@ -332,7 +346,7 @@ class BatchedExperts:
         else:
             for k in range(self.k):
                 draw(k, {key: v[k] for key, v in noise.items()})
-        return self.step_fn().clone()
+        return self._step_fn(warm.pop())().clone()
 
 
 class _Holder(torch.nn.Module):

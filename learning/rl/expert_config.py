@@ -38,6 +38,10 @@ class AgentConfig:
     bc_lambda: float = 0.25  # λ
     bc_loss: Literal["logprob", "mse"] = "logprob"  # "logprob": -log N(a_e; μ, bc_std) (authors); "mse": ||a_e - μ||²
     bc_std: float = 0.1
+    # The actor's first update happens at this agent step; before it only the critic (and the encoder) learn, so the
+    # randomly initialised critic first learns the BC-pretrained policy's values instead of pulling the actor off
+    # its demos. 0: the authors' (actor and critic from the first update).
+    actor_start_step: int = 0
     # How the update runs (numerically the same update; see learning/rl/fast_update.py): "none" eager,
     # "graph" one CUDA graph per update (on a CPU the same static-buffer step runs uncaptured), "compile"
     # torch.compile of the loss stages.
@@ -47,6 +51,8 @@ class AgentConfig:
         check_choices(self, "agent")
         if not 0.0 <= self.bc_lambda <= 1.0:
             raise ValueError(f"agent.bc_lambda is {self.bc_lambda}, expected a value in [0, 1]")
+        if self.actor_start_step < 0:
+            raise ValueError(f"agent.actor_start_step is {self.actor_start_step}, expected a step >= 0")
         if self.batch_size < 1 or self.update_every_steps < 1 or self.n_step < 0:
             raise ValueError("agent.batch_size and agent.update_every_steps must be >= 1, agent.n_step >= 0")
 
@@ -93,8 +99,8 @@ class RewardConfig:
     scale_factor: float = 10.0
     scale: float = 1.0  # the scale itself when auto_scale is off
     # The OT cost between features (rl/ot_rewards.py COSTS): "cosine" (authors), "sqeuclidean" or "euclidean"
-    # (lengths count)
-    cost: Literal["cosine", "sqeuclidean", "euclidean"] = "cosine"
+    # (lengths count), "saturating" (the Euclidean distance d as d / (d + 5 cm): bounded far from a match)
+    cost: Literal["cosine", "sqeuclidean", "euclidean", "saturating"] = "cosine"
     # What the cost compares (FEATURE_MAPS): "encoder" (the target encoder's output, authors) or "xarm_relative"
     # ([ee - achieved, tool, achieved - goal] of the xArm's 10-D state: placement-free)
     features: Literal["encoder", "xarm_relative"] = "encoder"

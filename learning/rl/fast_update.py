@@ -70,13 +70,16 @@ class Plan:
     batch_goal: bool  # per-sample goals under key `goal` (multi-task batches)
     demo_goal: bool
     shapes: tuple[tuple[str, tuple[int, ...], str], ...]
+    train_actor: bool = True  # False during the critic's warm-up (agent.actor_start_step)
 
     @classmethod
-    def of(cls, agent: ExpertAgent, batch: Mapping[str, np.ndarray], demo: Mapping[str, np.ndarray] | None) -> Plan:
+    def of(cls, agent: ExpertAgent, batch: Mapping[str, np.ndarray], demo: Mapping[str, np.ndarray] | None,
+           step: int = 0) -> Plan:
         use_bc = demo is not None and agent.cfg.bc_regularize and agent.cfg.bc_lambda > 0
         arrays = input_arrays(batch, demo if use_bc else None)
         shapes = tuple((k, tuple(v.shape), str(v.dtype)) for k, v in arrays.items())
-        return cls(use_bc, "goal" in batch, use_bc and "goal" in demo, shapes)  # type: ignore[operator]
+        return cls(use_bc, "goal" in batch, use_bc and "goal" in demo,  # type: ignore[operator]
+                   shapes, step >= agent.cfg.actor_start_step)
 
 
 def input_arrays(batch: Mapping[str, np.ndarray], demo: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
@@ -255,8 +258,12 @@ def update_core(
     critic_fn, actor_fn = stages
     closs, feats = critic_fn(agent, t, plan)
     adam_step(agent.critic_opt, closs)
-    aloss, rl, bc = actor_fn(agent, t, feats, plan)
-    adam_step(agent.actor_opt, aloss, list(agent.nets.actor.parameters()))
+    if plan.train_actor:
+        aloss, rl, bc = actor_fn(agent, t, feats, plan)
+        adam_step(agent.actor_opt, aloss, list(agent.nets.actor.parameters()))
+    else:  # the critic's warm-up: the actor's losses are reported, the actor is left as it is
+        with torch.no_grad():
+            aloss, rl, bc = actor_fn(agent, t, feats, plan)
     soft_update(agent.nets.critic, agent.critic_target, agent.cfg.critic_tau)
     return metric_tensor(closs, feats, bc, aloss, rl, t["std"], t["reward"].mean())
 
@@ -327,7 +334,7 @@ class FastUpdater:
         return t
 
     def update(self, batch: Mapping[str, np.ndarray], demo: Mapping[str, np.ndarray] | None, step: int) -> LazyMetrics:
-        plan = Plan.of(self.agent, batch, demo)
+        plan = Plan.of(self.agent, batch, demo, step)
         if plan not in self.buffers:
             self._prepare(plan)
         t = self.load(plan, batch, demo, self.agent.stddev(step))

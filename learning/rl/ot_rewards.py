@@ -14,7 +14,8 @@ batch. They agree to ~1e-12.
 The cost and the features are declared options (`RewardConfig.cost`, `.features`, `.standardise`; one registry
 each, COSTS and FEATURE_MAPS): the authors' cosine on the target encoder's output is the default. On raw states the
 cosine ignores vector lengths and compares absolute positions, whose goal slots differ between a demo's placement
-and an episode's; `sqeuclidean` and `euclidean` compare lengths, `xarm_relative` maps the xArm's 10-D state to
+and an episode's; `sqeuclidean` and `euclidean` compare lengths (`saturating`, d / (d + 5 cm), is the Euclidean
+distance bounded by 1, like the cosine's range), `xarm_relative` maps the xArm's 10-D state to
 placement-free relative positions, and `standardise` centres every feature on the demos' mean and divides it by
 their std (recomputed whenever the target encoder is). A cost other than the cosine is not bounded by 2, so its
 Sinkhorn plan is computed on the cost scaled so that its largest entry is 2 (exp(-C/reg) stays inside float64,
@@ -56,10 +57,21 @@ def euclidean_cost(x: Tensor, y: Tensor) -> Tensor:
     return sqeuclidean_cost(x, y).clamp_min(0.0).sqrt()
 
 
+SATURATION_M = 0.05  # where the saturating cost is half its bound: a few steps of the arm (2.5 cm each)
+
+
+def saturating_cost(x: Tensor, y: Tensor) -> Tensor:
+    """d / (d + SATURATION_M) of the Euclidean distance d: linear near a match, bounded by 1 far from one, so one
+    far-off feature (a grain spilled to the floor moves a centroid by tens of cm) costs no more than a miss."""
+    d = euclidean_cost(x, y)
+    return d / (d + SATURATION_M)
+
+
 COSTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "cosine": cosine_cost,
     "sqeuclidean": sqeuclidean_cost,
     "euclidean": euclidean_cost,
+    "saturating": saturating_cost,
 }
 
 
