@@ -42,6 +42,9 @@ HOME = np.array([1.35, 0.30, 0.70])  # end-effector position after reset (before
 MAX_STEP_M = 0.025  # the authors' robot rule: a [-1, 1] action moves at most 2.5 cm per step
 SUBSTEPS = 50  # physics steps (2 ms each) per move: 0.1 s, long enough for the weld to follow a 2.5 cm step
 MAX_LAG_M = 0.05  # the commanded target never runs further than this ahead of the real end effector
+# What a reset restores: positions and velocities, and the solver's warm start, controls and mocap target too, so
+# an episode does not depend on the episodes an instance ran before (the same seed, the same episode bit for bit)
+RESET_STATE = mujoco.mjtState.mjSTATE_INTEGRATION
 _DOWN = np.array([0.0, 1.0, 0.0, 0.0])  # mocap orientation: gripper pointing down (gym-xarm's default)
 
 
@@ -122,8 +125,8 @@ class SimArm:
         self._gripper_cmd = -1.0
         self._apply_target()
         mujoco.mj_step(self.model, self.data, nstep=1000)
-        state = np.empty(mujoco.mj_stateSize(self.model, mujoco.mjtState.mjSTATE_PHYSICS))
-        mujoco.mj_getState(self.model, self.data, state, mujoco.mjtState.mjSTATE_PHYSICS)
+        state = np.empty(mujoco.mj_stateSize(self.model, RESET_STATE))
+        mujoco.mj_getState(self.model, self.data, state, RESET_STATE)
         return state
 
     def reset(self, seed: int | None = None, start: np.ndarray | None = None, gripper: float = -1.0,
@@ -133,7 +136,7 @@ class SimArm:
         "object_joint0") to an xyz position (upright, at rest). `seed` is accepted for symmetry with tasks; the
         arm itself has no randomness. Returns the end-effector position."""
         del seed
-        mujoco.mj_setState(self.model, self.data, self._home_state, mujoco.mjtState.mjSTATE_PHYSICS)
+        mujoco.mj_setState(self.model, self.data, self._home_state, RESET_STATE)
         self.data.time = 0.0
         for joint, pos in (objects or {}).items():
             self.place_free_body(joint, pos)
