@@ -23,12 +23,11 @@ Usage (states on a CPU; pixels on a GPU machine, one group of tasks per job, the
 from __future__ import annotations
 
 import argparse
-import csv
-import fcntl
 import fnmatch
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -37,14 +36,13 @@ from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import numpy as np
 import torch
 import yaml
 
 from polytask.learning import goals as G
 from polytask.learning.baselines import demo_datasets, gcbc
 from polytask.learning.config import load_config
-from polytask.learning.data.atomic import write_text
+from polytask.learning.data.atomic import update_json, write_text
 from polytask.learning.data.episodes import EpisodeStore
 from polytask.learning.distill.collect import record_demo
 from polytask.learning.distill.config import DistillConfig
@@ -55,6 +53,9 @@ from polytask.learning.policies.student import StudentPolicy
 from polytask.learning.rl.expert import EXPERT, ExpertTrainer
 from polytask.learning.rl.expert_config import ExpertConfig
 from polytask.learning.rl.loop import EVAL_SEED, latest_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its parts, beside it (also when loaded by path)
+from xarm_protocol_parts import STAGES, bar_verdicts, forwarded_argv, ot_returns, parser
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERT_CONFIG = ROOT / "config" / "expert_xarm_ot.yaml"
@@ -71,7 +72,6 @@ PAPER_ORDER = (
     "xarm/box-open-right",
     "xarm/drawer-close-right",
 )
-STAGES = ("demos", "experts", "bc", "multitask", "lifelong", "report")
 METHODS = ("bc", "expert", "multitask", "lifelong")
 LABELS = {
     "bc": "single-task BC",
@@ -114,16 +114,10 @@ class Protocol:
     def done(self, section: str, task: str) -> dict[str, Any] | None:
         return self.results.get(section, {}).get(task)
 
-    def merge(self, mutate: Callable[[dict[str, Any]], Any]) -> Any:
-        """Apply `mutate` to results.json as it is on disk, under a lock, and save: processes given disjoint
-        --tasks may share a root (e.g. one expert stage per core), each adding its rows without dropping others'."""
-        with open(self.root / ".results.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.path.exists():
-                self.results = json.loads(self.path.read_text())
-            out = mutate(self.results)
-            self.save()
-        return out
+    def merge(self, mutate: Callable[[dict[str, Any]], Any]) -> None:
+        """Apply `mutate` to results.json as it is on disk, under a lock: processes given disjoint --tasks may
+        share a root (one expert stage per core, `--workers`), each adding its rows without dropping others'."""
+        self.results = update_json(self.path, mutate)
 
     def record(self, section: str, task: str, value: dict[str, Any]) -> None:
         self.merge(lambda r: r.setdefault(section, {}).__setitem__(task, value))
@@ -195,6 +189,10 @@ class Protocol:
         return load_config(ExpertConfig, EXPERT_CONFIG, over)
 
     def experts(self) -> None:
+        pending = [t for t in self.tasks if not self.done("experts", t)]
+        if self.args.workers > 1 and len(pending) > 1:
+            self.experts_in_workers(pending)
+            return
         for task in self.tasks:
             if self.done("experts", task):
                 continue
@@ -226,6 +224,23 @@ class Protocol:
                 f"{summary.get('eval_start', {}).get(task)}), OT return first {row['ot_return_first']:.2f} "
                 f"-> last {row['ot_return_last']:.2f}, {row['seconds_this_call']:.0f}s"
             )
+
+    def experts_in_workers(self, pending: list[str]) -> None:
+        """One process per worker, each training its share of the experts (round-robin in the paper's order, so
+        the slow pours land in different shares) into this root; results.json merges their rows."""
+        shares = [pending[i :: self.args.workers] for i in range(min(self.args.workers, len(pending)))]
+        base = [sys.executable, str(Path(__file__).resolve()), *forwarded_argv(self.args)]
+        procs = [subprocess.Popen([*base, "--stages", "experts", "--tasks", *share]) for share in shares]
+        self.log(f"experts in {len(procs)} workers: {' | '.join(' '.join(s) for s in shares)}")
+        try:
+            codes = [p.wait() for p in procs]
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+        if any(codes):
+            raise SystemExit(f"expert workers exited with {codes}; rerun the same command to continue")
+        self.results = json.loads(self.path.read_text())
 
     def bc(self) -> None:
         goals = G.task_goals("onehot", self.tasks, 0)
@@ -349,69 +364,8 @@ class Protocol:
         self.merge(finish)
 
 
-def ot_returns(run_dir: Path, k: int = 5) -> dict[str, float]:
-    """Mean OT return (the reward the expert trains on) of its first and last `k` training episodes, and its
-    success rate over the last quarter of training episodes (with exploration noise)."""
-    with open(run_dir / "train.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    ret = np.array([float(r["train_reward_return"]) for r in rows])
-    succ = np.array([float(r["episode_success"]) for r in rows])
-    q = max(1, len(rows) // 4)
-    return {
-        "ot_return_first": float(ret[:k].mean()),
-        "ot_return_last": float(ret[-k:].mean()),
-        "train_success_last_quarter": float(succ[-q:].mean()),
-        "train_episodes": len(rows),
-    }
-
-
-def bar_verdicts(totals: dict[str, float], n: int) -> list[str]:
-    """The bars: experts >= 7 of 10 (0.7 n), multi-task >= experts - 0.5, lifelong >= 0.9 x multi-task."""
-    out = []
-    if "expert" in totals:
-        out.append(
-            f"experts {totals['expert']:.1f} >= {0.7 * n:.1f}: {'met' if totals['expert'] >= 0.7 * n else 'MISSED'}"
-        )
-    if "expert" in totals and "multitask" in totals:
-        ok = totals["multitask"] >= totals["expert"] - 0.5
-        out.append(
-            f"multi-task {totals['multitask']:.1f} >= experts - 0.5 = {totals['expert'] - 0.5:.1f}: "
-            f"{'met' if ok else 'MISSED'}"
-        )
-    if "multitask" in totals and "lifelong" in totals:
-        ok = totals["lifelong"] >= 0.9 * totals["multitask"]
-        out.append(
-            f"lifelong {totals['lifelong']:.1f} >= 0.9 x multi-task = {0.9 * totals['multitask']:.2f}: "
-            f"{'met' if ok else 'MISSED'}"
-        )
-    return out
-
-
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", default="/tmp/xarm-protocol", help="run root; every stage is cached here")
-    p.add_argument("--tasks", nargs="*", default=["*"], help="patterns over the paper's 10 robot tasks")
-    p.add_argument("--stages", nargs="*", default=list(STAGES), choices=STAGES)
-    p.add_argument("--demos", default="", help="episode store with recorded demos (e.g. teleop); default: scripted")
-    p.add_argument("--num-demos", type=int, default=2, help="demos per task (the paper: up to 2)")
-    p.add_argument("--pixels", action="store_true", help="84x84 camera experts and students (a GPU machine)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--expert-steps", type=int, default=6000, help="agent steps of online RL per expert")
-    p.add_argument("--bc-pretrain-steps", type=int, default=3000, help="the expert's BC pretraining steps")
-    p.add_argument("--expert-hidden", type=int, default=256, help="Table IV: 1024 (the CPU default is 256)")
-    p.add_argument("--expert-batch", type=int, default=0, help="0: Table IV's 256")
-    p.add_argument("--set", nargs="*", default=[], help="further expert config overrides, key=value")
-    p.add_argument("--bc-steps", type=int, default=1500, help="single-task BC gradient steps")
-    p.add_argument("--distill-steps", type=int, default=12000, help="multi-task distillation steps")
-    p.add_argument("--lifelong-steps", type=int, default=1500, help="distillation steps per added task")
-    p.add_argument("--lr", type=float, default=1e-3, help="multi-task / BC student lr (cosine schedule)")
-    p.add_argument("--lifelong-lr", type=float, default=5e-4, help="lifelong student lr (constant)")
-    p.add_argument("--student-hidden", type=int, default=256, help="Table V: 1024")
-    p.add_argument("--student-layers", type=int, default=3)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--eval-episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=1)
-    return p.parse_args(argv)
+    return parser(__doc__).parse_args(argv)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,17 @@ partial write; the temp file carries a `.tmp-` prefix so stores and globs never 
 Two doors onto the one mechanism: `atomic_open` for code that writes through a file object, and `atomic_path`
 for writers that insist on a file name (OpenCV's video and image encoders, matplotlib's `savefig`); the temp name
 keeps the target's suffix, so such writers still pick the format from it. `write_text` and `write_json` are the
-common one-liners.
+common one-liners; `update_json` is the read-modify-write of a JSON file that several processes share.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,3 +85,16 @@ def write_json(path: str | os.PathLike, data: Any, **dump_kwargs: Any) -> Path:
     with atomic_open(path, "w") as fh:
         json.dump(data, fh, **dump_kwargs)
     return Path(path)
+
+
+def update_json(path: str | os.PathLike, mutate: Callable[[Any], Any], empty: Any = None) -> Any:
+    """Read the JSON at `path` (`empty` if absent, default {}), apply `mutate` to it, write it back atomically,
+    all under an exclusive lock on `<path>.lock`: processes that each add their own entries keep each other's.
+    Returns the updated data."""
+    path = Path(path)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else ({} if empty is None else empty)
+        mutate(data)
+        write_json(path, data, indent=1, default=float)
+    return data
