@@ -14,8 +14,9 @@ Stages (cached in --root, so a killed run continues; an expert run resumes from 
   lifelong   the same job with `lifelong=True`: one stage per task, the student never grows
   report     <root>/table.md (markdown rows) and <root>/results.json
 
-Usage (states on a CPU; pixels on a GPU machine, one group of tasks per job, then the rest):
-  .venv/bin/python bench/xarm_protocol.py --root /tmp/xarm-protocol
+Usage (states on a CPU, the experts in one process per core; pixels on a GPU machine, one group of tasks per job,
+then the rest):
+  .venv/bin/python bench/xarm_protocol.py --root /tmp/xarm-protocol --workers 2
   .venv/bin/python bench/xarm_protocol.py --root R --pixels --device cuda --tasks 'xarm/peg-*' --stages demos experts
   .venv/bin/python bench/xarm_protocol.py --root R --pixels --device cuda --stages bc multitask lifelong report
 """
@@ -107,9 +108,6 @@ class Protocol:
     # --- bookkeeping -------------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
         print(f"[xarm-protocol {time.strftime('%H:%M:%S')} +{time.time() - self.t0:.0f}s] {msg}", flush=True)
-
-    def save(self) -> None:
-        write_text(self.path, json.dumps(self.results, indent=1, default=float))
 
     def done(self, section: str, task: str) -> dict[str, Any] | None:
         return self.results.get(section, {}).get(task)

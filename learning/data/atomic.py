@@ -87,14 +87,14 @@ def write_json(path: str | os.PathLike, data: Any, **dump_kwargs: Any) -> Path:
     return Path(path)
 
 
-def update_json(path: str | os.PathLike, mutate: Callable[[Any], Any], empty: Any = None) -> Any:
-    """Read the JSON at `path` (`empty` if absent, default {}), apply `mutate` to it, write it back atomically,
-    all under an exclusive lock on `<path>.lock`: processes that each add their own entries keep each other's.
-    Returns the updated data."""
+def update_json(path: str | os.PathLike, mutate: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Read the JSON object at `path` ({} if absent), apply `mutate` to it, write it back atomically, all under an
+    exclusive lock on `<path>.lock`: processes that each add their own entries keep each other's. Returns the
+    updated object."""
     path = Path(path)
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        data = json.loads(path.read_text()) if path.exists() else ({} if empty is None else empty)
+        data = json.loads(path.read_text()) if path.exists() else {}
         mutate(data)
         write_json(path, data, indent=1, default=float)
     return data
